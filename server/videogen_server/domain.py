@@ -1,0 +1,152 @@
+"""The service's own vocabulary: videos, their states and requests. No gRPC and no HTTP here."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class VideoStatus(enum.StrEnum):
+    """Normalized lifecycle state (the proto's VideoStatus without the prefix)."""
+
+    # Our own state between recording an idempotency key and Runway's answer to the create.
+    CREATING = "CREATING"
+    QUEUED = "QUEUED"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({VideoStatus.COMPLETED, VideoStatus.FAILED, VideoStatus.CANCELLED})
+
+
+class GenerationMode(enum.StrEnum):
+    TEXT_TO_VIDEO = "TEXT_TO_VIDEO"
+    IMAGE_TO_VIDEO = "IMAGE_TO_VIDEO"
+    VIDEO_TO_VIDEO = "VIDEO_TO_VIDEO"
+
+
+# Runway's task status words.
+UPSTREAM_STATUS_MAP: dict[str, VideoStatus] = {
+    "PENDING": VideoStatus.QUEUED,
+    "THROTTLED": VideoStatus.QUEUED,
+    "RUNNING": VideoStatus.IN_PROGRESS,
+    "SUCCEEDED": VideoStatus.COMPLETED,
+    "FAILED": VideoStatus.FAILED,
+    "CANCELLED": VideoStatus.CANCELLED,
+}
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    uri: str
+    tag: str = ""
+
+
+@dataclass(frozen=True)
+class GenerateSpec:
+    """A normalized Generate request, independent of the wire format it came in."""
+
+    model: str
+    prompt: str = ""
+    input_reference: str = ""
+    seconds: int | None = None
+    size: str = ""
+    seed: int | None = None
+    audio: bool | None = None
+    video_uri: str = ""
+    references: tuple[MediaRef, ...] = ()
+    reference_images: tuple[MediaRef, ...] = ()
+    public_figure_threshold: str = ""
+    provider_options: dict[str, Any] = field(default_factory=dict)
+    request_id: str = ""
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """Everything that defines the request, minus the idempotency key itself."""
+        data = dataclasses.asdict(self)
+        data.pop("request_id")
+        return data
+
+
+@dataclass(frozen=True)
+class UpstreamRequest:
+    """What the catalog decided to send to Runway for a GenerateSpec."""
+
+    mode: GenerationMode
+    path: str  # e.g. "/v1/text_to_video"
+    body: dict[str, Any]
+    seconds: int | None  # the duration sent (None: the output follows the input video)
+    size: str  # the normalized WxH ("" when the model takes no ratio)
+
+
+@dataclass(frozen=True)
+class UpstreamTask:
+    """A Runway task as read from GET /v1/tasks/{id}, in our terms."""
+
+    id: str
+    status: str  # Runway's word, verbatim
+    progress: float | None = None  # 0..1
+    outputs: tuple[str, ...] = ()  # signed URLs: never leave the server
+    failure: str = ""
+    failure_code: str = ""
+    cost_credits: float | None = None
+    estimated_credits: float | None = None
+    created_at: datetime | None = None
+
+    @property
+    def video_status(self) -> VideoStatus:
+        # An unknown word from a newer API version is treated as still running, not as a failure.
+        return UPSTREAM_STATUS_MAP.get(self.status, VideoStatus.IN_PROGRESS)
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    index: int
+    content_type: str = ""
+    size_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """The service's durable record of one video (see design §2, "The job record")."""
+
+    id: str
+    owner: str
+    mode: GenerationMode
+    model: str
+    prompt: str
+    seconds: int | None
+    size: str
+    status: VideoStatus
+    create_time: datetime
+    update_time: datetime
+    request_id: str = ""
+    fingerprint: str = ""
+    upstream_id: str = ""
+    upstream_status: str = ""
+    progress: int = 0  # percent
+    outputs: tuple[OutputInfo, ...] = ()
+    error_code: str = ""
+    error_message: str = ""
+    complete_time: datetime | None = None
+    expire_time: datetime | None = None
+    cost_credits: float | None = None
+    estimated_credits: float | None = None
+
+    def replace(self, **changes: Any) -> VideoRecord:
+        return dataclasses.replace(self, **changes)
+
+
+def is_retryable_failure(code: str) -> bool:
+    """Whether a Runway failureCode suggests the same request might succeed when submitted again."""
+    return not code.startswith(
+        ("SAFETY.", "INPUT_PREPROCESSING.SAFETY", "ASSET.", "THIRD_PARTY.INPUT_VALIDATION")
+    )

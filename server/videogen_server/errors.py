@@ -1,0 +1,158 @@
+"""Domain errors. Raised by the catalog, the Runway adapter, the store and the use cases; the gRPC layer
+(api/status.py) maps each class to one status code with google.rpc details. No gRPC here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str  # the request field, in the proto's snake_case (e.g. "seconds", "references[0].uri")
+    description: str
+
+
+class VideogenError(Exception):
+    """Base class. `reason` becomes ErrorInfo.reason (UPPER_SNAKE, stable)."""
+
+    reason = "INTERNAL"
+
+    def __init__(self, message: str, *, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata = metadata or {}
+
+
+class InvalidArgument(VideogenError):
+    """The caller's request is invalid (our validation or Runway's 400 validation)."""
+
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(
+        self,
+        message: str,
+        violations: list[FieldViolation],
+        *,
+        reason: str = "INVALID_ARGUMENT",
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, metadata=metadata)
+        self.violations = violations
+        self.reason = reason
+
+
+class NotFound(VideogenError):
+    reason = "VIDEO_NOT_FOUND"
+
+    def __init__(self, resource_name: str, message: str = "") -> None:
+        super().__init__(message or f"video {resource_name!r} not found", metadata={"id": resource_name})
+        self.resource_name = resource_name
+
+
+class AlreadyExists(VideogenError):
+    reason = "REQUEST_ID_REUSED"
+
+
+class FailedPrecondition(VideogenError):
+    reason = "FAILED_PRECONDITION"
+
+    def __init__(self, message: str, *, reason: str, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message, metadata=metadata)
+        self.reason = reason
+
+
+class OutOfRange(VideogenError):
+    reason = "OFFSET_OUT_OF_RANGE"
+
+
+class Unauthenticated(VideogenError):
+    reason = "UNAUTHENTICATED"
+
+
+class ResourceExhausted(VideogenError):
+    reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(
+        self, message: str, *, reason: str = "RESOURCE_EXHAUSTED", retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class DeadlineExceeded(VideogenError):
+    reason = "DEADLINE_EXCEEDED"
+
+
+# --- Upstream (Runway) failures -------------------------------------------------------------------
+
+
+class UpstreamError(VideogenError):
+    """Base of everything that went wrong talking to Runway."""
+
+    reason = "UPSTREAM_ERROR"
+
+
+class UpstreamUnavailable(UpstreamError):
+    """Runway is unreachable, overloaded (5xx) or over our daily cap (429). Retryable by the caller."""
+
+    reason = "UPSTREAM_UNAVAILABLE"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "UPSTREAM_UNAVAILABLE",
+        retry_after: float | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        meta = {"http_status": str(http_status)} if http_status is not None else {}
+        super().__init__(message, metadata=meta)
+        self.reason = reason
+        self.retry_after = retry_after
+        self.http_status = http_status
+
+
+class UpstreamOutcomeUnknown(UpstreamUnavailable):
+    """A paid create was sent and no answer came back (5xx, timeout, reset after sending).
+    Runway may or may not have started the task; it is never retried automatically."""
+
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message, reason="UPSTREAM_OUTCOME_UNKNOWN", http_status=http_status)
+
+
+class UpstreamRejected(InvalidArgument):
+    """Runway answered 400 with a validation error: the request (the caller's input) is invalid."""
+
+    def __init__(self, message: str, violations: list[FieldViolation]) -> None:
+        super().__init__(message, violations, reason="UPSTREAM_REJECTED")
+
+
+class UpstreamCredits(UpstreamError):
+    """Runway answered 400 "not enough credits": our account's problem, not the caller's input."""
+
+    reason = "UPSTREAM_INSUFFICIENT_CREDITS"
+
+
+class UpstreamAuth(UpstreamError):
+    """Runway answered 401/403: the service's API key is bad. Never blamed on the caller."""
+
+    reason = "UPSTREAM_AUTH_FAILED"
+
+
+class UpstreamNotFound(UpstreamError):
+    """Runway answered 404 for a task (unknown, deleted or cancelled)."""
+
+    reason = "UPSTREAM_TASK_NOT_FOUND"
+
+
+class OutputExpired(UpstreamError):
+    """The signed output URL no longer works (403/404/410): re-read the task for a fresh one."""
+
+    reason = "UPSTREAM_OUTPUT_EXPIRED"
+
+
+class UpstreamProtocolError(UpstreamError):
+    """Runway's answer could not be understood (malformed JSON, unexpected shape)."""
+
+    reason = "UPSTREAM_BAD_RESPONSE"
