@@ -1,0 +1,81 @@
+"""The job record store interface (design §2 "The job record", "Idempotency"; §6 "Scale").
+
+The embedded default is `SqliteVideoStore` (store/sqlite.py). A shared store for several replicas (Redis is
+the natural fit) implements the same protocol; each method's docstring says which atomicity it needs, so
+that an implementation for another engine knows what it must guarantee *across processes*, not only
+within one event loop.
+
+Every method is safe to call concurrently from many tasks. A method that returns has made its effect
+durable (it survives a crash of this process). Cancelling the awaiting task does not undo a write that
+already reached the engine: callers must treat a cancelled `claim` as "maybe claimed".
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from videogen_server.domain import VideoRecord
+
+
+@runtime_checkable
+class VideoStore(Protocol):
+    async def open(self) -> None:
+        """Connect, and create or migrate the schema. Call once before any other method."""
+
+    async def close(self) -> None:
+        """Wait for the calls in flight, then release the connection. Later calls raise RuntimeError."""
+
+    async def get(self, video_id: str) -> VideoRecord | None:
+        """The stored record, or None for an unknown id.
+
+        Needs: a read of one committed value (never a torn or half-written record). May be served from a
+        cache for terminal records, which never change except for output metadata.
+        """
+
+    async def claim(self, record: VideoRecord) -> tuple[VideoRecord, bool]:
+        """Record a new video and its idempotency key, *before* the upstream create.
+
+        With ``record.request_id != ""``: atomically insert `record` unless the key
+        ``(record.owner, record.request_id)`` is already taken. Returns ``(stored, inserted)``: the record
+        already stored for that key and False, or `record` itself and True. Exactly one of any number of
+        concurrent callers with the same key (in any process sharing the store) gets True.
+        Redis: ``SET key:{owner}:{request_id} <id> NX`` and the record written in one MULTI/Lua script;
+        on a lost race, read the winner's record.
+
+        With ``record.request_id == ""``: a plain insert; returns ``(record, True)``.
+
+        The key is scoped by owner: the same request_id from two callers makes two videos.
+        A record whose `id` already exists (a bug: ids are fresh UUIDs) raises ValueError.
+        """
+        ...
+
+    async def save(self, record: VideoRecord) -> VideoRecord:
+        """Persist a new state of an existing video; returns what is stored now.
+
+        A stored terminal state (COMPLETED/FAILED/CANCELLED) is final: when the stored record is terminal
+        and `record` has another status, nothing is written and the stored record is returned. With the
+        same terminal status only metadata is merged in: outputs (per index, known content type / size
+        are filled, never erased), expire_time, credits, upstream_status and update_time; the
+        error and complete_time stay as first recorded.
+        Non-terminal states are last-writer-wins.
+
+        Needs: an atomic read-check-write of one record (Redis: WATCH/MULTI or a Lua script), so that a
+        concurrent `save` of a terminal state is never overwritten by a stale non-terminal one.
+        Unknown id: KeyError. Changing `owner` or `request_id` of a stored video: ValueError.
+        """
+        ...
+
+    async def delete(self, video_id: str) -> None:
+        """Forget a video whose create definitely failed, freeing its request_id for a retry.
+
+        Removes the record and its idempotency key together (atomically: a concurrent `claim` with that
+        key sees either both or neither). Unknown id: no-op.
+        """
+
+    async def list_unfinished(self) -> list[VideoRecord]:
+        """Every record not in a terminal state (CREATING included), oldest create_time first.
+
+        Used after a restart to resume pollers and to reconcile CREATING records whose upstream create
+        may or may not have happened. Needs: a consistent scan; it may miss records created concurrently.
+        """
+        ...

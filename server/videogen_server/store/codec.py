@@ -1,0 +1,84 @@
+"""VideoRecord <-> JSON text, the `data` column of the store (and a Redis value, later).
+
+Format decisions:
+- datetimes are ISO-8601 in UTC (``2025-01-02T03:04:05.123456+00:00``) and come back as aware UTC
+  datetimes (the same instant, so they compare equal). A naive datetime is taken to be UTC: the service
+  uses UTC throughout.
+- enums are stored by value, ``outputs`` as a list of objects.
+- decoding ignores keys it does not know (a record written by a newer version) and gives missing keys
+  their dataclass defaults (a record written by an older version), so adding a field needs no migration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from videogen_server.domain import GenerationMode, OutputInfo, VideoRecord, VideoStatus
+
+_DATETIME_FIELDS = frozenset({"create_time", "update_time", "complete_time", "expire_time"})
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(VideoRecord))
+
+
+def format_time(value: datetime) -> str:
+    """ISO-8601 in UTC; a naive datetime is taken to be UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat()
+
+
+def parse_time(text: str) -> datetime:
+    """The inverse of format_time: always an aware datetime."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def record_to_dict(record: VideoRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if f.name in _DATETIME_FIELDS:
+            out[f.name] = None if value is None else format_time(value)
+        elif f.name == "outputs":
+            out[f.name] = [
+                {"index": o.index, "content_type": o.content_type, "size_bytes": o.size_bytes} for o in value
+            ]
+        elif isinstance(value, GenerationMode | VideoStatus):
+            out[f.name] = value.value
+        else:
+            out[f.name] = value
+    return out
+
+
+def record_from_dict(data: dict[str, Any]) -> VideoRecord:
+    kwargs: dict[str, Any] = {k: v for k, v in data.items() if k in _FIELD_NAMES}
+    for name in _DATETIME_FIELDS & kwargs.keys():
+        if kwargs[name] is not None:
+            kwargs[name] = parse_time(kwargs[name])
+    kwargs["mode"] = GenerationMode(kwargs["mode"])
+    kwargs["status"] = VideoStatus(kwargs["status"])
+    if "outputs" in kwargs:
+        kwargs["outputs"] = tuple(
+            OutputInfo(
+                index=int(o["index"]),
+                content_type=o.get("content_type", ""),
+                size_bytes=o.get("size_bytes"),
+            )
+            for o in kwargs["outputs"]
+        )
+    return VideoRecord(**kwargs)
+
+
+def encode_record(record: VideoRecord) -> str:
+    return json.dumps(record_to_dict(record), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def decode_record(text: str) -> VideoRecord:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("a stored video record must be a JSON object")
+    return record_from_dict(data)

@@ -1,0 +1,340 @@
+"""The embedded job record store: one SQLite file, stdlib only.
+
+Threading: all SQLite work runs on ONE dedicated worker thread (a single-thread executor that owns the one
+connection), awaited with ``loop.run_in_executor``: the event loop never blocks on disk. The worker runs
+the calls one at a time in submission order, which makes every method atomic with respect to the other
+calls of this process; each write is also one ``BEGIN IMMEDIATE`` transaction (and `claim` relies on a
+UNIQUE index, not on a read-then-write), so several processes sharing the file stay correct too.
+
+Durability: WAL journal and ``synchronous=NORMAL``; every method commits before it returns. A killed
+process (``kill -9`` at any point) loses nothing that was committed and never leaves a corrupt file. With
+NORMAL, a power loss or OS crash may lose the last few commits (never corrupts the database); use
+``synchronous=FULL`` if that matters more than write latency.
+
+Cache: terminal records are kept in a bounded in-memory map so that `get` of a finished video costs no
+thread hop. The map is written only on the worker thread, in the same order as the database, and read
+lock-free from the loop (single dict operations are atomic). Another process sharing the file can only
+change output metadata of a terminal record (a terminal state is final), so a stale entry there can only
+lack metadata it filled in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Final, TypeVar
+
+from videogen_server.domain import OutputInfo, VideoRecord, VideoStatus
+from videogen_server.store.codec import decode_record, encode_record, format_time
+
+__all__ = ["DB_FILENAME", "SCHEMA_VERSION", "SqliteVideoStore", "merge_terminal"]
+
+T = TypeVar("T")
+
+DB_FILENAME: Final = "videogen.sqlite3"
+SCHEMA_VERSION: Final = 1
+_BUSY_TIMEOUT_S: Final = 10.0  # another process holding the write lock: wait this long, then fail
+_CACHE_MAX: Final = 10_000
+
+_TERMINAL_SQL: Final = "('COMPLETED', 'FAILED', 'CANCELLED')"
+# Each entry migrates from user_version == index to index + 1.
+_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        """
+        CREATE TABLE IF NOT EXISTS videos (
+            id         TEXT PRIMARY KEY NOT NULL,
+            owner      TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            status     TEXT NOT NULL,
+            updated_at TEXT NOT NULL,  -- ISO-8601 UTC, = data.update_time
+            data       TEXT NOT NULL   -- the full record as JSON (store/codec.py)
+        )
+        """,
+        # The idempotency key: one video per (owner, request_id); an empty request_id is no key.
+        """
+        CREATE UNIQUE INDEX IF NOT EXISTS videos_request_key
+            ON videos (owner, request_id) WHERE request_id != ''
+        """,
+        # list_unfinished() reads only this small part of the table.
+        f"CREATE INDEX IF NOT EXISTS videos_unfinished ON videos (status)"
+        f" WHERE status NOT IN {_TERMINAL_SQL}",
+    ),
+)
+assert len(_MIGRATIONS) == SCHEMA_VERSION
+
+
+def merge_terminal(stored: VideoRecord, new: VideoRecord) -> VideoRecord:
+    """What `save(new)` stores over a terminal `stored` record (see VideoStore.save)."""
+    if new.status != stored.status:
+        return stored
+    outputs = {o.index: o for o in stored.outputs}
+    for o in new.outputs:
+        old = outputs.get(o.index)
+        if old is None:
+            outputs[o.index] = o
+        else:
+            outputs[o.index] = OutputInfo(
+                index=o.index,
+                content_type=o.content_type or old.content_type,
+                size_bytes=o.size_bytes if o.size_bytes is not None else old.size_bytes,
+            )
+    return stored.replace(
+        outputs=tuple(outputs[i] for i in sorted(outputs)),
+        expire_time=new.expire_time or stored.expire_time,
+        cost_credits=new.cost_credits if new.cost_credits is not None else stored.cost_credits,
+        estimated_credits=(
+            new.estimated_credits if new.estimated_credits is not None else stored.estimated_credits
+        ),
+        upstream_status=new.upstream_status or stored.upstream_status,
+        update_time=max(stored.update_time, new.update_time),
+    )
+
+
+class SqliteVideoStore:
+    """VideoStore on one SQLite file. See the module docstring for threading and durability."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = os.fspath(path)
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None  # touched only on the worker thread
+        self._closed = False
+        self._cache: dict[str, VideoRecord] = {}  # terminal records; written only on the worker thread
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    async def __aenter__(self) -> SqliteVideoStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the video store is closed")
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videogen-store")
+        try:
+            await self._run(self._open_sync)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        # Queued behind the calls already submitted, so those finish first.
+        await asyncio.get_running_loop().run_in_executor(executor, self._close_sync)
+        executor.shutdown(wait=False)  # the worker is idle now and exits at once
+
+    # -- VideoStore ------------------------------------------------------------------------------------
+
+    async def get(self, video_id: str) -> VideoRecord | None:
+        self._check_open()
+        cached = self._cache.get(video_id)
+        if cached is not None:
+            return cached
+        return await self._run(self._get_sync, video_id)
+
+    async def claim(self, record: VideoRecord) -> tuple[VideoRecord, bool]:
+        return await self._run(self._claim_sync, record)
+
+    async def save(self, record: VideoRecord) -> VideoRecord:
+        return await self._run(self._save_sync, record)
+
+    async def delete(self, video_id: str) -> None:
+        await self._run(self._delete_sync, video_id)
+
+    async def list_unfinished(self) -> list[VideoRecord]:
+        return await self._run(self._list_unfinished_sync)
+
+    # -- plumbing (event loop side) --------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._executor is None:
+            raise RuntimeError(
+                "the video store is closed" if self._closed else "the video store is not open (await open())"
+            )
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        self._check_open()
+        assert self._executor is not None
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- worker thread only ----------------------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the video store is not open")
+        return self._conn
+
+    def _open_sync(self) -> None:
+        # isolation_level=None: no implicit transactions; we issue BEGIN IMMEDIATE / COMMIT ourselves.
+        conn = sqlite3.connect(
+            self._path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise RuntimeError(f"cannot put {self._path} in WAL mode (got {mode!r})")
+            # Safe against process crashes; power loss may lose the last commits (see module docstring).
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._conn = conn
+            self._migrate_sync()
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
+
+    def _migrate_sync(self) -> None:
+        conn = self._db()
+        with self._transaction():
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self._path} has schema version {version}, newer than this server's {SCHEMA_VERSION}"
+                )
+            for step in _MIGRATIONS[version:]:
+                for statement in step:
+                    conn.execute(statement)
+            if version != SCHEMA_VERSION:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _close_sync(self) -> None:
+        conn, self._conn = self._conn, None
+        self._cache.clear()
+        if conn is not None:
+            conn.close()
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db())
+
+    def _remember(self, record: VideoRecord) -> None:
+        if not record.status.terminal:
+            self._cache.pop(record.id, None)
+            return
+        self._cache[record.id] = record
+        while len(self._cache) > _CACHE_MAX:
+            del self._cache[next(iter(self._cache))]  # the oldest entry
+
+    def _select_sync(self, video_id: str) -> VideoRecord | None:
+        row = self._db().execute("SELECT data FROM videos WHERE id = ?", (video_id,)).fetchone()
+        return None if row is None else decode_record(row[0])
+
+    def _get_sync(self, video_id: str) -> VideoRecord | None:
+        record = self._select_sync(video_id)
+        if record is not None and record.status.terminal:
+            self._remember(record)
+        return record
+
+    def _insert_sql(self, or_ignore: bool) -> str:
+        return (
+            "INSERT INTO videos (id, owner, request_id, status, updated_at, data) VALUES (?, ?, ?, ?, ?, ?)"
+            + (" ON CONFLICT DO NOTHING" if or_ignore else "")
+        )
+
+    @staticmethod
+    def _row(record: VideoRecord) -> tuple[str, str, str, str, str, str]:
+        return (
+            record.id,
+            record.owner,
+            record.request_id,
+            record.status.value,
+            format_time(record.update_time),
+            encode_record(record),
+        )
+
+    def _claim_sync(self, record: VideoRecord) -> tuple[VideoRecord, bool]:
+        conn = self._db()
+        with self._transaction():
+            if not record.request_id:
+                try:
+                    conn.execute(self._insert_sql(or_ignore=False), self._row(record))
+                except sqlite3.IntegrityError as e:
+                    raise ValueError(f"video id {record.id!r} already exists") from e
+                inserted, stored = True, record
+            else:
+                # DO NOTHING on any uniqueness conflict; the SELECT then tells a taken key from a taken id.
+                cur = conn.execute(self._insert_sql(or_ignore=True), self._row(record))
+                inserted = cur.rowcount == 1
+                if inserted:
+                    stored = record
+                else:
+                    row = conn.execute(
+                        "SELECT data FROM videos WHERE owner = ? AND request_id = ?",
+                        (record.owner, record.request_id),
+                    ).fetchone()
+                    if row is None:
+                        raise ValueError(f"video id {record.id!r} already exists")
+                    stored = decode_record(row[0])
+        if stored.status.terminal:
+            self._remember(stored)
+        return stored, inserted
+
+    def _save_sync(self, record: VideoRecord) -> VideoRecord:
+        conn = self._db()
+        with self._transaction():
+            stored = self._select_sync(record.id)
+            if stored is None:
+                raise KeyError(record.id)
+            if (stored.owner, stored.request_id) != (record.owner, record.request_id):
+                raise ValueError(f"video {record.id!r}: owner and request_id cannot change")
+            new = merge_terminal(stored, record) if stored.status.terminal else record
+            if new != stored:
+                _, _, _, status, updated_at, data = self._row(new)
+                conn.execute(
+                    "UPDATE videos SET status = ?, updated_at = ?, data = ? WHERE id = ?",
+                    (status, updated_at, data, new.id),
+                )
+        self._remember(new)
+        return new
+
+    def _delete_sync(self, video_id: str) -> None:
+        with self._transaction():
+            self._db().execute("DELETE FROM videos WHERE id = ?", (video_id,))
+        self._cache.pop(video_id, None)
+
+    def _list_unfinished_sync(self) -> list[VideoRecord]:
+        # No ORDER BY: SQLite would then scan the whole table instead of the small partial index.
+        rows = (
+            self._db()
+            .execute(f"SELECT rowid, data FROM videos WHERE status NOT IN {_TERMINAL_SQL}")
+            .fetchall()
+        )
+        records = [(decode_record(data), rowid) for rowid, data in rows]
+        records.sort(key=lambda r: (r[0].create_time, r[1]))
+        return [record for record, _ in records]
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE (take the write lock up front: no deadlock-prone lock upgrade) ... COMMIT/ROLLBACK."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self._conn.execute("COMMIT")
+        elif self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+
+# Keep the terminal set here in sync with the domain's.
+assert {s.value for s in VideoStatus if s.terminal} == {"COMPLETED", "FAILED", "CANCELLED"}
