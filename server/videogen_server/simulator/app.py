@@ -1,0 +1,298 @@
+"""aiohttp routes of the simulator: Runway's /v1 API, signed output URLs, and /_sim admin routes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+
+from .config import SimulatorConfig
+from .faults import Fault, FaultPlan
+from .media import OutputMedia, RangeNotSatisfiable, parse_range
+from .models import ENDPOINTS, MODELS, CreateRejected, Endpoint, validate_create
+from .signing import UrlSigner
+from .tasks import Task, TaskStore
+from .validation import DOC_URL
+
+API_VERSION: Final = "2024-11-06"
+NOT_ENOUGH_CREDITS: Final = "You do not have enough credits to run this task."
+CHUNK: Final = 256 * 1024
+_UUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_STATUS_TEXT: Final = {
+    401: "Invalid API key or API key not provided.",
+    403: "You do not have permission to access this resource.",
+    404: "Not found.",
+    429: "You have exceeded the rate limit for this model. Please try again later.",
+    500: "An internal error occurred.",
+    502: "Bad gateway.",
+    503: "The service is temporarily unavailable. Please try again later.",
+    504: "Gateway timeout.",
+}
+
+
+@dataclass
+class State:
+    """Everything the handlers share; owned by ``RunwaySimulator``."""
+
+    api_key: str
+    store: TaskStore
+    faults: FaultPlan
+    signer: UrlSigner
+    request_counts: Counter[tuple[str, str]]
+
+    @property
+    def config(self) -> SimulatorConfig:
+        return self.store.config
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+class _Dropped(Exception):
+    """Raised after the connection was closed on purpose; the middleware turns it into no response."""
+
+
+def _drop(request: web.Request) -> _Dropped:
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+    return _Dropped()
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except _Dropped:
+        raise asyncio.CancelledError from None
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.content_type != "application/json":
+            return _error(exc.status, exc.reason, docUrl=DOC_URL)
+        raise
+
+
+class Handlers:
+    def __init__(self, state: State) -> None:
+        self.s = state
+
+    # --- shared prologue: faults, then auth and version -------------------------------------------
+
+    async def _begin(self, request: web.Request, route: str) -> tuple[Fault | None, web.Response | None]:
+        fault = self.s.faults.take(route)
+        if fault is not None:
+            if fault.kind == "slow":
+                await asyncio.sleep(fault.delay)
+                fault = None
+            elif fault.kind == "status":
+                return None, self._status_fault(fault)
+            elif fault.kind == "reset":
+                await request.read()
+                raise _drop(request)
+            elif fault.kind == "expired_url":
+                return None, _error(403, "Request has expired")
+        if route != "output":
+            if request.headers.get("Authorization", "") != f"Bearer {self.s.api_key}":
+                return fault, _error(401, _STATUS_TEXT[401])
+            version = request.headers.get("X-Runway-Version")
+            if version != API_VERSION:
+                what = "Missing" if version is None else "Invalid"
+                return fault, _error(
+                    400, f"{what} X-Runway-Version header: expected {API_VERSION}.", docUrl=DOC_URL
+                )
+        return fault, None
+
+    @staticmethod
+    def _status_fault(fault: Fault) -> web.Response:
+        response = _error(fault.status, fault.message or _STATUS_TEXT.get(fault.status, "Injected fault."))
+        if fault.retry_after is not None:
+            ra = fault.retry_after
+            response.headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
+        return response
+
+    @staticmethod
+    def _malformed() -> web.Response:
+        return web.Response(status=200, text='{"id": "3f1c', content_type="application/json")
+
+    def _count(self, request: web.Request, route: str) -> None:
+        self.s.request_counts[(request.method, route)] += 1
+
+    # --- /v1 ----------------------------------------------------------------------------------------
+
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        endpoint: Endpoint = next(e for e in ENDPOINTS if request.path == f"/v1/{e}")
+        self._count(request, f"/v1/{endpoint}")
+        fault, early = await self._begin(request, "create")
+        if early is not None:
+            return early
+        try:
+            body = json.loads(await request.read() or b"null")
+        except ValueError:
+            return _error(400, "Invalid JSON in request body.", docUrl=DOC_URL)
+        try:
+            accepted = validate_create(endpoint, body)
+        except CreateRejected as exc:
+            return web.json_response(exc.body, status=400)
+        cfg = self.s.config
+        if (fault is not None and fault.kind == "credits") or accepted.credits > cfg.credits:
+            return _error(400, NOT_ENOUGH_CREDITS)
+        if cfg.daily_limit is not None and self.s.store.daily_count(accepted.model) >= cfg.daily_limit:
+            return _error(429, f"You have reached the daily generation limit for {accepted.model}.")
+        task = self.s.store.create(accepted.model, accepted.credits, accepted.prompt_text)
+        if fault is not None and fault.kind == "reset_after_create":
+            raise _drop(request)
+        if fault is not None and fault.kind == "malformed_json":
+            return self._malformed()
+        return web.json_response({"id": task.id, "estimatedCost": {"credits": task.credits}})
+
+    def _task_or_error(self, request: web.Request) -> Task | web.Response:
+        task_id = request.match_info["id"]
+        if not _UUID_RE.match(task_id):
+            issue = {"code": "invalid_format", "format": "uuid", "path": ["id"], "message": "Invalid UUID"}
+            return _error(400, "Validation of params failed", issues=[issue], docUrl=DOC_URL)
+        task = self.s.store.get(task_id.lower())
+        if task is None:
+            return _error(404, "Could not find Task")
+        return task
+
+    async def get_task(self, request: web.Request) -> web.StreamResponse:
+        self._count(request, "/v1/tasks/{id}")
+        fault, early = await self._begin(request, "get_task")
+        if early is not None:
+            return early
+        task = self._task_or_error(request)
+        if isinstance(task, web.Response):
+            return task
+        body = self.s.store.to_json(task, lambda t: self._output_urls(request, t))
+        if fault is not None and fault.kind == "malformed_json":
+            return self._malformed()
+        return web.json_response(body)
+
+    def _output_urls(self, request: web.Request, task: Task) -> list[str]:
+        origin = str(request.url.origin())
+        token = self.s.signer.mint(task.id, 0, self.s.config.output_url_ttl)
+        return [f"{origin}/_sim/outputs/{task.id}/0.mp4?_jwt={token}"]
+
+    async def delete_task(self, request: web.Request) -> web.StreamResponse:
+        self._count(request, "/v1/tasks/{id}")
+        fault, early = await self._begin(request, "delete")
+        if early is not None:
+            return early
+        task = self._task_or_error(request)
+        if isinstance(task, web.Response):
+            return task
+        self.s.store.delete(task.id)
+        if fault is not None and fault.kind == "malformed_json":
+            return self._malformed()
+        return web.Response(status=204)
+
+    async def organization(self, request: web.Request) -> web.StreamResponse:
+        self._count(request, "/v1/organization")
+        fault, early = await self._begin(request, "organization")
+        if early is not None:
+            return early
+        if fault is not None and fault.kind == "malformed_json":
+            return self._malformed()
+        cfg = self.s.config
+        limits = {"maxConcurrentGenerations": cfg.max_concurrency, "maxDailyGenerations": cfg.daily_limit}
+        return web.json_response(
+            {
+                "creditBalance": max(0, int(cfg.credits)),
+                "tier": {
+                    "maxMonthlyCreditSpend": cfg.max_monthly_credit_spend,
+                    "models": {m: dict(limits) for m in MODELS},
+                },
+                "usage": {"models": {m: {"dailyGenerations": self.s.store.daily_count(m)} for m in MODELS}},
+            }
+        )
+
+    # --- signed output URLs (CDN-like: no Authorization) -----------------------------------------
+
+    async def output(self, request: web.Request) -> web.StreamResponse:
+        self._count(request, "output")
+        fault, early = await self._begin(request, "output")
+        if early is not None:
+            return early
+        task_id, index = request.match_info["task"], int(request.match_info["index"])
+        claims = self.s.signer.verify(request.query.get("_jwt", ""))
+        if claims is None or claims.task_id != task_id or claims.index != index:
+            return _error(403, "Access denied: invalid signature")
+        if claims.expires_at <= time.time():
+            return _error(403, "Request has expired")
+        task = self.s.store.get(task_id)
+        if task is None or index != 0 or self.s.store.snapshot(task).status != "SUCCEEDED":
+            return _error(404, "Not found")
+        media = OutputMedia(task.id, index, task.output_size)
+        headers = {
+            "Accept-Ranges": "bytes",
+            "Content-Type": "video/mp4",
+            "ETag": f'"{task.id}-{index}-{media.size}"',
+            "Cache-Control": "private, max-age=86400",
+        }
+        try:
+            rng = parse_range(request.headers.get("Range"), media.size)
+        except RangeNotSatisfiable:
+            return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{media.size}"})
+        start, end = rng if rng is not None else (0, media.size)
+        response = web.StreamResponse(status=206 if rng is not None else 200, headers=headers)
+        if rng is not None:
+            response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{media.size}"
+        response.content_length = end - start
+        await response.prepare(request)
+        if request.method == "HEAD":
+            return response
+        if fault is not None and fault.kind == "cut_body":
+            await response.write(media.read(start, min(end, start + fault.cut_after)))
+            raise _drop(request)
+        for chunk in media.iter_range(start, end, CHUNK):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    # --- /_sim admin (no auth) -------------------------------------------------------------------
+
+    async def add_faults(self, request: web.Request) -> web.StreamResponse:
+        try:
+            data = json.loads(await request.read())
+            items = data if isinstance(data, list) else [data]
+            faults = [Fault.from_json(item) for item in items]
+        except (ValueError, TypeError, AttributeError) as exc:
+            return _error(400, f"Invalid fault list: {exc}")
+        self.s.faults.add(*faults)
+        return web.json_response({"pending": [f.to_json() for f in self.s.faults.pending]})
+
+    async def list_faults(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"pending": [f.to_json() for f in self.s.faults.pending]})
+
+    async def clear_faults(self, request: web.Request) -> web.StreamResponse:
+        self.s.faults.clear()
+        return web.Response(status=204)
+
+    async def stats(self, request: web.Request) -> web.StreamResponse:
+        counts = {f"{method} {route}": n for (method, route), n in sorted(self.s.request_counts.items())}
+        return web.json_response(
+            {"requests": counts, "tasks": len(self.s.store), "pendingFaults": len(self.s.faults)}
+        )
+
+
+def build_app(state: State) -> web.Application:
+    h = Handlers(state)
+    app = web.Application(middlewares=[_json_errors])
+    for endpoint in ENDPOINTS:
+        app.router.add_post(f"/v1/{endpoint}", h.create)
+    app.router.add_get("/v1/tasks/{id}", h.get_task, allow_head=False)
+    app.router.add_delete("/v1/tasks/{id}", h.delete_task)
+    app.router.add_get("/v1/organization", h.organization, allow_head=False)
+    app.router.add_get(r"/_sim/outputs/{task}/{index:\d+}.mp4", h.output)  # GET and HEAD
+    app.router.add_post("/_sim/faults", h.add_faults)
+    app.router.add_get("/_sim/faults", h.list_faults, allow_head=False)
+    app.router.add_delete("/_sim/faults", h.clear_faults)
+    app.router.add_get("/_sim/stats", h.stats, allow_head=False)
+    return app
