@@ -1,0 +1,690 @@
+"""The model catalog: one data table (``CATALOG``) that drives local validation of a GenerateSpec and its
+mapping to Runway's wire format (runway-api.md §5, design §2 "Model catalog").
+
+- Known, current models are validated locally; every violation is collected, not just the first.
+- Legacy names (gen4_aleph, gen3a_turbo, veo3) are rejected locally with the replacement: Runway no
+  longer accepts them, so sending them would only buy a 400.
+- Unknown models are passed through with a generic mapping and no model rules: Runway's 400 decides.
+- Input rules that hold for every model (asset URIs, control characters, seed range, the size format)
+  are applied to unknown models too: they protect us, not Runway.
+
+Adding a model (first- or third-party) means adding one ``ModelSpec`` to ``_MODELS``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from videogen_server.assets import AssetKind, check_asset_uri
+from videogen_server.domain import GenerateSpec, GenerationMode, MediaRef, UpstreamRequest
+from videogen_server.errors import FieldViolation, InvalidArgument
+
+T2V = GenerationMode.TEXT_TO_VIDEO
+I2V = GenerationMode.IMAGE_TO_VIDEO
+V2V = GenerationMode.VIDEO_TO_VIDEO
+
+PATHS: Mapping[GenerationMode, str] = MappingProxyType(
+    {T2V: "/v1/text_to_video", I2V: "/v1/image_to_video", V2V: "/v1/video_to_video"}
+)
+_MODE_WORDS = {T2V: "text-to-video", I2V: "image-to-video", V2V: "video-to-video"}
+
+SEED_MAX = 4294967295
+DEFAULT_SIZE = "1280x720"
+PUBLIC_FIGURE_THRESHOLDS = ("auto", "low")
+
+
+class Need(enum.StrEnum):
+    REQUIRED = "required"
+    OPTIONAL = "optional"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class RefSpec:
+    """How a model takes a list of references: the wire field and the shape of each item."""
+
+    wire_field: str  # e.g. "references" (image refs) or "referenceVideos"
+    typed: bool = False  # True: {"type": <kind>, "uri": ...}; False: {"uri": ...}
+    max_items: int | None = None
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    """What a model takes on one endpoint."""
+
+    ratios: tuple[str, ...] = ()  # Runway's W:H values; () = the endpoint takes no ratio
+    ratio_required: bool = True
+    default_ratio: str | None = None  # None + ratio_required: 1280:720 if allowed, else ratios[0]
+    prompt: Need = Need.REQUIRED
+    image_refs: RefSpec | None = None  # our reference_images
+    video_refs: RefSpec | None = None  # our references
+
+    def __post_init__(self) -> None:
+        if self.default_ratio is None and self.ratios and self.ratio_required:
+            default = "1280:720" if "1280:720" in self.ratios else self.ratios[0]
+            object.__setattr__(self, "default_ratio", default)
+
+
+@dataclass(frozen=True)
+class DurationSpec:
+    values: tuple[int, ...]
+    default: int
+
+    def describe(self) -> str:
+        v = self.values
+        if len(v) > 3 and v == tuple(range(v[0], v[-1] + 1)):
+            return f"an integer from {v[0]} to {v[-1]}"
+        return "one of " + ", ".join(str(x) for x in v)
+
+
+@dataclass(frozen=True)
+class OptionRule:
+    """A provider_options key a model is known to take. kind: "text" | "enum" | "any"."""
+
+    kind: str = "any"
+    values: tuple[str, ...] = ()
+    max_utf16: int | None = None
+
+
+@dataclass(frozen=True)
+class Legacy:
+    replacement: str
+    status: str  # what Runway does with the name today
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    modes: Mapping[GenerationMode, ModeSpec]
+    duration: DurationSpec | None  # None: takes no duration (the output follows the input)
+    prompt_max_utf16: int | None = 1000  # None: limit unknown, Runway decides
+    seed: bool = True
+    audio: bool = False
+    content_moderation: bool = False
+    video_field: str = "videoUri"  # V2V source field: "videoUri" or "promptVideo"
+    strict_keys: bool = False  # Runway's schema has additionalProperties:false: reject unknown keys
+    options: Mapping[str, OptionRule] = field(default_factory=dict)  # known provider_options keys
+    third_party: bool = False
+    legacy: Legacy | None = None
+    notes: str = ""
+
+
+# --- the table -------------------------------------------------------------------------------------
+
+_GEN4_RATIOS_I2V = ("1280:720", "720:1280", "1104:832", "960:960", "832:1104", "1584:672")
+_VEO_RATIOS = ("1280:720", "720:1280", "1080:1920", "1920:1080")
+_GEN45_OUTPUT_FORMATS = (
+    "mp4",
+    "prores",
+    "png_sequence",
+    "hdr10",
+    "hlg",
+    "sdr_rec709_10bit",
+    "hdr_pq_12bit_master",
+    "hdr_prores",
+    "hdr_png_sequence",
+    "hdr_exr_sequence",
+    "hdr_exr_acescg_sequence_1_3",
+    "hdr_exr_acescg_sequence_2_0",
+)
+_PRORES_PROFILES = ("422", "4444", "422 Proxy", "422 LT", "422 HQ", "4444 XQ")
+_ALEPH2_ASPECTS = ("16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "21:9")
+_VEO_OPTIONS = {"negativePrompt": OptionRule("text", max_utf16=1000)}
+_SEEDANCE2_RATIOS = (
+    "992:432", "864:496", "752:560", "640:640", "560:752", "496:864", "1470:630", "1280:720",
+    "1112:834", "960:960", "834:1112", "720:1280", "2206:946", "1920:1080", "1664:1248", "1440:1440",
+    "1248:1664", "1080:1920", "3840:1646", "3840:2160", "3840:2880", "3840:3840", "2880:3840", "2160:3840",
+)  # fmt: skip
+
+
+def _veo31(name: str) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        modes={T2V: ModeSpec(_VEO_RATIOS), I2V: ModeSpec(_VEO_RATIOS, prompt=Need.OPTIONAL)},
+        # Runway documents no default; its own examples use 8 (runway-api.md §5).
+        duration=DurationSpec((4, 6, 8), default=8),
+        audio=True,  # Runway's default is audio on (it changes the price); sent only when set
+        strict_keys=True,
+        options=_VEO_OPTIONS,
+    )
+
+
+_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        name="gen4.5",
+        modes={
+            T2V: ModeSpec(("1280:720", "720:1280")),
+            I2V: ModeSpec(_GEN4_RATIOS_I2V),
+        },
+        # duration is REQUIRED on the wire and Runway documents no default: we pick 5 s, the length
+        # users know from the other gen4 models (and the cheapest common choice).
+        duration=DurationSpec(tuple(range(2, 11)), default=5),
+        content_moderation=True,
+        options={
+            "outputFormat": OptionRule("enum", _GEN45_OUTPUT_FORMATS),
+            "proresProfile": OptionRule("enum", _PRORES_PROFILES),
+        },
+    ),
+    ModelSpec(
+        name="gen4_turbo",
+        modes={I2V: ModeSpec(_GEN4_RATIOS_I2V, prompt=Need.OPTIONAL)},
+        # Optional on the wire with an undocumented default: we always send it, 5 s by default.
+        duration=DurationSpec(tuple(range(2, 11)), default=5),
+        content_moderation=True,
+    ),
+    _veo31("veo3.1"),
+    _veo31("veo3.1_fast"),
+    ModelSpec(
+        name="aleph2",
+        # ratio is deprecated and free-form for aleph2: we send none. Outpainting goes through
+        # provider_options.targetAspectRatio.
+        modes={V2V: ModeSpec((), prompt=Need.OPTIONAL)},
+        duration=None,  # the output follows the input video (<= 30 s)
+        content_moderation=True,
+        video_field="videoUri",
+        strict_keys=True,
+        options={
+            "targetAspectRatio": OptionRule("enum", _ALEPH2_ASPECTS),
+            "keyframes": OptionRule("any"),
+            "outputFormat": OptionRule("enum", ("mp4", "prores", "png_sequence", "sdr_rec709_10bit")),
+            "proresProfile": OptionRule("enum", _PRORES_PROFILES),
+        },
+    ),
+    # --- third-party models hosted by Runway (fields verified against runwayml 5.24.0 types) ---
+    ModelSpec(
+        name="seedance2",
+        modes={
+            T2V: ModeSpec(
+                _SEEDANCE2_RATIOS,
+                ratio_required=False,
+                image_refs=RefSpec("references", max_items=9),
+                video_refs=RefSpec("referenceVideos", typed=True),
+            ),
+            I2V: ModeSpec(_SEEDANCE2_RATIOS, ratio_required=False, prompt=Need.OPTIONAL),
+            V2V: ModeSpec(
+                _SEEDANCE2_RATIOS,
+                ratio_required=False,
+                prompt=Need.OPTIONAL,
+                image_refs=RefSpec("references", max_items=9),
+                video_refs=RefSpec("referenceVideos", typed=True),
+            ),
+        },
+        # 4-15 s (runway-api.md §5.1; the SDK types say int | "auto"). No documented default: we send
+        # 5 rather than "auto", which is billed at the maximum up front.
+        duration=DurationSpec(tuple(range(4, 16)), default=5),
+        prompt_max_utf16=3500,
+        audio=True,
+        video_field="promptVideo",
+        strict_keys=True,
+        options={"referenceAudio": OptionRule("any")},
+        third_party=True,
+    ),
+    ModelSpec(
+        name="kling2.5_turbo_pro",
+        modes={
+            T2V: ModeSpec(
+                ("1920:1080", "1440:1440", "1080:1920", "1280:720", "720:720", "720:1280"),
+                ratio_required=False,
+            ),
+            I2V: ModeSpec(()),  # the SDK's image_to_video type takes no ratio for this model
+        },
+        duration=DurationSpec((5, 10), default=5),  # SDK: "Defaults to 5"
+        prompt_max_utf16=None,  # not documented
+        seed=False,
+        options={"cfgScale": OptionRule("any")},
+        third_party=True,
+    ),
+    # --- legacy names users know from other gateways: rejected locally, never sent ---
+    ModelSpec(
+        name="gen4_aleph",
+        modes={V2V: ModeSpec((), prompt=Need.REQUIRED, image_refs=RefSpec("references", typed=True))},
+        duration=None,
+        content_moderation=True,
+        legacy=Legacy("aleph2", "removed from Runway's API spec and SDK in 5.0.0, superseded by aleph2"),
+    ),
+    ModelSpec(
+        name="gen3a_turbo",
+        modes={I2V: ModeSpec(("1280:768", "768:1280"), ratio_required=False)},
+        duration=DurationSpec((5, 10), default=5),
+        content_moderation=True,
+        legacy=Legacy("gen4_turbo", "retired by Runway on 2026-07-30"),
+    ),
+    ModelSpec(
+        name="veo3",
+        modes={T2V: ModeSpec(_VEO_RATIOS), I2V: ModeSpec(_VEO_RATIOS, prompt=Need.OPTIONAL)},
+        duration=DurationSpec((8,), default=8),
+        seed=False,
+        legacy=Legacy("veo3.1", "retired (Google retired Veo 3.0 in mid-2026; gone from Runway's spec)"),
+    ),
+)
+
+CATALOG: Mapping[str, ModelSpec] = MappingProxyType({m.name: m for m in _MODELS})
+
+# provider_options keys that some model in the table understands. A known model that does not list
+# one of these is told which models take it (e.g. negativePrompt on gen4.5), instead of Runway
+# silently ignoring it.
+_OPTION_OWNERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        key: tuple(m.name for m in _MODELS if key in m.options and m.legacy is None)
+        for key in sorted({k for m in _MODELS for k in m.options})
+    }
+)
+
+# Wire keys the mapping owns (set from typed fields): never settable through provider_options.
+_OWNED_KEYS = frozenset(
+    {
+        "model",
+        "promptText",
+        "promptImage",
+        "videoUri",
+        "promptVideo",
+        "ratio",
+        "duration",
+        "seed",
+        "audio",
+        "contentModeration",
+        "references",
+        "referenceVideos",
+    }
+)
+_OWNED_BY = {
+    "promptText": "prompt",
+    "promptImage": "input_reference",
+    "videoUri": "video_uri",
+    "promptVideo": "video_uri",
+    "ratio": "size",
+    "duration": "seconds",
+    "seed": "seed",
+    "audio": "audio",
+    "contentModeration": "content_moderation",
+    "references": "reference_images",
+    "referenceVideos": "references",
+    "model": "model",
+}
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+_SIZE = re.compile(r"([1-9][0-9]{0,4})x([1-9][0-9]{0,4})")
+
+
+def utf16_len(s: str) -> int:
+    """Length in UTF-16 code units, as Runway counts (an emoji outside the BMP counts 2)."""
+    return len(s.encode("utf-16-le", errors="surrogatepass")) // 2
+
+
+def _bad_text(s: str) -> bool:
+    """Control characters other than \\n \\r \\t, and lone surrogates."""
+    for ch in s:
+        if ch in "\n\r\t":
+            continue
+        # Unassigned code points (Cn) are allowed: this Python may predate a new emoji.
+        if unicodedata.category(ch) in ("Cc", "Cs"):
+            return True
+    return False
+
+
+def _to_wh(ratio: str) -> str:
+    return ratio.replace(":", "x")
+
+
+def _join(values: Iterable[object]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def _mode_names(spec: ModelSpec) -> str:
+    return ", ".join(_MODE_WORDS[m] for m in spec.modes)
+
+
+class _Builder:
+    def __init__(self, spec: GenerateSpec) -> None:
+        self.spec = spec
+        self.violations: list[FieldViolation] = []
+
+    def bad(self, field_name: str, description: str) -> None:
+        self.violations.append(FieldViolation(field=field_name, description=description))
+
+    # -- checks shared by all models ---------------------------------------------------------------
+
+    def check_asset(self, field_name: str, uri: str, kind: AssetKind) -> None:
+        problem = check_asset_uri(uri, kind)
+        if problem is not None:
+            self.bad(field_name, problem)
+
+    def check_refs(self, name: str, refs: Sequence[MediaRef], kind: AssetKind) -> None:
+        for i, ref in enumerate(refs):
+            self.check_asset(f"{name}[{i}].uri", ref.uri, kind)
+
+    def common(self) -> str:
+        """Model-independent rules. Returns the normalized size ("" if none/malformed)."""
+        s = self.spec
+        if s.input_reference:
+            self.check_asset("input_reference", s.input_reference, AssetKind.IMAGE)
+        if s.video_uri:
+            self.check_asset("video_uri", s.video_uri, AssetKind.VIDEO)
+        self.check_refs("references", s.references, AssetKind.VIDEO)
+        self.check_refs("reference_images", s.reference_images, AssetKind.IMAGE)
+        if _bad_text(s.prompt):
+            self.bad("prompt", "must not contain control characters (other than newline, CR and tab)")
+        if s.seed is not None and not 0 <= s.seed <= SEED_MAX:
+            self.bad("seed", f"must be an integer from 0 to {SEED_MAX}")
+        if s.seconds is not None and s.seconds <= 0:
+            self.bad("seconds", "must be a positive number of seconds")
+        pft = s.public_figure_threshold
+        if pft and pft not in PUBLIC_FIGURE_THRESHOLDS:
+            self.bad(
+                "content_moderation.public_figure_threshold",
+                f"must be one of {_join(PUBLIC_FIGURE_THRESHOLDS)}",
+            )
+        size = ""
+        if s.size:
+            if _SIZE.fullmatch(s.size):
+                size = s.size
+            else:
+                self.bad("size", "must be WIDTHxHEIGHT in pixels, e.g. 1280x720")
+        for key in s.provider_options:
+            if not isinstance(key, str) or not key:
+                self.bad("provider_options", "keys must be non-empty strings")
+        return size
+
+    def has_prompt(self) -> bool:
+        return bool(self.spec.prompt.strip())
+
+    def options(self, body: dict[str, Any], model: ModelSpec | None) -> None:
+        """Merge provider_options into the body: collisions, strict keys, known option rules."""
+        for key, value in self.spec.provider_options.items():
+            if not isinstance(key, str) or not key:
+                continue
+            fname = f"provider_options.{key}"
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError):
+                self.bad(fname, "must be JSON (finite numbers, strings, booleans, lists, objects)")
+                continue
+            if key in body or (model is not None and key in _OWNED_KEYS):
+                typed = _OWNED_BY.get(key)
+                hint = f"; use the `{typed}` field" if typed else ""
+                self.bad(fname, f"is set by the service and cannot be overridden{hint}")
+                continue
+            if model is not None:
+                rule = model.options.get(key)
+                if rule is None:
+                    owners = _OPTION_OWNERS.get(key)
+                    if owners:
+                        self.bad(fname, f"is not accepted by {model.name}; only by {_join(owners)}")
+                        continue
+                    if model.strict_keys:
+                        allowed = _join(sorted(model.options)) or "none"
+                        self.bad(fname, f"is not accepted by {model.name} (allowed options: {allowed})")
+                        continue
+                elif not self.option_ok(fname, rule, value, model.name):
+                    continue
+            body[key] = value
+
+    def option_ok(self, fname: str, rule: OptionRule, value: Any, model: str) -> bool:
+        if rule.kind == "enum" and value not in rule.values:
+            self.bad(fname, f"must be one of {_join(rule.values)} for {model}")
+            return False
+        if rule.kind == "text":
+            if not isinstance(value, str) or not value.strip():
+                self.bad(fname, "must be a non-empty string")
+                return False
+            if _bad_text(value):
+                self.bad(fname, "must not contain control characters (other than newline, CR and tab)")
+                return False
+            if rule.max_utf16 is not None and utf16_len(value) > rule.max_utf16:
+                self.bad(fname, f"must be at most {rule.max_utf16} UTF-16 code units for {model}")
+                return False
+        return True
+
+    def fail(self, model: str) -> InvalidArgument:
+        head = "; ".join(f"{v.field}: {v.description}" for v in self.violations[:3])
+        more = f" (and {len(self.violations) - 3} more)" if len(self.violations) > 3 else ""
+        name = f" for model {model!r}" if model else ""
+        return InvalidArgument(f"invalid request{name}: {head}{more}", list(self.violations))
+
+
+def _detect_mode(b: _Builder) -> GenerationMode | None:
+    s = b.spec
+    if s.video_uri and s.input_reference:
+        msg = "set either input_reference (image-to-video) or video_uri (video-to-video), not both"
+        b.bad("input_reference", msg)
+        b.bad("video_uri", msg)
+        return None
+    if s.video_uri:
+        return V2V
+    if s.input_reference:
+        return I2V
+    return T2V
+
+
+def _map_refs(refs: Sequence[MediaRef], ref: RefSpec, kind: AssetKind) -> list[dict[str, str]]:
+    if ref.typed:
+        return [{"type": kind.value, "uri": r.uri} for r in refs]
+    return [{"uri": r.uri} for r in refs]
+
+
+def _generic(b: _Builder, mode: GenerationMode, size: str) -> UpstreamRequest:
+    """Unknown model: the plain mapping, no model rules; Runway's 400 decides."""
+    s = b.spec
+    body: dict[str, Any] = {"model": s.model}
+    if b.has_prompt():
+        body["promptText"] = s.prompt
+    if s.input_reference:
+        body["promptImage"] = s.input_reference
+    if s.video_uri:
+        body["videoUri"] = s.video_uri
+    if size:
+        body["ratio"] = size.replace("x", ":")
+    if s.seconds is not None:
+        body["duration"] = s.seconds
+    if s.seed is not None:
+        body["seed"] = s.seed
+    if s.audio is not None:
+        body["audio"] = s.audio
+    if s.public_figure_threshold:
+        body["contentModeration"] = {"publicFigureThreshold": s.public_figure_threshold}
+    # The shapes most Runway-hosted models use (SDK 5.24): image refs as `references: [{uri}]`,
+    # video refs as `referenceVideos: [{type: "video", uri}]`.
+    if s.reference_images:
+        body["references"] = _map_refs(s.reference_images, RefSpec("references"), AssetKind.IMAGE)
+    if s.references:
+        body["referenceVideos"] = _map_refs(s.references, RefSpec("referenceVideos", True), AssetKind.VIDEO)
+    b.options(body, None)
+    if b.violations:
+        raise b.fail(s.model)
+    return UpstreamRequest(mode=mode, path=PATHS[mode], body=body, seconds=s.seconds, size=size)
+
+
+def _known(b: _Builder, m: ModelSpec, mode: GenerationMode | None, size: str) -> UpstreamRequest:
+    s = b.spec
+    body: dict[str, Any] = {"model": m.name}
+    ms = m.modes.get(mode) if mode is not None else None
+    if mode is not None and ms is None:
+        supported = _mode_names(m)
+        if mode is T2V:
+            only = next(iter(m.modes))
+            fname = "input_reference" if only is I2V else "video_uri"
+            b.bad(fname, f"is required: {m.name} supports only {supported}")
+        else:
+            fname = "input_reference" if mode is I2V else "video_uri"
+            b.bad(fname, f"{m.name} does not support {_MODE_WORDS[mode]} (supports {supported})")
+
+    # prompt
+    if ms is not None:
+        if ms.prompt is Need.REQUIRED and not b.has_prompt():
+            b.bad("prompt", f"is required for {m.name} {_MODE_WORDS[mode] if mode else ''}".rstrip())
+        elif ms.prompt is Need.NONE and s.prompt:
+            b.bad("prompt", f"is not accepted by {m.name}")
+    if b.has_prompt() and m.prompt_max_utf16 is not None and (n := utf16_len(s.prompt)) > m.prompt_max_utf16:
+        b.bad("prompt", f"must be at most {m.prompt_max_utf16} UTF-16 code units for {m.name} (got {n})")
+    if b.has_prompt() and (ms is None or ms.prompt is not Need.NONE):
+        body["promptText"] = s.prompt
+
+    if s.input_reference:
+        body["promptImage"] = s.input_reference
+    if s.video_uri:
+        body[m.video_field] = s.video_uri
+
+    # size -> ratio
+    sent_size = ""
+    if ms is not None:
+        if not ms.ratios:
+            if s.size:
+                hint = " (use provider_options.targetAspectRatio)" if "targetAspectRatio" in m.options else ""
+                where = f" in {_MODE_WORDS[mode]}" if mode is not None and len(m.modes) > 1 else ""
+                b.bad("size", f"{m.name} takes no size{where}: the output follows the input{hint}")
+        elif size:
+            ratio = size.replace("x", ":")
+            if ratio in ms.ratios:
+                body["ratio"] = ratio
+                sent_size = size
+            else:
+                allowed = _join([_to_wh(r) for r in ms.ratios])
+                b.bad("size", f"must be one of {allowed} for {m.name} {_MODE_WORDS[mode] if mode else ''}")
+        elif ms.default_ratio is not None:
+            body["ratio"] = ms.default_ratio
+            sent_size = _to_wh(ms.default_ratio)
+
+    # seconds -> duration (always sent where the model takes one)
+    sent_seconds: int | None = None
+    if m.duration is None:
+        if s.seconds is not None:
+            b.bad("seconds", f"{m.name} takes no duration: the output follows the input video")
+    elif s.seconds is not None:
+        if s.seconds in m.duration.values:
+            sent_seconds = s.seconds
+        elif s.seconds > 0:
+            b.bad("seconds", f"must be {m.duration.describe()} for {m.name}")
+    else:
+        sent_seconds = m.duration.default
+    if sent_seconds is not None:
+        body["duration"] = sent_seconds
+
+    if s.seed is not None:
+        if not m.seed:
+            b.bad("seed", f"is not accepted by {m.name}")
+        elif 0 <= s.seed <= SEED_MAX:
+            body["seed"] = s.seed
+
+    if s.audio is not None:
+        if m.audio:
+            body["audio"] = s.audio
+        elif s.audio:
+            # audio=false on a silent model asks for what it does anyway: accepted, not sent.
+            b.bad(
+                "audio",
+                f"{m.name} does not generate audio (audio: veo3.1, veo3.1_fast and some third-party models)",
+            )
+
+    if s.public_figure_threshold:
+        if not m.content_moderation:
+            b.bad("content_moderation.public_figure_threshold", f"is not accepted by {m.name}")
+        elif s.public_figure_threshold in PUBLIC_FIGURE_THRESHOLDS:
+            body["contentModeration"] = {"publicFigureThreshold": s.public_figure_threshold}
+
+    _known_refs(b, m, mode, ms, body)
+    b.options(body, m)
+    if b.violations:
+        raise b.fail(m.name)
+    assert mode is not None  # a None mode always leaves a violation
+    return UpstreamRequest(mode=mode, path=PATHS[mode], body=body, seconds=sent_seconds, size=sent_size)
+
+
+def _known_refs(
+    b: _Builder, m: ModelSpec, mode: GenerationMode | None, ms: ModeSpec | None, body: dict[str, Any]
+) -> None:
+    s = b.spec
+    where = f" in {_MODE_WORDS[mode]}" if mode is not None else ""
+    for name, refs, kind, what in (
+        ("reference_images", s.reference_images, AssetKind.IMAGE, "reference images"),
+        ("references", s.references, AssetKind.VIDEO, "video references"),
+    ):
+        if not refs or ms is None:
+            continue
+        ref = ms.image_refs if kind is AssetKind.IMAGE else ms.video_refs
+        if ref is None:
+            b.bad(name, f"{m.name} does not accept {what}{where}")
+            continue
+        if ref.max_items is not None and len(refs) > ref.max_items:
+            b.bad(name, f"at most {ref.max_items} {what} for {m.name}")
+        for i, r in enumerate(refs):
+            if r.tag:
+                b.bad(f"{name}[{i}].tag", f"tags are not supported by {m.name}")
+        body[ref.wire_field] = _map_refs(refs, ref, kind)
+
+
+def build_upstream_request(spec: GenerateSpec) -> UpstreamRequest:
+    """Validate ``spec`` and map it to the Runway request. Raises InvalidArgument with every violation."""
+    b = _Builder(spec)
+    if not spec.model.strip():
+        b.bad("model", "is required, e.g. " + _join(n for n, m in CATALOG.items() if m.legacy is None))
+    mode = _detect_mode(b)
+    size = b.common()
+    model = CATALOG.get(spec.model)
+    if model is not None and model.legacy is not None:
+        lg = model.legacy
+        b.bad("model", f"{model.name} is no longer available on Runway ({lg.status}); use {lg.replacement}")
+        raise b.fail(spec.model)
+    if not spec.model.strip() or (model is None and mode is None):
+        raise b.fail(spec.model)
+    if model is None:
+        assert mode is not None
+        return _generic(b, mode, size)
+    return _known(b, model, mode, size)
+
+
+# --- Runway issue paths -> our field names ---------------------------------------------------------
+
+_TOP_FIELDS = {
+    "promptText": "prompt",
+    "promptImage": "input_reference",
+    "ratio": "size",
+    "duration": "seconds",
+    "videoUri": "video_uri",
+    "promptVideo": "video_uri",
+    "seed": "seed",
+    "audio": "audio",
+    "model": "model",
+    # On Runway's video models `references` are image references (SDK 5.24), i.e. our
+    # reference_images; `referenceVideos` are our (video) references.
+    "references": "reference_images",
+    "referenceVideos": "references",
+}
+
+
+def _render(parts: Sequence[str | int]) -> str:
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += f".{p}" if out else p
+    return out
+
+
+def wire_path_to_field(path: Sequence[str | int]) -> str:
+    """A Runway issue path (camelCase wire names) -> our proto field name."""
+    parts = list(path)
+    if not parts:
+        return ""
+    head = parts[0]
+    if isinstance(head, str):
+        if head == "contentModeration":
+            if len(parts) >= 2 and parts[1] == "publicFigureThreshold":
+                return "content_moderation.public_figure_threshold"
+            return "content_moderation"
+        if head in ("promptImage", "promptText", "ratio", "duration", "videoUri", "promptVideo", "seed"):
+            return _TOP_FIELDS[head]
+        if head in ("audio", "model"):
+            return head
+        if head in ("references", "referenceVideos"):
+            return _render([_TOP_FIELDS[head], *parts[1:]])
+    return _render(["provider_options", *parts])

@@ -1,0 +1,129 @@
+"""Runway's JSON <-> our domain types (runway-api.md §2-§4). No HTTP here."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from videogen_server.domain import UpstreamTask
+from videogen_server.errors import UpstreamProtocolError
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def is_uuid(value: object) -> bool:
+    return isinstance(value, str) and _UUID.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class CreatedTask:
+    id: str
+    estimated_credits: float | None = None
+
+
+@dataclass(frozen=True)
+class Issue:
+    path: tuple[str | int, ...]
+    message: str
+
+
+def _number(obj: dict[str, Any], key: str, what: str) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UpstreamProtocolError(f"Runway {what}: {key!r} is not a number")
+    return float(value)
+
+
+def _credits(obj: dict[str, Any], key: str, what: str) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise UpstreamProtocolError(f"Runway {what}: {key!r} is not an object")
+    return _number(value, "credits", what)
+
+
+def _string(obj: dict[str, Any], key: str, what: str) -> str:
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise UpstreamProtocolError(f"Runway {what}: {key!r} is not a string")
+    return value
+
+
+def parse_time(value: str) -> datetime | None:
+    """ISO-8601 as Runway writes it (2026-08-11T06:12:01.171Z). Unparseable: None (tolerated)."""
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def parse_created(data: Any) -> CreatedTask:
+    """The body of a 200 create response. Raises UpstreamProtocolError on a wrong shape."""
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise UpstreamProtocolError("Runway create response has no task id")
+    if not is_uuid(data["id"]):
+        raise UpstreamProtocolError("Runway returned a task id that is not a UUID")
+    return CreatedTask(id=data["id"], estimated_credits=_credits(data, "estimatedCost", "create response"))
+
+
+def parse_task(data: Any) -> UpstreamTask:
+    """GET /v1/tasks/{id} -> UpstreamTask. Missing optional fields are fine; a wrong shape is not."""
+    what = "task"
+    if not isinstance(data, dict):
+        raise UpstreamProtocolError("Runway task is not a JSON object")
+    task_id = data.get("id")
+    if not is_uuid(task_id):
+        raise UpstreamProtocolError("Runway task has no UUID id")
+    status = data.get("status")
+    if not isinstance(status, str) or not status:
+        raise UpstreamProtocolError("Runway task has no status")
+    output = data.get("output")
+    if output is None:
+        outputs: tuple[str, ...] = ()
+    elif isinstance(output, list) and all(isinstance(u, str) for u in output):
+        outputs = tuple(output)
+    else:
+        raise UpstreamProtocolError("Runway task output is not a list of URLs")
+    created = data.get("createdAt")
+    if created is not None and not isinstance(created, str):
+        raise UpstreamProtocolError("Runway task createdAt is not a string")
+    assert isinstance(task_id, str)
+    return UpstreamTask(
+        id=task_id,
+        status=status,
+        progress=_number(data, "progress", what),
+        outputs=outputs,
+        failure=_string(data, "failure", what),
+        failure_code=_string(data, "failureCode", what),
+        cost_credits=_credits(data, "cost", what),
+        estimated_credits=_credits(data, "estimatedCost", what),
+        created_at=parse_time(created) if created else None,
+    )
+
+
+def parse_error(data: Any) -> tuple[str, list[Issue]]:
+    """A 4xx body {error, issues?[{path, message}]}. Tolerant: anything odd yields ("", [])."""
+    if not isinstance(data, dict):
+        return "", []
+    error = data.get("error")
+    message = error if isinstance(error, str) else ""
+    issues: list[Issue] = []
+    raw = data.get("issues")
+    if isinstance(raw, list):
+        for item in raw:
+            if not isinstance(item, dict):
+                continue
+            path = item.get("path")
+            parts: Sequence[Any] = path if isinstance(path, list) else []
+            clean = tuple(p for p in parts if isinstance(p, str | int) and not isinstance(p, bool))
+            msg = item.get("message")
+            issues.append(Issue(path=clean, message=msg if isinstance(msg, str) else "invalid value"))
+    return message, issues
