@@ -1,0 +1,97 @@
+"""videogen.v1.VideoService: translates each RPC to a use case. Errors are raised as domain errors and
+mapped to gRPC statuses by the interceptor; no HTTP here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from videogen.v1 import video_service_pb2, video_service_pb2_grpc
+
+from ..content import Chunk, ContentRelay
+from ..videos import Videos
+from ..watch import TaskTracker
+from .convert import generate_spec, video_message
+from .interceptors import current_caller
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def deadline_of(context: Context) -> float | None:
+    """The caller's deadline as an absolute time.monotonic() value (None: no deadline)."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
+    def __init__(self, videos: Videos, tracker: TaskTracker, content: ContentRelay) -> None:
+        self._videos = videos
+        self._tracker = tracker
+        self._content = content
+
+    async def Generate(
+        self, request: video_service_pb2.GenerateRequest, context: Context
+    ) -> video_service_pb2.GenerateResponse:
+        record = await self._videos.generate(
+            current_caller.get(), generate_spec(request), deadline=deadline_of(context)
+        )
+        return video_service_pb2.GenerateResponse(video=video_message(record))
+
+    async def Get(
+        self, request: video_service_pb2.GetRequest, context: Context
+    ) -> video_service_pb2.GetResponse:
+        record = await self._videos.get(current_caller.get(), request.id, deadline=deadline_of(context))
+        return video_service_pb2.GetResponse(video=video_message(record))
+
+    async def Cancel(
+        self, request: video_service_pb2.CancelRequest, context: Context
+    ) -> video_service_pb2.CancelResponse:
+        record = await self._videos.cancel(current_caller.get(), request.id, deadline=deadline_of(context))
+        return video_service_pb2.CancelResponse(video=video_message(record))
+
+    async def WatchStatus(  # type: ignore[override]
+        self, request: video_service_pb2.WatchStatusRequest, context: Context
+    ) -> AsyncIterator[video_service_pb2.WatchStatusResponse]:
+        record = await self._videos.load(current_caller.get(), request.id)
+        async for state in self._tracker.watch(record):
+            yield video_service_pb2.WatchStatusResponse(video=video_message(state))
+
+    async def StreamContent(  # type: ignore[override]
+        self, request: video_service_pb2.StreamContentRequest, context: Context
+    ) -> AsyncIterator[video_service_pb2.StreamContentResponse]:
+        deadline = deadline_of(context)
+        record = await self._content.prepare(
+            current_caller.get(),
+            request.id,
+            index=request.index,
+            offset=request.offset,
+            limit=request.limit,
+            deadline=deadline,
+        )
+        first: video_service_pb2.StreamContentResponse | None = None
+        async for item in self._content.stream(
+            record, index=request.index, offset=request.offset, limit=request.limit, deadline=deadline
+        ):
+            if isinstance(item, Chunk):
+                if first is not None:
+                    # The first chunk carries the content type and total size too.
+                    first.data = item.data
+                    yield first
+                    first = None
+                else:
+                    yield video_service_pb2.StreamContentResponse(data=item.data, offset=item.offset)
+            else:
+                await context.send_initial_metadata(
+                    (
+                        ("x-content-type", item.content_type),
+                        ("x-content-length", str(item.total_size or 0)),
+                    )
+                )
+                first = video_service_pb2.StreamContentResponse(
+                    offset=request.offset, content_type=item.content_type, total_size=item.total_size or 0
+                )
+        if first is not None:
+            # An empty range: still tell the caller what it asked about.
+            yield first

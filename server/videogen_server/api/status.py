@@ -1,0 +1,116 @@
+"""Domain errors -> gRPC status codes with google.rpc details (design §3).
+
+Every status carries exactly one ErrorInfo (domain `videogen`) plus the detail that helps the caller act:
+BadRequest, ResourceInfo, RetryInfo."""
+
+from __future__ import annotations
+
+import math
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from .. import errors
+
+DOMAIN = "videogen"
+
+_CODES: list[tuple[type[errors.VideogenError], int]] = [
+    # Order matters: subclasses first.
+    (errors.UpstreamRejected, code_pb2.INVALID_ARGUMENT),
+    (errors.InvalidArgument, code_pb2.INVALID_ARGUMENT),
+    (errors.NotFound, code_pb2.NOT_FOUND),
+    (errors.AlreadyExists, code_pb2.ALREADY_EXISTS),
+    (errors.FailedPrecondition, code_pb2.FAILED_PRECONDITION),
+    (errors.OutOfRange, code_pb2.OUT_OF_RANGE),
+    (errors.Unauthenticated, code_pb2.UNAUTHENTICATED),
+    (errors.ResourceExhausted, code_pb2.RESOURCE_EXHAUSTED),
+    (errors.DeadlineExceeded, code_pb2.DEADLINE_EXCEEDED),
+    (errors.UpstreamUnavailable, code_pb2.UNAVAILABLE),
+    # Our Runway account is out of credits: not the caller's input, and retrying will not help until
+    # someone tops it up.
+    (errors.UpstreamCredits, code_pb2.FAILED_PRECONDITION),
+    # A bad Runway key is our fault, never the caller's: INTERNAL, logged loudly by the adapter.
+    (errors.UpstreamAuth, code_pb2.INTERNAL),
+    (errors.OutputExpired, code_pb2.UNAVAILABLE),
+    (errors.UpstreamNotFound, code_pb2.NOT_FOUND),
+    (errors.UpstreamProtocolError, code_pb2.UNAVAILABLE),
+    (errors.UpstreamError, code_pb2.UNAVAILABLE),
+]
+
+_PUBLIC_MESSAGES: dict[type[errors.VideogenError], str] = {
+    errors.UpstreamAuth: (
+        "the service could not authenticate with its video provider; operators have been alerted"
+    ),
+}
+
+
+def code_for(exc: errors.VideogenError) -> int:
+    for cls, code in _CODES:
+        if isinstance(exc, cls):
+            return code
+    return int(code_pb2.INTERNAL)
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    whole = max(0, math.ceil(seconds))
+    return duration_pb2.Duration(seconds=whole)
+
+
+def to_status(exc: errors.VideogenError) -> grpc.Status:
+    code = code_for(exc)
+    message = _PUBLIC_MESSAGES.get(type(exc), exc.message)
+    metadata = {k: str(v) for k, v in exc.metadata.items()}
+    details = [
+        error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=metadata),
+    ]
+    if isinstance(exc, errors.InvalidArgument) and exc.violations:
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in exc.violations
+                ]
+            )
+        )
+    if isinstance(exc, errors.NotFound):
+        details.append(
+            error_details_pb2.ResourceInfo(
+                resource_type="videogen.v1.Video", resource_name=exc.resource_name, description=exc.message
+            )
+        )
+    if code == code_pb2.UNAVAILABLE:
+        retry_after = getattr(exc, "retry_after", None)
+        details.append(error_details_pb2.RetryInfo(retry_delay=_duration(retry_after or 1.0)))
+    if isinstance(exc, errors.ResourceExhausted) and exc.retry_after is not None:
+        details.append(error_details_pb2.RetryInfo(retry_delay=_duration(exc.retry_after)))
+    status = status_pb2.Status(code=code, message=message, details=[_pack(d) for d in details])
+    result: grpc.Status = rpc_status.to_status(status)
+    return result
+
+
+def internal_status(message: str = "internal error") -> grpc.Status:
+    status = status_pb2.Status(
+        code=code_pb2.INTERNAL,
+        message=message,
+        details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN))],
+    )
+    result: grpc.Status = rpc_status.to_status(status)
+    return result
+
+
+def simple_status(code: int, reason: str, message: str) -> grpc.Status:
+    status = status_pb2.Status(
+        code=code,
+        message=message,
+        details=[_pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN))],
+    )
+    result: grpc.Status = rpc_status.to_status(status)
+    return result

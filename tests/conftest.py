@@ -1,0 +1,74 @@
+"""Shared fixtures: the real service on a loopback port, against the Runway simulator (a real HTTP server)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from videogen.v1 import video_service_pb2_grpc
+from videogen_server.app import App
+from videogen_server.config import Config
+from videogen_server.simulator import RunwaySimulator, SimulatorConfig
+
+FAST_SIMULATOR = SimulatorConfig(
+    pending_seconds=0.15,
+    running_seconds=0.5,
+    output_size=1024 * 1024,
+)
+
+
+@dataclass
+class RunningServer:
+    app: App
+    address: str
+    simulator: RunwaySimulator
+    channel: grpc.aio.Channel
+    stub: video_service_pb2_grpc.VideoServiceStub
+    external_simulator: bool = False  # the simulator runs beside the app, not inside it
+
+    def metadata(self, key: str | None) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {key}"),) if key else ()
+
+
+async def start_server(
+    data_dir: str,
+    *,
+    simulator: RunwaySimulator | None = None,
+    sim_config: SimulatorConfig | None = None,
+    **config: Any,
+) -> RunningServer:
+    sim = simulator or RunwaySimulator(
+        api_key="key_test", config=dataclasses.replace(sim_config or FAST_SIMULATOR)
+    )
+    settings: dict[str, Any] = {"listen": "127.0.0.1:0", "data_dir": data_dir, "poll_interval": 0.1}
+    settings.update(config)
+    external = "runway_api_secret" in settings
+    if external:
+        # The "real Runway" path: the server is pointed at an external Runway-compatible URL.
+        settings["runway_base_url"] = await sim.start(host="127.0.0.1", port=0)
+    app = App(Config(**settings), simulator=None if external else sim)
+    port = await app.start()
+    address = f"127.0.0.1:{port}"
+    channel = grpc.aio.insecure_channel(address)
+    stub = video_service_pb2_grpc.VideoServiceStub(channel)
+    return RunningServer(app, address, sim, channel, stub, external_simulator=external)
+
+
+async def stop_server(server: RunningServer) -> None:
+    await server.channel.close()
+    await server.app.stop(grace=0.5)
+    if server.external_simulator:
+        await server.simulator.stop()
+
+
+@pytest.fixture
+async def videogen_server(tmp_path: Any) -> AsyncIterator[RunningServer]:
+    server = await start_server(str(tmp_path / "data"))
+    try:
+        yield server
+    finally:
+        await stop_server(server)
