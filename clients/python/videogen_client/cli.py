@@ -1,0 +1,540 @@
+"""The ``videogen`` command line: generate, get, watch, cancel and download videos.
+
+Machine output (``--json``) goes to stdout, one JSON object per line; progress bars and errors go to
+stderr, so ``videogen --json get ID | jq`` always works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from videogen.v1 import video_pb2
+
+from .client import VideoClient
+from .download import Deadline
+from .errors import VideogenError
+from .models import (
+    DEFAULT_TARGET,
+    ENV_API_KEY,
+    ENV_TARGET,
+    is_terminal,
+    mode_name,
+    parse_option_value,
+    status_name,
+    video_to_dict,
+)
+
+EXIT_OK = 0
+EXIT_VIDEO_FAILED = 1
+EXIT_USAGE = 2
+EXIT_RPC_ERROR = 3
+EXIT_LOCAL_ERROR = 4
+EXIT_INTERRUPTED = 130
+
+_SIZE_RE = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*$")
+
+MAIN_EPILOG = f"""\
+environment:
+  {ENV_TARGET}     server address when --target is not given (default {DEFAULT_TARGET})
+  {ENV_API_KEY}    API key when --api-key is not given (sent as "authorization: Bearer <key>")
+
+exit codes:
+  0    success
+  1    the video ended FAILED or CANCELLED (generate --wait/--output, watch)
+  2    usage error (bad arguments)
+  3    the server answered with an error (printed as "error: <CODE>: <message>")
+  4    a local error (e.g. the output file cannot be written)
+  130  interrupted (Ctrl-C); an interrupted download keeps FILE.part and resumes next time
+
+examples:
+  videogen generate --model gen4.5 --prompt "a cat on a skateboard" --seconds 5 --wait --output cat.mp4
+  videogen --json get 3f0c9c6e-1111-4a8e-9d61-2b7e5f1f0c2a
+"""
+
+
+# -- argument parsing ---------------------------------------------------------------------------------
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """``key=json_value`` → ``(key, value)``; a value that is not JSON is taken as a plain string."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=json_value, got {text!r}")
+    return key, parse_option_value(value)
+
+
+def parse_size(text: str) -> str:
+    if text and not _SIZE_RE.match(text):  # "" is the (unset) default, which argparse also passes here
+        raise argparse.ArgumentTypeError(f"expected WxH such as 1280x720, got {text!r}")
+    return text
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The global options, accepted before and after the subcommand. On subcommands their defaults are
+    SUPPRESS so that they don't overwrite values given before the subcommand."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    group = parser.add_argument_group("global options")
+    group.add_argument(
+        "--target",
+        default=default(None),
+        metavar="HOST:PORT",
+        help=f"server address (default: ${ENV_TARGET} or {DEFAULT_TARGET})",
+    )
+    group.add_argument(
+        "--api-key", default=default(None), metavar="KEY", help=f"API key (default: ${ENV_API_KEY})"
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="machine output: each Video as one JSON object per line (proto JSON mapping); no progress bars",
+    )
+    group.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=default(None),
+        metavar="SECONDS",
+        help="give up after this many seconds (for the whole command, retries and waiting included)",
+    )
+    group.add_argument("--tls", action="store_true", default=default(False), help="connect with TLS")
+    group.add_argument(
+        "--ca-cert",
+        default=default(None),
+        metavar="PEM",
+        help="root certificates for TLS (implies --tls; default: the system's)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="videogen",
+        description="Generate videos with Runway's models through the videogen service, watch them and "
+        "download the results.",
+        epilog=MAIN_EPILOG,
+        formatter_class=formatter,
+    )
+    _add_global_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help: str, description: str, example: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help,
+            description=description,
+            epilog=f"example:\n  {example}",
+            formatter_class=formatter,
+        )
+        _add_global_options(p, suppress=True)
+        return p
+
+    gen = add(
+        "generate",
+        "start a generation (optionally wait for it and download it)",
+        "Start a video generation. The mode follows from the inputs: --video makes it video-to-video, "
+        "--image image-to-video, otherwise text-to-video. Prints the new video (usually QUEUED); "
+        "with --wait, shows its progress until it ends; with --output, also downloads it.",
+        'videogen generate --model gen4.5 --prompt "a cat" --seconds 5 --wait --output cat.mp4',
+    )
+    gen.add_argument("--model", required=True, help="Runway model id, e.g. gen4.5, gen4_turbo, veo3.1")
+    gen.add_argument("--prompt", default="", help="the text prompt (required for text-to-video)")
+    source = gen.add_mutually_exclusive_group()
+    source.add_argument(
+        "--image", metavar="URI", default="", help="input image (https URL, data: URI or runway:// URI)"
+    )
+    source.add_argument(
+        "--video",
+        metavar="URI",
+        default="",
+        help="source video for video-to-video (https, data: or runway://)",
+    )
+    gen.add_argument("--seconds", type=int, help="duration in seconds (default: the model's)")
+    gen.add_argument("--size", type=parse_size, default="", metavar="WxH", help="output size, e.g. 1280x720")
+    gen.add_argument("--seed", type=_non_negative_int, help="seed, 0 to 4294967295 (default: random)")
+    gen.add_argument(
+        "--audio",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="generate audio, for models that can (default: the model's)",
+    )
+    gen.add_argument(
+        "--public-figure-threshold", choices=("auto", "low"), default="", help="content moderation setting"
+    )
+    gen.add_argument(
+        "--option",
+        dest="options",
+        action="append",
+        type=parse_option,
+        default=[],
+        metavar="KEY=JSON",
+        help="extra Runway field in Runway's camelCase, passed through as-is (repeatable), e.g. "
+        "--option 'negativePrompt=\"blur\"'; a value that is not valid JSON is sent as a string",
+    )
+    gen.add_argument(
+        "--request-id", metavar="ID", help="idempotency key (default: a new UUID); reuse it to retry safely"
+    )
+    gen.add_argument(
+        "--wait", action="store_true", help="wait until the video is COMPLETED, FAILED or CANCELLED"
+    )
+    gen.add_argument("--output", metavar="FILE", help="download the result to FILE (implies --wait)")
+
+    get = add(
+        "get", "show a video's current state", "Print the current state of one video.", "videogen get ID"
+    )
+    get.add_argument("id", metavar="ID", help="the video's id")
+
+    watch = add(
+        "watch",
+        "follow a video's state until it ends",
+        "Follow a video's state live until it is COMPLETED, FAILED or CANCELLED: one line per change "
+        "(one JSON object per change with --json). Reconnects if the connection drops.",
+        "videogen watch ID",
+    )
+    watch.add_argument("id", metavar="ID", help="the video's id")
+
+    cancel = add(
+        "cancel",
+        "cancel a queued or running video",
+        "Cancel a queued or running video and print it. A COMPLETED or FAILED video cannot be cancelled "
+        "(FAILED_PRECONDITION); cancelling a CANCELLED one is a no-op.",
+        "videogen cancel ID",
+    )
+    cancel.add_argument("id", metavar="ID", help="the video's id")
+
+    download = add(
+        "download",
+        "download a completed video",
+        "Download a COMPLETED video's content to FILE with a progress bar. Bytes go to FILE.part, which is "
+        "renamed to FILE once complete and verified; an existing FILE.part is resumed.",
+        "videogen download ID cat.mp4",
+    )
+    download.add_argument("id", metavar="ID", help="the video's id")
+    download.add_argument("file", metavar="FILE", help="where to save the video")
+    download.add_argument(
+        "--index", type=_non_negative_int, default=0, help="which output to download (default 0)"
+    )
+    download.add_argument(
+        "--no-resume", dest="resume", action="store_false", help="ignore an existing FILE.part and start over"
+    )
+    return parser
+
+
+# -- output ---------------------------------------------------------------------------------------------
+
+
+def format_error(err: VideogenError) -> str:
+    """The lines printed for a failed call: ``error: <CODE>: <message>``, each field violation, and the
+    suggested retry delay."""
+    lines = [f"error: {err.code_name}: {err.message or err.reason or 'no message'}"]
+    lines.extend(f"  - {field or '(request)'}: {description}" for field, description in err.field_violations)
+    if err.retry_after is not None:
+        lines.append(f"retry after {err.retry_after:g}s")
+    return "\n".join(lines)
+
+
+def _credits(value: float) -> str:
+    return f"{value:g}"
+
+
+def format_video(video: video_pb2.Video) -> str:
+    """A human-readable, multi-line view of a video."""
+    status = status_name(video.status)
+    if video.upstream_status:
+        status += f" ({video.upstream_status})"
+    rows: list[tuple[str, str]] = [
+        ("id", video.id),
+        ("status", f"{status}  {video.progress}%"),
+        ("model", video.model),
+        ("mode", mode_name(video.mode)),
+    ]
+    if video.prompt:
+        rows.append(("prompt", video.prompt))
+    if video.seconds:
+        rows.append(("seconds", str(video.seconds)))
+    if video.size:
+        rows.append(("size", video.size))
+    for out in video.videos:
+        size = f" {out.size_bytes} bytes" if out.HasField("size_bytes") else ""
+        rows.append((f"output {out.index}", f"{out.content_type or 'unknown type'}{size}"))
+    if video.HasField("error"):
+        retry = " (retryable)" if video.error.retryable else ""
+        rows.append(("error", f"{video.error.code or 'error'}: {video.error.message}{retry}"))
+    if video.HasField("cost_credits"):
+        rows.append(("credits", _credits(video.cost_credits)))
+    elif video.HasField("estimated_credits"):
+        rows.append(("credits", f"up to {_credits(video.estimated_credits)}"))
+    times: tuple[tuple[str, Literal["create_time", "complete_time", "expire_time"]], ...] = (
+        ("created", "create_time"),
+        ("completed", "complete_time"),
+        ("expires", "expire_time"),
+    )
+    for label, field in times:
+        if video.HasField(field):
+            rows.append((label, getattr(video, field).ToJsonString()))
+    if video.request_id:
+        rows.append(("request id", video.request_id))
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label + ':':<{width + 1}} {value}" for label, value in rows)
+
+
+def format_update(video: video_pb2.Video) -> str:
+    """One line for one state change, as ``watch`` prints it."""
+    line = f"{time.strftime('%H:%M:%S')}  {status_name(video.status):<11} {video.progress:>3}%"
+    if video.upstream_status:
+        line += f"  {video.upstream_status}"
+    if video.HasField("error"):
+        line += f"  {video.error.code or 'error'}: {video.error.message}"
+    return line
+
+
+class _Output:
+    def __init__(self, as_json: bool) -> None:
+        self.json = as_json
+        self.out = Console(highlight=False, soft_wrap=True)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    @property
+    def live(self) -> bool:
+        """Whether to draw progress bars (stderr is a terminal and machine output is off)."""
+        return not self.json and self.err.is_terminal
+
+    def emit(self, data: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    def video(self, video: video_pb2.Video) -> None:
+        if self.json:
+            self.emit(video_to_dict(video))
+        else:
+            self.out.print(format_video(video), markup=False)
+
+    def note(self, text: str) -> None:
+        """A human-only message (stderr), silent with --json."""
+        if not self.json:
+            self.err.print(text, markup=False)
+
+
+def _changed(a: video_pb2.Video | None, b: video_pb2.Video) -> bool:
+    return a is None or (a.status, a.progress, a.upstream_status) != (b.status, b.progress, b.upstream_status)
+
+
+def _wait(client: VideoClient, video_id: str, ui: _Output, deadline: Deadline) -> video_pb2.Video:
+    """Waits for a terminal state, with a progress bar on a terminal or a line per change otherwise."""
+    if not ui.live:
+        last: list[video_pb2.Video] = []
+
+        def plain(video: video_pb2.Video) -> None:
+            if _changed(last[-1] if last else None, video):
+                ui.note(format_update(video))
+            last[:] = [video]
+
+        return client.wait(video_id, timeout=deadline.remaining(), on_update=plain)
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=ui.err,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("waiting", total=100)
+
+        def bar(video: video_pb2.Video) -> None:
+            text = status_name(video.status)
+            if video.upstream_status:
+                text += f" ({video.upstream_status})"
+            progress.update(task, description=text, completed=video.progress)
+
+        return client.wait(video_id, timeout=deadline.remaining(), on_update=bar)
+
+
+def _download(
+    client: VideoClient,
+    video_id: str,
+    path: str,
+    ui: _Output,
+    deadline: Deadline,
+    *,
+    index: int,
+    resume: bool,
+) -> int:
+    if not ui.live:
+        return client.download(video_id, path, index=index, timeout=deadline.remaining(), resume=resume)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=ui.err,
+    ) as progress:
+        task: TaskID = progress.add_task(f"downloading {path}", total=None)
+
+        def on_progress(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        return client.download(
+            video_id, path, index=index, on_progress=on_progress, timeout=deadline.remaining(), resume=resume
+        )
+
+
+def _saved(ui: _Output, video_id: str, path: str, size: int) -> None:
+    if ui.json:
+        ui.emit({"id": video_id, "path": path, "bytes": size})
+    else:
+        ui.note(f"saved {size} bytes to {path}")
+
+
+def _outcome(video: video_pb2.Video) -> int:
+    return EXIT_OK if video.status == video_pb2.VIDEO_STATUS_COMPLETED else EXIT_VIDEO_FAILED
+
+
+# -- commands -------------------------------------------------------------------------------------------
+
+
+def _cmd_generate(client: VideoClient, args: argparse.Namespace, ui: _Output, deadline: Deadline) -> int:
+    video = client.generate(
+        args.model,
+        args.prompt,
+        input_reference=args.image,
+        video_uri=args.video,
+        seconds=args.seconds,
+        size=args.size,
+        seed=args.seed,
+        audio=args.audio,
+        public_figure_threshold=args.public_figure_threshold,
+        provider_options=dict(args.options) or None,
+        request_id=args.request_id,
+        timeout=deadline.remaining(),
+    )
+    if not (args.wait or args.output):
+        ui.video(video)
+        return EXIT_OK
+    ui.note(f"started {video.id}")
+    if not is_terminal(video):
+        video = _wait(client, video.id, ui, deadline)
+    ui.video(video)
+    if video.status != video_pb2.VIDEO_STATUS_COMPLETED:
+        return EXIT_VIDEO_FAILED
+    if args.output:
+        size = _download(client, video.id, args.output, ui, deadline, index=0, resume=True)
+        _saved(ui, video.id, args.output, size)
+    return EXIT_OK
+
+
+def _cmd_get(client: VideoClient, args: argparse.Namespace, ui: _Output, deadline: Deadline) -> int:
+    ui.video(client.get(args.id, timeout=deadline.remaining()))
+    return EXIT_OK
+
+
+def _cmd_cancel(client: VideoClient, args: argparse.Namespace, ui: _Output, deadline: Deadline) -> int:
+    ui.video(client.cancel(args.id, timeout=deadline.remaining()))
+    return EXIT_OK
+
+
+def _cmd_watch(client: VideoClient, args: argparse.Namespace, ui: _Output, deadline: Deadline) -> int:
+    last: video_pb2.Video | None = None
+    for video in client.watch(args.id, timeout=deadline.remaining()):
+        if ui.json:
+            ui.emit(video_to_dict(video))
+        elif _changed(last, video):
+            ui.out.print(format_update(video), markup=False)
+        last = video
+    if last is None:  # watch always yields at least the current state
+        return EXIT_RPC_ERROR
+    if not ui.json:
+        ui.out.print(format_video(last), markup=False)
+    return _outcome(last)
+
+
+def _cmd_download(client: VideoClient, args: argparse.Namespace, ui: _Output, deadline: Deadline) -> int:
+    size = _download(client, args.id, args.file, ui, deadline, index=args.index, resume=args.resume)
+    _saved(ui, args.id, args.file, size)
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[VideoClient, argparse.Namespace, _Output, Deadline], int]] = {
+    "generate": _cmd_generate,
+    "get": _cmd_get,
+    "watch": _cmd_watch,
+    "cancel": _cmd_cancel,
+    "download": _cmd_download,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI and returns its exit code (argparse exits with 2 on usage errors)."""
+    args = build_parser().parse_args(argv)
+    ui = _Output(args.json)
+    root_certificates: bytes | None = None
+    if args.ca_cert:
+        try:
+            with open(args.ca_cert, "rb") as fh:
+                root_certificates = fh.read()
+        except OSError as exc:
+            ui.err.print(f"error: cannot read {args.ca_cert}: {exc.strerror or exc}", markup=False)
+            return EXIT_USAGE
+    deadline = Deadline(args.timeout)
+    try:
+        with VideoClient(
+            args.target, api_key=args.api_key, tls=args.tls, root_certificates=root_certificates
+        ) as client:
+            return COMMANDS[args.command](client, args, ui, deadline)
+    except VideogenError as err:
+        ui.err.print(format_error(err), markup=False)
+        return EXIT_RPC_ERROR
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        ui.err.print(f"error:{where}: {exc.strerror or exc}", markup=False)
+        return EXIT_LOCAL_ERROR
+    except KeyboardInterrupt:
+        ui.err.print("interrupted", markup=False)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

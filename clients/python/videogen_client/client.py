@@ -1,0 +1,325 @@
+"""The synchronous client: ``with VideoClient() as client: video = client.generate(...)``.
+
+It uses the blocking gRPC channel and stubs directly (no asyncio underneath), so it is safe in threads."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import grpc
+from videogen.v1 import video_pb2, video_service_pb2, video_service_pb2_grpc
+
+from .download import (
+    Deadline,
+    PartialDownload,
+    ProgressCallback,
+    RetryPolicy,
+    is_retryable_stream,
+    is_retryable_unary,
+)
+from .errors import OutOfRange, Unavailable, VideogenError, from_rpc_error
+from .models import (
+    ReferenceLike,
+    auth_metadata,
+    build_generate_request,
+    is_terminal,
+    resolve_api_key,
+    resolve_target,
+)
+
+T = TypeVar("T")
+
+UpdateCallback = Callable[[video_pb2.Video], object]
+
+CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (("grpc.primary_user_agent", "videogen-python/0.1"),)
+
+
+class VideoClient:
+    """A client of ``videogen.v1.VideoService`` synchronously (the same API as ``AsyncVideoClient``).
+
+    ``target`` defaults to ``$VIDEOGEN_TARGET`` or ``127.0.0.1:50051`` and ``api_key`` to
+    ``$VIDEOGEN_API_KEY``; with a key, every call sends ``authorization: Bearer <key>``. Pass ``channel``
+    to use your own ``grpc.Channel`` (it is not closed by ``close()``). ``timeout`` arguments are
+    overall deadlines in seconds for the whole method, retries included. Every method raises
+    :class:`~videogen_client.errors.VideogenError` subclasses, never raw gRPC errors.
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        api_key: str | None = None,
+        channel: grpc.Channel | None = None,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.target = resolve_target(target)
+        self._metadata = auth_metadata(resolve_api_key(api_key))
+        self._tls = tls or root_certificates is not None
+        self._root_certificates = root_certificates
+        self._channel = channel
+        self._owns_channel = channel is None
+        self._stub: video_service_pb2_grpc.VideoServiceStub | None = None
+        self.retry = retry or RetryPolicy()
+        self._get_stub()  # eagerly: a sync client may be shared by threads, so no lazy race on the channel
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    def _get_stub(self) -> video_service_pb2_grpc.VideoServiceStub:
+        if self._stub is None:
+            if self._channel is None:
+                if self._tls:
+                    creds = grpc.ssl_channel_credentials(root_certificates=self._root_certificates)
+                    self._channel = grpc.secure_channel(self.target, creds, options=CHANNEL_OPTIONS)
+                else:
+                    self._channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+            self._stub = video_service_pb2_grpc.VideoServiceStub(self._channel)
+        return self._stub
+
+    def close(self) -> None:
+        if self._owns_channel and self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        self._stub = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- helpers ----------------------------------------------------------------------------------------
+
+    def _retry_wait(self, err: VideogenError, attempt: int, deadline: Deadline) -> None:
+        delay = self.retry.delay(attempt, err.retry_after)
+        if delay is None or not deadline.allows(delay):
+            raise err
+        time.sleep(delay)
+
+    def _unary(self, call: Callable[[float | None], T], deadline: Deadline) -> T:
+        attempt = 0
+        while True:
+            try:
+                return call(deadline.call_timeout())
+            except grpc.RpcError as exc:
+                err = from_rpc_error(exc)
+                if not is_retryable_unary(err):
+                    raise err from exc
+            attempt += 1
+            self._retry_wait(err, attempt, deadline)
+
+    # -- RPCs -------------------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        model: str,
+        prompt: str = "",
+        *,
+        input_reference: str = "",
+        video_uri: str = "",
+        seconds: int | None = None,
+        size: str = "",
+        seed: int | None = None,
+        audio: bool | None = None,
+        references: Iterable[ReferenceLike] = (),
+        reference_images: Iterable[ReferenceLike] = (),
+        public_figure_threshold: str = "",
+        provider_options: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> video_pb2.Video:
+        """Starts a generation and returns the new video (usually QUEUED). Without ``request_id`` a UUID4 is
+        used, so retrying on UNAVAILABLE (which this method does) never starts a second paid video."""
+        req = build_generate_request(
+            model,
+            prompt,
+            input_reference=input_reference,
+            video_uri=video_uri,
+            seconds=seconds,
+            size=size,
+            seed=seed,
+            audio=audio,
+            references=references,
+            reference_images=reference_images,
+            public_figure_threshold=public_figure_threshold,
+            provider_options=provider_options,
+            request_id=request_id,
+        )
+        stub = self._get_stub()
+        resp = self._unary(
+            lambda t: stub.Generate(req, metadata=self._metadata, timeout=t), Deadline(timeout)
+        )
+        return resp.video
+
+    def get(self, id: str, *, timeout: float | None = None) -> video_pb2.Video:
+        """The video's current state."""
+        stub = self._get_stub()
+        req = video_service_pb2.GetRequest(id=id)
+        resp = self._unary(lambda t: stub.Get(req, metadata=self._metadata, timeout=t), Deadline(timeout))
+        return resp.video
+
+    def cancel(self, id: str, *, timeout: float | None = None) -> video_pb2.Video:
+        """Cancels a queued or running video (FailedPrecondition once it COMPLETED or FAILED)."""
+        stub = self._get_stub()
+        req = video_service_pb2.CancelRequest(id=id)
+        resp = self._unary(lambda t: stub.Cancel(req, metadata=self._metadata, timeout=t), Deadline(timeout))
+        return resp.video
+
+    def watch(self, id: str, *, timeout: float | None = None) -> Iterator[video_pb2.Video]:
+        """Yields the video's state at once and then every change; ends after a terminal state.
+
+        A stream that breaks (UNAVAILABLE, a reset, or an early end) is reopened with backoff; identical
+        consecutive states (re-sent on quiet streams or after a reconnect) are yielded once."""
+        stub = self._get_stub()
+        req = video_service_pb2.WatchStatusRequest(id=id)
+        deadline = Deadline(timeout)
+        last: video_pb2.Video | None = None
+        attempt = 0
+        while True:
+            call = stub.WatchStatus(req, metadata=self._metadata, timeout=deadline.call_timeout())
+            try:
+                for resp in call:
+                    attempt = 0
+                    video = resp.video
+                    if video != last:
+                        last = video
+                        yield video
+                    if is_terminal(video):
+                        return
+                err: VideogenError = Unavailable(
+                    grpc.StatusCode.UNAVAILABLE, "the status stream ended before a terminal state"
+                )
+            except grpc.RpcError as exc:
+                err = from_rpc_error(exc)
+                if not is_retryable_stream(err):
+                    raise err from exc
+            finally:
+                call.cancel()
+            attempt += 1
+            self._retry_wait(err, attempt, deadline)
+
+    def wait(
+        self, id: str, *, timeout: float | None = None, on_update: UpdateCallback | None = None
+    ) -> video_pb2.Video:
+        """Waits (with WatchStatus, reconnecting as needed) until the video is terminal and returns it.
+
+        Decision: a FAILED or CANCELLED video is *returned*, not raised (it is an outcome, not an RPC
+        error); check ``video.status`` or call ``videogen_client.raise_for_status(video)``. ``on_update`` is
+        called with every state change."""
+        last: video_pb2.Video | None = None
+        for video in self.watch(id, timeout=timeout):
+            last = video
+            if on_update is not None:
+                on_update(video)
+        if last is None:  # unreachable: watch only ends after a terminal state
+            raise Unavailable(grpc.StatusCode.UNAVAILABLE, "no state received")
+        return last
+
+    def stream_content(
+        self, id: str, offset: int = 0, limit: int = 0, *, index: int = 0, timeout: float | None = None
+    ) -> Iterator[bytes]:
+        """Yields the content's bytes from ``offset`` (up to ``limit`` bytes, 0 = to the end). A broken stream
+        is resumed where it stopped, with bounded retries."""
+        stub = self._get_stub()
+        deadline = Deadline(timeout)
+        attempt = 0
+        position = offset
+        while True:
+            remaining = 0 if limit == 0 else limit - (position - offset)
+            if limit and remaining <= 0:
+                return
+            req = video_service_pb2.StreamContentRequest(id=id, index=index, offset=position, limit=remaining)
+            call = stub.StreamContent(req, metadata=self._metadata, timeout=deadline.call_timeout())
+            start = position
+            try:
+                for msg in call:
+                    if msg.data:
+                        position += len(msg.data)
+                        yield msg.data
+                return
+            except grpc.RpcError as exc:
+                err = from_rpc_error(exc)
+                if not is_retryable_stream(err):
+                    raise err from exc
+            finally:
+                call.cancel()
+            attempt = 1 if position > start else attempt + 1
+            self._retry_wait(err, attempt, deadline)
+
+    def download(
+        self,
+        id: str,
+        path: str | os.PathLike[str],
+        *,
+        index: int = 0,
+        on_progress: ProgressCallback | None = None,
+        timeout: float | None = None,
+        resume: bool = True,
+    ) -> int:
+        """Downloads output ``index`` to ``path`` and returns its size in bytes.
+
+        Bytes go to ``path + ".part"``; an existing ``.part`` is resumed from its size (``resume=False``
+        starts over). Broken streams are resumed with bounded retries and backoff. The total is checked
+        against the server's ``total_size``, then the file is renamed atomically to ``path``: a short file
+        never appears there. On failure the ``.part`` stays for a later resume. (Chunk size is the
+        server's choice: the API has no field for it.)"""
+        stub = self._get_stub()
+        deadline = Deadline(timeout)
+        part = PartialDownload(path, resume=resume)
+        attempt = 0
+        checked_out_of_range = False
+        try:
+            while True:
+                start = part.offset
+                call = stub.StreamContent(
+                    part.request(id, index), metadata=self._metadata, timeout=deadline.call_timeout()
+                )
+                try:
+                    first = True
+                    for msg in call:
+                        if first:
+                            first = False
+                            part.start_stream(msg)
+                            if on_progress is not None:
+                                on_progress(part.offset, part.total)
+                        part.write(msg)
+                        if on_progress is not None and msg.data:
+                            on_progress(part.offset, part.total)
+                    if part.complete():
+                        return part.finish()
+                    err: VideogenError = Unavailable(
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"the content stream ended at byte {part.offset} of {part.total}",
+                    )
+                except grpc.RpcError as exc:
+                    err = from_rpc_error(exc)
+                    if isinstance(err, OutOfRange) and part.offset > 0 and not checked_out_of_range:
+                        # The .part is at (or past) the end: complete if it has exactly the known size.
+                        checked_out_of_range = True
+                        if self._output_size(id, index, deadline) == part.offset:
+                            part.total = part.offset
+                            return part.finish()
+                        part.discard()
+                        continue
+                    if not is_retryable_stream(err):
+                        raise err from exc
+                finally:
+                    call.cancel()
+                attempt = 1 if part.offset > start else attempt + 1
+                self._retry_wait(err, attempt, deadline)
+        finally:
+            part.close()
+
+    def _output_size(self, id: str, index: int, deadline: Deadline) -> int | None:
+        video = self.get(id, timeout=deadline.remaining())
+        for out in video.videos:
+            if out.index == index and out.HasField("size_bytes"):
+                return out.size_bytes
+        return None

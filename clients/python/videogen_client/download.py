@@ -1,0 +1,198 @@
+"""Resumable downloads, deadlines and retry policy, shared by the sync and the async client.
+
+A download writes to ``path + ".part"`` and only a verified file is renamed (atomically, ``os.replace``)
+to ``path``: a short or corrupt file never appears at ``path``. An interrupted download leaves the
+``.part`` file behind; the next download of the same path resumes from its size with
+``StreamContentRequest.offset``. Nothing proves that an old ``.part`` belongs to the same video: the
+final size check against the server's ``total_size`` is the guard, so don't reuse a path for different
+videos while a ``.part`` of another is lying around.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import grpc
+from videogen.v1 import video_service_pb2
+
+from .errors import DataLoss, DeadlineExceeded, VideogenError
+
+ProgressCallback = Callable[[int, "int | None"], object]
+"""``on_progress(bytes_done, total_bytes_or_None)``, called after every chunk (bytes_done includes what a
+resumed ``.part`` file already held)."""
+
+PART_SUFFIX = ".part"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How the clients retry: unary calls on UNAVAILABLE, streams (watch, content) on UNAVAILABLE,
+    DEADLINE_EXCEEDED (within the caller's own deadline), ABORTED and transport resets.
+
+    ``max_attempts`` bounds *consecutive* failures: a stream that made progress before breaking starts
+    counting afresh. Backoff is exponential with jitter; a server-sent ``RetryInfo`` delay is honoured, but
+    one longer than ``max_retry_after`` (e.g. Runway's daily cap) is not waited for: the error is raised."""
+
+    max_attempts: int = 6
+    initial_backoff: float = 0.2
+    max_backoff: float = 5.0
+    multiplier: float = 2.0
+    max_retry_after: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float | None:
+        """Seconds to sleep before retry number ``attempt`` (1-based), or None to give up."""
+        if attempt >= self.max_attempts:
+            return None
+        if retry_after is not None and retry_after > 0:
+            return retry_after if retry_after <= self.max_retry_after else None
+        base = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
+        return random.uniform(base / 2, base)
+
+
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+class Deadline:
+    """An overall deadline for one client method (which may make several calls)."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self._at = None if timeout is None else time.monotonic() + timeout
+
+    def remaining(self) -> float | None:
+        return None if self._at is None else self._at - time.monotonic()
+
+    def call_timeout(self) -> float | None:
+        """The timeout for the next call; raises DeadlineExceeded when none is left."""
+        left = self.remaining()
+        if left is not None and left <= 0:
+            raise DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED, f"timed out after {self.timeout:g}s")
+        return left
+
+    def allows(self, delay: float) -> bool:
+        left = self.remaining()
+        return left is None or delay < left
+
+
+_STREAM_RETRY_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
+)
+
+
+def is_retryable_unary(err: VideogenError) -> bool:
+    return err.code == grpc.StatusCode.UNAVAILABLE
+
+
+def is_retryable_stream(err: VideogenError) -> bool:
+    """Streams also retry transport resets, which surface as INTERNAL/UNKNOWN without an ``ErrorInfo``
+    (every status the server itself sends carries one, so those are never retried)."""
+    if err.code in _STREAM_RETRY_CODES:
+        return True
+    return err.code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN) and not err.reason
+
+
+class PartialDownload:
+    """The on-disk state of one download. Use ``start_stream`` with the first message of every stream,
+    ``write`` with each message, then ``finish`` (verifies, fsyncs, renames) or ``close`` (keeps the
+    ``.part`` for a later resume)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, resume: bool = True) -> None:
+        self.path = os.fspath(path)
+        self.part_path = self.path + PART_SUFFIX
+        if not resume:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.part_path)
+        try:
+            self.offset = os.path.getsize(self.part_path)
+        except FileNotFoundError:
+            self.offset = 0
+        self.resumed_from = self.offset
+        self.total: int | None = None
+        self.content_type = ""
+        self._fh: BinaryIO | None = None
+
+    def request(self, video_id: str, index: int) -> video_service_pb2.StreamContentRequest:
+        return video_service_pb2.StreamContentRequest(id=video_id, index=index, offset=self.offset)
+
+    def start_stream(self, first: video_service_pb2.StreamContentResponse) -> None:
+        if first.content_type:
+            self.content_type = first.content_type
+        if first.total_size > 0:
+            if self.total is not None and self.total != first.total_size:
+                self.discard()
+                raise DataLoss(
+                    grpc.StatusCode.DATA_LOSS,
+                    f"the content's size changed during the download ({self.total} then "
+                    f"{first.total_size} bytes); start again",
+                )
+            self.total = first.total_size
+            if self.offset > self.total:
+                size = self.offset
+                self.discard()
+                raise DataLoss(
+                    grpc.StatusCode.DATA_LOSS,
+                    f"{self.part_path} holds {size} bytes but the content has {first.total_size}; removed it",
+                )
+
+    def write(self, msg: video_service_pb2.StreamContentResponse) -> None:
+        if not msg.data:
+            return
+        if msg.offset != self.offset:
+            raise DataLoss(
+                grpc.StatusCode.DATA_LOSS, f"the server sent bytes at {msg.offset}, expected {self.offset}"
+            )
+        if self.total is not None and self.offset + len(msg.data) > self.total:
+            self.discard()
+            raise DataLoss(
+                grpc.StatusCode.DATA_LOSS, f"the server sent more than the announced {self.total} bytes"
+            )
+        if self._fh is None:
+            parent = os.path.dirname(self.part_path)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+            self._fh = open(self.part_path, "ab")  # noqa: SIM115 (closed by close/finish)
+        self._fh.write(msg.data)
+        self.offset += len(msg.data)
+
+    def complete(self) -> bool:
+        """Whether a stream that ended OK delivered everything (always true when the size is unknown:
+        the server never ends a short stream with OK)."""
+        return self.total is None or self.offset == self.total
+
+    def finish(self) -> int:
+        """Verifies, flushes to disk and atomically renames the ``.part`` to ``path``; returns the size."""
+        if not self.complete():
+            raise DataLoss(
+                grpc.StatusCode.DATA_LOSS, f"only {self.offset} of {self.total} bytes were received"
+            )
+        if self._fh is None:  # nothing written by this call (empty content, or a complete .part)
+            self._fh = open(self.part_path, "ab")  # noqa: SIM115
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        self._fh = None
+        os.replace(self.part_path, self.path)
+        return self.offset
+
+    def close(self) -> None:
+        """Closes the file, keeping the ``.part`` for a later resume."""
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                self._fh.flush()
+            self._fh.close()
+            self._fh = None
+
+    def discard(self) -> None:
+        """Deletes the ``.part`` and starts over from byte 0."""
+        self.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.part_path)
+        self.offset = 0
+        self.resumed_from = 0
+        self.total = None

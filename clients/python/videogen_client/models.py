@@ -1,0 +1,170 @@
+"""What both clients share: the types they return (the proto ``Video`` itself, no copy), status helpers,
+connection settings and request building.
+
+Decision: methods return the generated ``videogen.v1.video_pb2.Video`` message rather than a dataclass, so
+every field the server adds is available at once and JSON output is ``MessageToDict(video)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import grpc
+from google.protobuf import json_format, struct_pb2
+from videogen.v1 import video_pb2, video_service_pb2
+
+from .errors import FailedPrecondition, InvalidArgument
+
+Video = video_pb2.Video
+VideoStatus = video_pb2.VideoStatus
+GenerationMode = video_pb2.GenerationMode
+MediaReference = video_service_pb2.MediaReference
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+ENV_TARGET = "VIDEOGEN_TARGET"
+ENV_API_KEY = "VIDEOGEN_API_KEY"
+
+TERMINAL_STATUSES = frozenset(
+    {
+        video_pb2.VIDEO_STATUS_COMPLETED,
+        video_pb2.VIDEO_STATUS_FAILED,
+        video_pb2.VIDEO_STATUS_CANCELLED,
+    }
+)
+
+# A reference is either a MediaReference, a bare URI, or a (uri, tag) pair.
+ReferenceLike = video_service_pb2.MediaReference | str | tuple[str, str]
+
+
+class VideoFailed(FailedPrecondition):
+    """Raised by :func:`raise_for_status` for a video that ended FAILED or CANCELLED. ``video`` is it."""
+
+    def __init__(self, video: video_pb2.Video) -> None:
+        self.video = video
+        status = status_name(video.status)
+        if video.HasField("error"):
+            text = f"video {video.id} {status}: {video.error.code or 'error'}: {video.error.message}"
+        else:
+            text = f"video {video.id} {status}"
+        super().__init__(grpc.StatusCode.FAILED_PRECONDITION, text, f"VIDEO_{status}")
+
+
+def is_terminal(video: video_pb2.Video) -> bool:
+    """True once the video is COMPLETED, FAILED or CANCELLED (its state never changes again)."""
+    return video.status in TERMINAL_STATUSES
+
+
+def status_name(status: int) -> str:
+    """``VIDEO_STATUS_IN_PROGRESS`` → ``IN_PROGRESS``."""
+    try:
+        name = video_pb2.VideoStatus.Name(status)  # type: ignore[arg-type]
+    except ValueError:
+        return str(status)
+    return name.removeprefix("VIDEO_STATUS_")
+
+
+def mode_name(mode: int) -> str:
+    """``GENERATION_MODE_TEXT_TO_VIDEO`` → ``TEXT_TO_VIDEO``."""
+    try:
+        name = video_pb2.GenerationMode.Name(mode)  # type: ignore[arg-type]
+    except ValueError:
+        return str(mode)
+    return name.removeprefix("GENERATION_MODE_")
+
+
+def raise_for_status(video: video_pb2.Video) -> video_pb2.Video:
+    """Returns ``video`` if it did not end FAILED or CANCELLED, else raises :class:`VideoFailed`.
+
+    ``wait()`` returns the terminal video whatever its outcome (a failed generation is a normal result, not
+    an RPC error); call this when you want an exception instead."""
+    if video.status in (video_pb2.VIDEO_STATUS_FAILED, video_pb2.VIDEO_STATUS_CANCELLED):
+        raise VideoFailed(video)
+    return video
+
+
+def video_to_dict(video: video_pb2.Video) -> dict[str, Any]:
+    """The video as JSON-ready data (proto JSON mapping: camelCase names, enum names, RFC 3339 times)."""
+    return json_format.MessageToDict(video)
+
+
+def resolve_target(target: str | None) -> str:
+    """An explicit target, else ``$VIDEOGEN_TARGET``, else ``127.0.0.1:50051``."""
+    return target or os.environ.get(ENV_TARGET) or DEFAULT_TARGET
+
+
+def resolve_api_key(api_key: str | None) -> str | None:
+    """An explicit key, else ``$VIDEOGEN_API_KEY``, else None (no ``authorization`` metadata)."""
+    return api_key or os.environ.get(ENV_API_KEY) or None
+
+
+def auth_metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {api_key}"),) if api_key else ()
+
+
+def _reference(ref: ReferenceLike) -> video_service_pb2.MediaReference:
+    if isinstance(ref, video_service_pb2.MediaReference):
+        return ref
+    if isinstance(ref, str):
+        return video_service_pb2.MediaReference(uri=ref)
+    uri, tag = ref
+    return video_service_pb2.MediaReference(uri=uri, tag=tag)
+
+
+def build_generate_request(
+    model: str,
+    prompt: str = "",
+    *,
+    input_reference: str = "",
+    video_uri: str = "",
+    seconds: int | None = None,
+    size: str = "",
+    seed: int | None = None,
+    audio: bool | None = None,
+    references: Iterable[ReferenceLike] = (),
+    reference_images: Iterable[ReferenceLike] = (),
+    public_figure_threshold: str = "",
+    provider_options: Mapping[str, Any] | None = None,
+    request_id: str | None = None,
+) -> video_service_pb2.GenerateRequest:
+    """Builds a ``GenerateRequest``; a missing ``request_id`` becomes a fresh UUID4 so that the client's own
+    retries of this request can never start a second paid generation."""
+    req = video_service_pb2.GenerateRequest(
+        model=model,
+        prompt=prompt,
+        input_reference=input_reference,
+        video_uri=video_uri,
+        size=size,
+        request_id=request_id or str(uuid.uuid4()),
+        references=[_reference(r) for r in references],
+        reference_images=[_reference(r) for r in reference_images],
+    )
+    if seconds is not None:
+        req.seconds = seconds
+    if seed is not None:
+        req.seed = seed
+    if audio is not None:
+        req.audio = audio
+    if public_figure_threshold:
+        req.content_moderation.public_figure_threshold = public_figure_threshold
+    if provider_options:
+        options = struct_pb2.Struct()
+        try:
+            options.update(dict(provider_options))
+        except (ValueError, TypeError) as exc:
+            raise InvalidArgument(
+                grpc.StatusCode.INVALID_ARGUMENT, f"provider_options are not JSON-like: {exc}"
+            ) from exc
+        req.provider_options.CopyFrom(options)
+    return req
+
+
+def parse_option_value(text: str) -> Any:
+    """A ``--option`` value: JSON when it parses (``5``, ``true``, ``"x"``, ``[1,2]``), else the raw text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
