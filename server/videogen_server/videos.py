@@ -121,7 +121,9 @@ class Videos:
             update_time=now,
         )
         log.info("video %s created as Runway task %s (%s)", record.id, created.id, record.model)
-        return await self._store.save(updated)
+        saved = await self._store.save(updated)
+        self._tracker.publish(saved)
+        return saved
 
     async def load(self, owner: str, video_id: str) -> VideoRecord:
         """The caller's own video; another caller's video is indistinguishable from a missing one."""
