@@ -142,7 +142,14 @@ class ContentRelay:
                 await asyncio.sleep(min(2.0, 0.05 * 2**resumes) * random.uniform(1.0, 1.5))
 
     async def _output_url(self, record: VideoRecord, index: int, deadline: float | None) -> str:
-        task = await self._source.get_task(record.upstream_id, deadline=deadline)
+        try:
+            task = await self._source.get_task(record.upstream_id, deadline=deadline)
+        except errors.UpstreamNotFound:
+            # The video exists here (Get returns it) but Runway deleted the task and its output (expiry, or
+            # a Cancel's DELETE that raced the task's end): NOT_FOUND would read as "no such video".
+            raise errors.FailedPrecondition(
+                "Runway no longer has this video's output (its task was deleted)", reason="VIDEO_OUTPUT_GONE"
+            ) from None
         if task.video_status is not VideoStatus.COMPLETED or index >= len(task.outputs):
             raise errors.UpstreamUnavailable("Runway no longer lists this video's output")
         return task.outputs[index]

@@ -1,0 +1,32 @@
+"""Fixtures for the fault suite: the real server against the simulator, tuned for each kind of fault."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from conftest import FAST_SIMULATOR, RunningServer, start_server, stop_server
+from faults.helpers import LONG_RUNNING
+
+
+@pytest.fixture
+async def long_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    server = await start_server(str(tmp_path / "data"), sim_config=LONG_RUNNING)
+    try:
+        yield server
+    finally:
+        await stop_server(server)
+
+
+@pytest.fixture
+async def external_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """The server pointed at the simulator as an external Runway (RUNWAYML_BASE_URL), as in production."""
+    server = await start_server(
+        str(tmp_path / "data"), sim_config=dataclasses.replace(FAST_SIMULATOR), runway_api_secret="key_test"
+    )
+    try:
+        yield server
+    finally:
+        await stop_server(server)
