@@ -36,6 +36,12 @@ PATHS: Mapping[GenerationMode, str] = MappingProxyType(
 _MODE_WORDS = {T2V: "text-to-video", I2V: "image-to-video", V2V: "video-to-video"}
 
 SEED_MAX = 4294967295
+# Hostile-input bounds for the free-form identifiers. Model ids are short names (gen4.5, veo3.1_fast,
+# kling2.5_turbo_pro); an unknown one is forwarded to Runway, so only a plausible id may leave. The
+# idempotency key is stored forever and echoed in errors: bounded, printable.
+_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
+REQUEST_ID_MAX = 256
+_OPTION_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")  # a Runway body key, e.g. negativePrompt
 DEFAULT_SIZE = "1280x720"
 PUBLIC_FIGURE_THRESHOLDS = ("auto", "low")
 
@@ -373,6 +379,12 @@ class _Builder:
         self.check_refs("reference_images", s.reference_images, AssetKind.IMAGE)
         if _bad_text(s.prompt):
             self.bad("prompt", "must not contain control characters (other than newline, CR and tab)")
+        rid = s.request_id
+        if len(rid) > REQUEST_ID_MAX or not rid.isprintable() or rid != rid.strip():
+            self.bad(
+                "request_id",
+                f"must be at most {REQUEST_ID_MAX} printable characters, no leading or trailing space",
+            )
         if s.seed is not None and not 0 <= s.seed <= SEED_MAX:
             self.bad("seed", f"must be an integer from 0 to {SEED_MAX}")
         if s.seconds is not None and s.seconds <= 0:
@@ -390,8 +402,11 @@ class _Builder:
             else:
                 self.bad("size", "must be WIDTHxHEIGHT in pixels, e.g. 1280x720")
         for key in s.provider_options:
-            if not isinstance(key, str) or not key:
-                self.bad("provider_options", "keys must be non-empty strings")
+            if not isinstance(key, str) or not _OPTION_KEY.fullmatch(key):
+                # Named without the key: it may be huge, and errors must stay small.
+                self.bad(
+                    "provider_options", "keys must be option names such as negativePrompt (at most 64 chars)"
+                )
         return size
 
     def has_prompt(self) -> bool:
@@ -400,7 +415,7 @@ class _Builder:
     def options(self, body: dict[str, Any], model: ModelSpec | None) -> None:
         """Merge provider_options into the body: collisions, strict keys, known option rules."""
         for key, value in self.spec.provider_options.items():
-            if not isinstance(key, str) or not key:
+            if not isinstance(key, str) or not _OPTION_KEY.fullmatch(key):
                 continue
             fname = f"provider_options.{key}"
             try:
@@ -626,6 +641,12 @@ def build_upstream_request(spec: GenerateSpec) -> UpstreamRequest:
     b = _Builder(spec)
     if not spec.model.strip():
         b.bad("model", "is required, e.g. " + _join(n for n, m in CATALOG.items() if m.legacy is None))
+    elif not _MODEL_ID.fullmatch(spec.model):
+        b.bad(
+            "model", "must be a model id such as gen4.5: letters, digits and . _ - : /, at most 64 characters"
+        )
+        b.common()
+        raise b.fail("")  # never echo a malformed (maybe huge) model name
     mode = _detect_mode(b)
     size = b.common()
     model = CATALOG.get(spec.model)

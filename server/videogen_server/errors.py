@@ -73,11 +73,17 @@ class ResourceExhausted(VideogenError):
     reason = "RESOURCE_EXHAUSTED"
 
     def __init__(
-        self, message: str, *, reason: str = "RESOURCE_EXHAUSTED", retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        reason: str = "RESOURCE_EXHAUSTED",
+        retry_after: float | None = None,
+        subject: str = "",
     ) -> None:
         super().__init__(message)
         self.reason = reason
         self.retry_after = retry_after
+        self.subject = subject  # the exhausted quota (QuotaFailure.violations[].subject)
 
 
 class DeadlineExceeded(VideogenError):

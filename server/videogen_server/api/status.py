@@ -46,6 +46,17 @@ _PUBLIC_MESSAGES: dict[type[errors.VideogenError], str] = {
 }
 
 
+# A status travels in HTTP/2 trailers, which clients cap (grpc: 16 KiB by default). Messages and details
+# may quote the caller's input; bounding each piece keeps a hostile request from turning its refusal into
+# a transport error (RESOURCE_EXHAUSTED "metadata too large") instead of INVALID_ARGUMENT.
+_TEXT_MAX = 512
+_VIOLATIONS_MAX = 10
+
+
+def _bounded(text: str, limit: int = _TEXT_MAX) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
 def code_for(exc: errors.VideogenError) -> int:
     for cls, code in _CODES:
         if isinstance(exc, cls):
@@ -66,8 +77,8 @@ def _duration(seconds: float) -> duration_pb2.Duration:
 
 def to_status(exc: errors.VideogenError) -> grpc.Status:
     code = code_for(exc)
-    message = _PUBLIC_MESSAGES.get(type(exc), exc.message)
-    metadata = {k: str(v) for k, v in exc.metadata.items()}
+    message = _bounded(_PUBLIC_MESSAGES.get(type(exc), exc.message))
+    metadata = {_bounded(k, 64): _bounded(str(v), 256) for k, v in exc.metadata.items()}
     details = [
         error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=metadata),
     ]
@@ -75,22 +86,36 @@ def to_status(exc: errors.VideogenError) -> grpc.Status:
         details.append(
             error_details_pb2.BadRequest(
                 field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                    for v in exc.violations
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=_bounded(v.field, 128), description=_bounded(v.description, 256)
+                    )
+                    for v in exc.violations[:_VIOLATIONS_MAX]
                 ]
             )
         )
     if isinstance(exc, errors.NotFound):
         details.append(
             error_details_pb2.ResourceInfo(
-                resource_type="videogen.v1.Video", resource_name=exc.resource_name, description=exc.message
+                resource_type="videogen.v1.Video",
+                resource_name=_bounded(exc.resource_name, 256),
+                description=message,
             )
         )
     if code == code_pb2.UNAVAILABLE:
         retry_after = getattr(exc, "retry_after", None)
         details.append(error_details_pb2.RetryInfo(retry_delay=_duration(retry_after or 1.0)))
-    if isinstance(exc, errors.ResourceExhausted) and exc.retry_after is not None:
-        details.append(error_details_pb2.RetryInfo(retry_delay=_duration(exc.retry_after)))
+    if isinstance(exc, errors.ResourceExhausted):
+        details.append(
+            error_details_pb2.QuotaFailure(
+                violations=[
+                    error_details_pb2.QuotaFailure.Violation(
+                        subject=exc.subject or exc.reason, description=exc.message
+                    )
+                ]
+            )
+        )
+        if exc.retry_after is not None:
+            details.append(error_details_pb2.RetryInfo(retry_delay=_duration(exc.retry_after)))
     status = status_pb2.Status(code=code, message=message, details=[_pack(d) for d in details])
     result: grpc.Status = rpc_status.to_status(status)
     return result

@@ -284,7 +284,8 @@ class Handlers:
 
 def build_app(state: State) -> web.Application:
     h = Handlers(state)
-    app = web.Application(middlewares=[_json_errors])
+    # Runway takes data: URIs of several MiB in a create body; aiohttp's default cap is 1 MiB.
+    app = web.Application(middlewares=[_json_errors], client_max_size=64 * 1024 * 1024)
     for endpoint in ENDPOINTS:
         app.router.add_post(f"/v1/{endpoint}", h.create)
     app.router.add_get("/v1/tasks/{id}", h.get_task, allow_head=False)
