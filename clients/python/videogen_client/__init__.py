@@ -10,6 +10,9 @@ downloads, and the ``videogen`` CLI.
             client.download(video.id, "cat.mp4")
 """
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
 from .aio import AsyncVideoClient
 from .client import VideoClient
 from .download import RetryPolicy
@@ -44,6 +47,11 @@ from .models import (
     status_name,
     video_to_dict,
 )
+
+try:
+    __version__ = _version("videogen")  # the client ships in the `videogen` distribution with the server
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Aborted",

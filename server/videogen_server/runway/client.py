@@ -16,13 +16,13 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import httpx
 
-from videogen_server import errors
+from videogen_server import errors, logs
 from videogen_server.catalog import wire_path_to_field
 from videogen_server.domain import UpstreamTask
 from videogen_server.runway.retry import RetryPolicy
@@ -36,6 +36,28 @@ _T = TypeVar("_T")
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 # Connection never opened: Runway cannot have received the create.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_CREATE_PATH = re.compile(r"/v1/[a-z0-9_]+")
+# The `endpoint` label of metrics and spans: a route template, never a URL with ids or signed tokens.
+TASK_ENDPOINT = "/v1/tasks/{id}"
+ORGANIZATION_ENDPOINT = "/v1/organization"
+OUTPUT_ENDPOINT = "output"
+
+
+class UpstreamCall:
+    """How one HTTP request ended: `status` is None when no response came (network error, cancelled)."""
+
+    __slots__ = ("status",)
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+
+
+class UpstreamObserver(Protocol):
+    """Told about every HTTP request and retry (metrics and tracing; see telemetry.py)."""
+
+    def request(self, endpoint: str, method: str, host: str) -> AbstractContextManager[UpstreamCall]: ...
+
+    def retry(self, endpoint: str) -> None: ...
 
 
 class _Retry(Exception):
@@ -131,8 +153,10 @@ class RunwayClient:
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, immutable default
         http: httpx.AsyncClient | None = None,
         timeout: float = 30.0,
+        observer: UpstreamObserver | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
+        self._observer = observer
         self._key = api_key
         self._retry = retry
         self._timeout = timeout
@@ -181,8 +205,24 @@ class RunwayClient:
     def _past(deadline: float | None) -> bool:
         return deadline is not None and time.monotonic() >= deadline
 
+    async def _send(
+        self, endpoint: str, request: httpx.Request, *, stream: bool = False, follow_redirects: bool = False
+    ) -> httpx.Response:
+        """Every request goes out here, so that the observer sees each one (named by `endpoint`)."""
+        if self._observer is None:
+            return await self._http.send(request, stream=stream, follow_redirects=follow_redirects)
+        with self._observer.request(endpoint, request.method, request.url.host) as call:
+            response = await self._http.send(request, stream=stream, follow_redirects=follow_redirects)
+            call.status = response.status_code
+            return response
+
     async def _backoff(
-        self, attempt: int, error: errors.UpstreamUnavailable, deadline: float | None, what: str
+        self,
+        attempt: int,
+        error: errors.UpstreamUnavailable,
+        deadline: float | None,
+        what: str,
+        endpoint: str,
     ) -> None:
         """Sleep before the next attempt, or raise `error` (no attempt left / a long Retry-After) or
         DeadlineExceeded (the wait would pass the deadline)."""
@@ -193,6 +233,8 @@ class RunwayClient:
             raise error
         if deadline is not None and time.monotonic() + delay >= deadline:
             raise errors.DeadlineExceeded(f"deadline exceeded while retrying {what}: {error.message}")
+        if self._observer is not None:
+            self._observer.retry(endpoint)
         await self._retry.sleep(delay)
 
     def _error_text(self, response: httpx.Response) -> tuple[str, list[Any]]:
@@ -231,6 +273,7 @@ class RunwayClient:
         method: str,
         path: str,
         *,
+        endpoint: str,
         deadline: float | None,
         what: str,
         handle: Callable[[httpx.Response], _T],
@@ -241,7 +284,8 @@ class RunwayClient:
         while True:
             timeout = self._attempt_timeout(deadline, what)
             try:
-                response = await self._http.request(method, url, headers=self._api_headers(), timeout=timeout)
+                request = self._http.build_request(method, url, headers=self._api_headers(), timeout=timeout)
+                response = await self._send(endpoint, request)
             except httpx.TransportError as exc:
                 if isinstance(exc, httpx.TimeoutException) and self._past(deadline):
                     raise errors.DeadlineExceeded(f"deadline exceeded during {what}") from exc
@@ -252,7 +296,7 @@ class RunwayClient:
                     return handle(response)
                 except _Retry as retry:
                     error = retry.error
-            await self._backoff(attempt, error, deadline, what)
+            await self._backoff(attempt, error, deadline, what, endpoint)
             attempt += 1
 
     def _common_read_status(self, response: httpx.Response, what: str) -> None:
@@ -290,21 +334,23 @@ class RunwayClient:
         if not path.startswith("/v1/"):
             raise ValueError("create path must start with /v1/")
         what = f"POST {path}"
+        endpoint = path if _CREATE_PATH.fullmatch(path) else "/v1/(other)"
         url = self._base_url + path
         content = json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
         attempt = 0
         while True:
             timeout = self._attempt_timeout(deadline, what)
             try:
-                response = await self._http.request(
+                request = self._http.build_request(
                     "POST", url, content=content, headers=self._api_headers(post=True), timeout=timeout
                 )
+                response = await self._send(endpoint, request)
             except _NOT_SENT as exc:
                 if isinstance(exc, httpx.TimeoutException) and self._past(deadline):
                     raise errors.DeadlineExceeded(f"deadline exceeded connecting for {what}") from exc
                 error = errors.UpstreamUnavailable(f"could not connect to Runway for {what}")
                 error.__cause__ = exc
-                await self._backoff(attempt, error, deadline, what)
+                await self._backoff(attempt, error, deadline, what, endpoint)
                 attempt += 1
                 continue
             except httpx.TransportError as exc:
@@ -315,13 +361,15 @@ class RunwayClient:
                 ) from exc
             status = response.status_code
             if 200 <= status < 300:
-                return self._created(response, what)
+                created = self._created(response, what)
+                logs.bind_task(created.id)
+                return created
             if status == 400:
                 self._rejected(response)
             if status in (401, 403):
                 self._auth_failure(response, what)
             if status == 429:
-                await self._backoff(attempt, self._unavailable(response, what), deadline, what)
+                await self._backoff(attempt, self._unavailable(response, what), deadline, what, endpoint)
                 attempt += 1
                 continue
             if status >= 500:
@@ -358,6 +406,7 @@ class RunwayClient:
 
     async def get_task(self, task_id: str, *, deadline: float | None = None) -> UpstreamTask:
         self._check_task_id(task_id)
+        logs.bind_task(task_id)
         what = "GET task"
 
         def handle(response: httpx.Response) -> UpstreamTask:
@@ -376,11 +425,14 @@ class RunwayClient:
                 raise errors.UpstreamProtocolError("Runway returned a different task than asked for")
             return task
 
-        return await self._read("GET", f"/v1/tasks/{task_id}", deadline=deadline, what=what, handle=handle)
+        return await self._read(
+            "GET", f"/v1/tasks/{task_id}", endpoint=TASK_ENDPOINT, deadline=deadline, what=what, handle=handle
+        )
 
     async def delete_task(self, task_id: str, *, deadline: float | None = None) -> bool:
         """True: cancelled/deleted (2xx). False: 404, already gone (the spec says safe to ignore)."""
         self._check_task_id(task_id)
+        logs.bind_task(task_id)
         what = "DELETE task"
 
         def handle(response: httpx.Response) -> bool:
@@ -389,7 +441,14 @@ class RunwayClient:
             self._common_read_status(response, what)
             return True
 
-        return await self._read("DELETE", f"/v1/tasks/{task_id}", deadline=deadline, what=what, handle=handle)
+        return await self._read(
+            "DELETE",
+            f"/v1/tasks/{task_id}",
+            endpoint=TASK_ENDPOINT,
+            deadline=deadline,
+            what=what,
+            handle=handle,
+        )
 
     async def organization(self, *, deadline: float | None = None) -> dict[str, Any]:
         what = "GET organization"
@@ -405,7 +464,14 @@ class RunwayClient:
                 )
             return data
 
-        return await self._read("GET", "/v1/organization", deadline=deadline, what=what, handle=handle)
+        return await self._read(
+            "GET",
+            "/v1/organization",
+            endpoint=ORGANIZATION_ENDPOINT,
+            deadline=deadline,
+            what=what,
+            handle=handle,
+        )
 
     @asynccontextmanager
     async def open_output(
@@ -426,20 +492,20 @@ class RunwayClient:
             for name in ("Authorization", "X-Runway-Version"):  # even if an injected client has defaults
                 request.headers.pop(name, None)
             try:
-                response = await self._http.send(request, stream=True, follow_redirects=True)
+                response = await self._send(OUTPUT_ENDPOINT, request, stream=True, follow_redirects=True)
             except httpx.TransportError as exc:
                 if isinstance(exc, httpx.TimeoutException) and self._past(deadline):
                     raise errors.DeadlineExceeded(f"deadline exceeded during {what}") from exc
                 error = errors.UpstreamUnavailable(f"network error on {what}")
                 error.__cause__ = exc
-                await self._backoff(attempt, error, deadline, what)
+                await self._backoff(attempt, error, deadline, what, OUTPUT_ENDPOINT)
                 attempt += 1
                 continue
             try:
                 stream = self._output_stream(response, start, end, what)
             except _Retry as retry:
                 await response.aclose()
-                await self._backoff(attempt, retry.error, deadline, what)
+                await self._backoff(attempt, retry.error, deadline, what, OUTPUT_ENDPOINT)
                 attempt += 1
                 continue
             except BaseException:

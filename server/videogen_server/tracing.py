@@ -1,0 +1,140 @@
+"""OpenTelemetry tracing: off by default, on with the standard OTEL_* variables.
+
+- On when `OTEL_TRACES_EXPORTER` names an exporter (`otlp`, `console`), or when an OTLP endpoint is set
+  (`OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) with no exporter named. Off when
+  neither is set, with `OTEL_TRACES_EXPORTER=none`, or with `OTEL_SDK_DISABLED=true`.
+- OTLP goes over HTTP/protobuf (port 4318); the SDK reads the rest of the standard variables itself
+  (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`,
+  `OTEL_EXPORTER_OTLP_HEADERS`, ...). Spans are exported from the SDK's own thread, never from the loop.
+- One SERVER span per RPC, child of the caller's `traceparent` metadata (`OTEL_PROPAGATORS`, default W3C
+  trace context and baggage); one CLIENT span per upstream HTTP request under it, named by the route
+  template (`GET /v1/tasks/{id}`, `GET output`): never a URL, which may carry a signed token, nor a key.
+
+Nothing imports this module (nor OpenTelemetry) unless tracing is on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import grpc
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from .config import ConfigError, trace_exporters
+from .metrics import split_method
+
+# gRPC codes that make a server span an error (OpenTelemetry semantic conventions for gRPC servers).
+_SERVER_ERRORS = {
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DATA_LOSS,
+}
+
+
+def _exporter(name: str, env: Mapping[str, str]) -> SpanExporter:
+    if name == "console":
+        return ConsoleSpanExporter()
+    if name == "otlp":
+        protocol = (
+            env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or ""
+        ).strip()
+        if protocol not in ("", "http/protobuf"):
+            raise ConfigError(
+                f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol} is not supported: videogen exports OTLP over "
+                "http/protobuf (a collector's port 4318)"
+            )
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()  # endpoint, headers, timeout, compression: from the OTEL_* variables
+    raise ConfigError(f"OTEL_TRACES_EXPORTER: unknown exporter {name!r} (videogen knows otlp, console, none)")
+
+
+def provider_from_env(env: Mapping[str, str], *, version: str = "") -> TracerProvider | None:
+    """A TracerProvider exporting where the environment says, or None when tracing is off."""
+    names = trace_exporters(env)
+    if not names:
+        return None
+    exporters = [_exporter(name, env) for name in names]
+    attributes: dict[str, str] = {"service.version": version} if version else {}
+    attributes["service.name"] = env.get("OTEL_SERVICE_NAME") or "videogen"
+    provider = TracerProvider(resource=Resource.create(attributes))
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def _carrier(metadata: Sequence[Any] | None) -> dict[str, str]:
+    carrier: dict[str, str] = {}
+    for item in metadata or ():
+        key, value = item[0], item[1]
+        if isinstance(value, str) and not key.endswith("-bin"):
+            carrier[key.lower()] = value
+    return carrier
+
+
+class Tracing:
+    """Starts the spans the service makes, from one TracerProvider (per App: tests run several)."""
+
+    def __init__(self, provider: trace.TracerProvider, version: str = "") -> None:
+        self._tracer = provider.get_tracer("videogen_server", version or None)
+
+    @contextmanager
+    def rpc(self, full_method: str, metadata: Sequence[Any] | None, request_id: str) -> Iterator[Span]:
+        """The SERVER span of one RPC, current while the handler runs, parented by the caller's context."""
+        service, method = split_method(full_method)
+        with self._tracer.start_as_current_span(
+            f"{service}/{method}",
+            context=propagate.extract(_carrier(metadata)),
+            kind=SpanKind.SERVER,
+            attributes={
+                "rpc.system": "grpc",
+                "rpc.service": service,
+                "rpc.method": method,
+                "videogen.request_id": request_id,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            yield span
+
+    @staticmethod
+    def finish_rpc(span: Span, code: grpc.StatusCode, video_id: str, task_id: str) -> None:
+        span.set_attribute("rpc.grpc.status_code", code.value[0])
+        if video_id:
+            span.set_attribute("videogen.video_id", video_id)
+        if task_id:
+            span.set_attribute("videogen.task_id", task_id)
+        if code in _SERVER_ERRORS:
+            span.set_status(Status(StatusCode.ERROR, code.name))
+
+    @contextmanager
+    def upstream(self, endpoint: str, method: str, host: str) -> Iterator[Span]:
+        """A CLIENT span for one HTTP request to Runway (or its CDN), child of the current span."""
+        with self._tracer.start_as_current_span(
+            f"{method} {endpoint}",
+            kind=SpanKind.CLIENT,
+            attributes={"http.request.method": method, "url.template": endpoint, "server.address": host},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            yield span
+
+    @staticmethod
+    def finish_upstream(span: Span, status: int | None, error: BaseException | None) -> None:
+        if status is not None:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+                span.set_attribute("error.type", str(status))
+        elif error is not None:
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            span.set_attribute("error.type", type(error).__name__)

@@ -1,0 +1,116 @@
+"""Tracing with an in-memory exporter: a SERVER span per RPC, CLIENT spans for the upstream HTTP calls under
+it, the caller's traceparent honoured; and which OTEL_* settings turn tracing on."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from conftest import stop_server
+from observability.helpers import start_app
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from rpc_helpers import expect_error, read_content, wait_terminal
+from videogen.v1 import video_pb2
+from videogen.v1 import video_service_pb2 as pb
+from videogen_server.config import ConfigError, trace_exporters
+from videogen_server.tracing import provider_from_env
+
+
+def _server_span(spans: list[ReadableSpan], name: str) -> ReadableSpan:
+    found = [s for s in spans if s.name == f"videogen.v1.VideoService/{name}" and s.kind is SpanKind.SERVER]
+    assert len(found) == 1, [s.name for s in spans]
+    return found[0]
+
+
+def _children(spans: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableSpan]:
+    assert parent.context is not None
+    return [s for s in spans if s.parent is not None and s.parent.span_id == parent.context.span_id]
+
+
+async def test_rpc_spans_have_upstream_children_and_honour_the_callers_traceparent(tmp_path):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    server = await start_app(str(tmp_path / "data"), tracer_provider=provider)
+    trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
+    traceparent = (("traceparent", f"00-{trace_id}-{caller_span}-01"),)
+    try:
+        stub = server.stub
+        video = (
+            await stub.Generate(
+                pb.GenerateRequest(model="gen4.5", prompt="a lantern", seconds=5), metadata=traceparent
+            )
+        ).video
+        done = await wait_terminal(stub, video.id)
+        assert done.status == video_pb2.VIDEO_STATUS_COMPLETED
+        await read_content(stub, video.id)
+        await expect_error(stub.Get(pb.GetRequest(id="nope")))
+    finally:
+        await stop_server(server)
+    spans = list(exporter.get_finished_spans())
+
+    generate = _server_span(spans, "Generate")
+    assert generate.context is not None and generate.parent is not None
+    assert f"{generate.context.trace_id:032x}" == trace_id  # the caller's trace
+    assert f"{generate.parent.span_id:016x}" == caller_span and generate.parent.is_remote
+    attrs = dict(generate.attributes or {})
+    assert attrs["rpc.system"] == "grpc" and attrs["rpc.method"] == "Generate"
+    assert attrs["rpc.grpc.status_code"] == 0
+    assert attrs["videogen.video_id"] == video.id and attrs["videogen.task_id"] == video.upstream_task_id
+    (create,) = _children(spans, generate)
+    assert create.name == "POST /v1/text_to_video" and create.kind is SpanKind.CLIENT
+    assert create.context is not None and create.context.trace_id == generate.context.trace_id
+    assert dict(create.attributes or {})["http.response.status_code"] == 200
+
+    # Without a traceparent an RPC starts its own trace; its upstream calls are still its children.
+    stream = _server_span(spans, "StreamContent")
+    assert stream.parent is None and stream.context is not None
+    assert stream.context.trace_id != generate.context.trace_id
+    # (a fresh read of the task for a current output URL, then the download)
+    assert [s.name for s in _children(spans, stream)] == ["GET /v1/tasks/{id}", "GET output"]
+    watch = _server_span(spans, "WatchStatus")
+    assert watch.context is not None
+
+    get = _server_span(spans, "Get")  # an error mapped by the error interceptor: INVALID_ARGUMENT
+    assert dict(get.attributes or {})["rpc.grpc.status_code"] == 3
+    assert get.status.status_code is StatusCode.UNSET  # a caller's error, not the server's
+
+    # Span names and attributes carry route templates: never a URL (signed tokens) or a key.
+    for span in spans:
+        text = span.name + repr(dict(span.attributes or {}))
+        assert "http://" not in text and server.simulator.api_key not in text, span.name
+        assert video.upstream_task_id not in span.name
+
+
+def test_tracing_is_off_unless_the_otel_variables_ask_for_it():
+    assert trace_exporters({}) == []
+    assert provider_from_env({}) is None
+    assert trace_exporters({"OTEL_TRACES_EXPORTER": "none"}) == []
+    assert trace_exporters({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}) == ["otlp"]
+    assert trace_exporters({"OTEL_TRACES_EXPORTER": "console,otlp,console"}) == ["console", "otlp"]
+    disabled = {"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"}
+    assert trace_exporters(disabled) == [] and provider_from_env(disabled) is None
+
+
+def test_provider_from_env_builds_the_named_exporters_and_refuses_what_it_cannot_do():
+    env = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
+    provider = provider_from_env(env, version="1.2.3")
+    assert provider is not None
+    try:
+        resource = dict(provider.resource.attributes)
+        assert resource["service.name"] == "videogen" and resource["service.version"] == "1.2.3"
+    finally:
+        provider.shutdown()
+    named = provider_from_env({"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "vg-east"})
+    assert named is not None
+    try:
+        assert dict(named.resource.attributes)["service.name"] == "vg-east"
+    finally:
+        named.shutdown()
+    with pytest.raises(ConfigError, match="http/protobuf"):
+        provider_from_env({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    with pytest.raises(ConfigError, match="unknown exporter"):
+        provider_from_env({"OTEL_TRACES_EXPORTER": "zipkin"})
