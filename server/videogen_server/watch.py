@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from . import errors
+from . import errors, logs
 from .domain import UpstreamTask, VideoRecord, VideoStatus
 from .records import apply_task, mark_gone
 from .store.base import VideoStore
@@ -91,8 +92,11 @@ class TaskTracker:
             while not current.status.terminal:
                 waiter = feed.changed
                 if feed.version == version:
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for wraps the wait in a new Task, which a
+                    # change fanned out to thousands of watchers pays once per watcher.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(waiter.wait(), self._heartbeat)
+                        async with asyncio.timeout(self._heartbeat):
+                            await waiter.wait()
                 version = feed.version
                 current = feed.record
                 yield current
@@ -104,6 +108,7 @@ class TaskTracker:
         feed = self._feeds.get(record.id)
         if feed is not None and record != feed.record:
             feed.publish(record)
+            self._ensure_poller(feed)
 
     @property
     def active_pollers(self) -> int:
@@ -131,9 +136,21 @@ class TaskTracker:
         elif _newer(record, feed.record):
             feed.publish(record)
         feed.watchers += 1
-        if feed.poller is None and not feed.record.status.terminal and feed.record.upstream_id:
-            feed.poller = asyncio.create_task(self._run_poller(feed), name=f"poller-{record.id}")
+        self._ensure_poller(feed)
         return feed
+
+    def _ensure_poller(self, feed: _Feed) -> None:
+        """A watched, unfinished task that Runway knows has exactly one poller."""
+        record = feed.record
+        if feed.watchers > 0 and feed.poller is None and not record.status.terminal and record.upstream_id:
+            # The poller outlives the RPC that started it: give it a logging context of its own (its video
+            # and task) instead of inheriting that RPC's request id and trace.
+            context = contextvars.Context()
+            context.run(logs.bind_video, record.id)
+            context.run(logs.bind_task, record.upstream_id)
+            feed.poller = asyncio.create_task(
+                self._run_poller(feed), name=f"poller-{record.id}", context=context
+            )
 
     def _detach(self, feed: _Feed) -> None:
         feed.watchers -= 1
@@ -198,7 +215,15 @@ class TaskTracker:
         finally:
             feed.polling = None
             if feed.watchers <= 0:
-                self._feeds.pop(record.id, None)
+                # Nobody watches: keep the answer for the freshness window, so that Gets arriving right
+                # after this poll reuse it instead of each asking Runway again, then forget the feed.
+                asyncio.get_running_loop().call_later(self._freshness, self._forget, feed)
+
+    def _forget(self, feed: _Feed) -> None:
+        """Drops a feed nobody watches or polls any more (called once its freshness window has passed)."""
+        key = feed.record.id
+        if self._feeds.get(key) is feed and feed.watchers <= 0 and feed.polling is None:
+            del self._feeds[key]
 
 
 def _newer(a: VideoRecord, b: VideoRecord) -> bool:

@@ -3,14 +3,18 @@ mapped to gRPC statuses by the interceptor; no HTTP here."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import grpc
 from videogen.v1 import video_service_pb2, video_service_pb2_grpc
 
 from ..content import Chunk, ContentRelay
+from ..domain import VideoRecord
+from ..limits import StreamLimits
 from ..videos import Videos
 from ..watch import TaskTracker
 from .convert import generate_spec, video_message
@@ -25,11 +29,31 @@ def deadline_of(context: Context) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
+# Records are immutable and one record object is handed to every watcher of a change (and to every Get of a
+# finished video), so each is converted once: a change fanned out to 1,000 watchers costs one conversion,
+# not 1,000. Keyed by value (VideoRecord is a frozen dataclass); bounded; responses are never mutated.
+@functools.lru_cache(maxsize=4096)
+def _get_response(record: VideoRecord) -> video_service_pb2.GetResponse:
+    return video_service_pb2.GetResponse(video=video_message(record))
+
+
+@functools.lru_cache(maxsize=4096)
+def _watch_response(record: VideoRecord) -> video_service_pb2.WatchStatusResponse:
+    return video_service_pb2.WatchStatusResponse(video=video_message(record))
+
+
 class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
-    def __init__(self, videos: Videos, tracker: TaskTracker, content: ContentRelay) -> None:
+    def __init__(
+        self,
+        videos: Videos,
+        tracker: TaskTracker,
+        content: ContentRelay,
+        limits: StreamLimits | None = None,
+    ) -> None:
         self._videos = videos
         self._tracker = tracker
         self._content = content
+        self._limits = limits or StreamLimits.of(max_streams=256, max_watchers=10_000)
 
     async def Generate(
         self, request: video_service_pb2.GenerateRequest, context: Context
@@ -43,7 +67,7 @@ class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
         self, request: video_service_pb2.GetRequest, context: Context
     ) -> video_service_pb2.GetResponse:
         record = await self._videos.get(current_caller.get(), request.id, deadline=deadline_of(context))
-        return video_service_pb2.GetResponse(video=video_message(record))
+        return _get_response(record)
 
     async def Cancel(
         self, request: video_service_pb2.CancelRequest, context: Context
@@ -54,13 +78,23 @@ class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
     async def WatchStatus(  # type: ignore[override]
         self, request: video_service_pb2.WatchStatusRequest, context: Context
     ) -> AsyncIterator[video_service_pb2.WatchStatusResponse]:
-        record = await self._videos.load(current_caller.get(), request.id)
-        async for state in self._tracker.watch(record):
-            yield video_service_pb2.WatchStatusResponse(video=video_message(state))
+        # The slot is taken first (a full server refuses at once) and held until the stream ends, however.
+        with self._limits.watchers.hold():
+            record = await self._videos.load(current_caller.get(), request.id)
+            async for state in self._tracker.watch(record):
+                yield _watch_response(state)
 
     async def StreamContent(  # type: ignore[override]
         self, request: video_service_pb2.StreamContentRequest, context: Context
     ) -> AsyncIterator[video_service_pb2.StreamContentResponse]:
+        with self._limits.streams.hold():
+            async with contextlib.aclosing(self._stream_content(request, context)) as messages:
+                async for message in messages:
+                    yield message
+
+    async def _stream_content(
+        self, request: video_service_pb2.StreamContentRequest, context: Context
+    ) -> AsyncGenerator[video_service_pb2.StreamContentResponse, None]:
         deadline = deadline_of(context)
         record = await self._content.prepare(
             current_caller.get(),
