@@ -276,7 +276,8 @@ def test_main_reports_rpc_errors_with_exit_3(capsys: pytest.CaptureFixture[str])
     assert code == EXIT_RPC_ERROR
     err = capsys.readouterr().err
     assert err.startswith(("error: UNAVAILABLE: ", "error: DEADLINE_EXCEEDED: "))
-    assert len(err.strip().splitlines()) == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("hint: "), lines  # the error, then what to do about it
 
 
 # -- requests, videos, policy -------------------------------------------------------------------------

@@ -48,7 +48,9 @@ class AsyncVideoClient:
     ``target`` defaults to ``$VIDEOGEN_TARGET`` or ``127.0.0.1:50051`` and ``api_key`` to
     ``$VIDEOGEN_API_KEY``; with a key, every call sends ``authorization: Bearer <key>``. Pass ``channel``
     to use your own ``grpc.aio.Channel`` (it is not closed by ``close()``). ``timeout`` arguments are
-    overall deadlines in seconds for the whole method, retries included. Every method raises
+    overall deadlines in seconds for the whole method, retries included. ``tls``/``root_certificates``
+    connect with TLS; ``certificate_chain`` + ``private_key`` (PEM) add a client certificate for mutual
+    TLS. Every method raises
     :class:`~videogen_client.errors.VideogenError` subclasses, never raw gRPC errors.
     """
 
@@ -60,12 +62,19 @@ class AsyncVideoClient:
         channel: grpc.aio.Channel | None = None,
         tls: bool = False,
         root_certificates: bytes | None = None,
+        certificate_chain: bytes | None = None,
+        private_key: bytes | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
         self.target = resolve_target(target)
         self._metadata = auth_metadata(resolve_api_key(api_key))
-        self._tls = tls or root_certificates is not None
+        if (certificate_chain is None) != (private_key is None):
+            raise ValueError("certificate_chain and private_key (mutual TLS) go together")
+        self._tls = tls or root_certificates is not None or certificate_chain is not None
         self._root_certificates = root_certificates
+        # Mutual TLS: the client's own certificate (PEM chain) and its private key.
+        self._certificate_chain = certificate_chain
+        self._private_key = private_key
         self._channel = channel
         self._owns_channel = channel is None
         self._stub: video_service_pb2_grpc.VideoServiceAsyncStub | None = None
@@ -78,7 +87,11 @@ class AsyncVideoClient:
         if self._stub is None:
             if self._channel is None:
                 if self._tls:
-                    creds = grpc.ssl_channel_credentials(root_certificates=self._root_certificates)
+                    creds = grpc.ssl_channel_credentials(
+                        root_certificates=self._root_certificates,
+                        private_key=self._private_key,
+                        certificate_chain=self._certificate_chain,
+                    )
                     self._channel = grpc.aio.secure_channel(self.target, creds, options=CHANNEL_OPTIONS)
                 else:
                     self._channel = grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)

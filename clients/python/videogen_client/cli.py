@@ -1,13 +1,15 @@
 """The ``videogen`` command line: generate, get, watch, cancel and download videos.
 
 Machine output (``--json``) goes to stdout, one JSON object per line; progress bars and errors go to
-stderr, so ``videogen --json get ID | jq`` always works.
+stderr (with ``--json`` an error is one ``{"error": {...}}`` object there), so ``videogen --json get ID | jq``
+always works.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -29,7 +31,7 @@ from rich.progress import (
 from videogen.v1 import video_pb2
 
 from .client import VideoClient
-from .download import Deadline
+from .download import PART_SUFFIX, Deadline
 from .errors import VideogenError
 from .models import (
     DEFAULT_TARGET,
@@ -38,6 +40,7 @@ from .models import (
     is_terminal,
     mode_name,
     parse_option_value,
+    resolve_target,
     status_name,
     video_to_dict,
 )
@@ -60,13 +63,19 @@ exit codes:
   0    success
   1    the video ended FAILED or CANCELLED (generate --wait/--output, watch)
   2    usage error (bad arguments)
-  3    the server answered with an error (printed as "error: <CODE>: <message>")
+  3    the server answered with an error: "error: <CODE>: <message>", each bad field, then a "hint:"
+       saying what to do (with --json: one JSON object on stderr, {{"error": {{"code": ..., "message": ...,
+       "reason": ..., "field_violations": [...], "retry_after": ..., "hint": ...}}}})
   4    a local error (e.g. the output file cannot be written)
   130  interrupted (Ctrl-C); an interrupted download keeps FILE.part and resumes next time
 
 examples:
   videogen generate --model gen4.5 --prompt "a cat on a skateboard" --seconds 5 --wait --output cat.mp4
   videogen --json get 3f0c9c6e-1111-4a8e-9d61-2b7e5f1f0c2a
+  ID=$(videogen --json generate --model gen4.5 --prompt "a cat" --seconds 5 | jq -r .id)
+  videogen watch "$ID"                 # live progress until COMPLETED, FAILED or CANCELLED
+  videogen download "$ID" cat.mp4      # an interrupted download resumes from cat.mp4.part
+  videogen generate --help             # every generation option (image/video inputs, size, seed, ...)
 """
 
 
@@ -228,8 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     watch = add(
         "watch",
         "follow a video's state until it ends",
-        "Follow a video's state live until it is COMPLETED, FAILED or CANCELLED: one line per change "
-        "(one JSON object per change with --json). Reconnects if the connection drops.",
+        "Follow a video's state live until it is COMPLETED, FAILED or CANCELLED: one line per change, "
+        "with a live progress bar on a terminal (one JSON object per change with --json). Reconnects if "
+        "the connection drops. Exits 0 if the video COMPLETED, 1 if it FAILED or was CANCELLED.",
         "videogen watch ID",
     )
     watch.add_argument("id", metavar="ID", help="the video's id")
@@ -272,6 +282,56 @@ def format_error(err: VideogenError) -> str:
     if err.retry_after is not None:
         lines.append(f"retry after {err.retry_after:g}s")
     return "\n".join(lines)
+
+
+# What to do about each status code, printed as "hint: ..." under the error (and as "hint" with --json).
+_HINTS: dict[str, str] = {
+    "CANCELLED": "the call was cancelled before it finished; run the command again",
+    "UNKNOWN": "the server failed in an unexpected way; try again, and report it if it persists",
+    "INVALID_ARGUMENT": "fix the arguments named above (see `videogen COMMAND --help`)",
+    "DEADLINE_EXCEEDED": "no answer in time; raise --timeout or try again later",
+    "NOT_FOUND": "no video with that id is visible to you (with caller keys, videos belong to the key "
+    "that created them)",
+    "ALREADY_EXISTS": "this --request-id was already used for a different request; use a new one",
+    "PERMISSION_DENIED": "your API key may not do this",
+    "RESOURCE_EXHAUSTED": "a quota or limit was reached; retry later",
+    "FAILED_PRECONDITION": "the video is not in a state that allows this (content needs COMPLETED; a "
+    "finished video cannot be cancelled), or the service's Runway account has no credits left",
+    "ABORTED": "the operation was interrupted by a concurrent change; retry",
+    "OUT_OF_RANGE": "the requested offset is past the end of the content; run download with --no-resume",
+    "UNIMPLEMENTED": "the server does not support this call (is it an older version?)",
+    "INTERNAL": "the server failed; try again, and report it if it persists",
+    "UNAVAILABLE": "the service or Runway is unreachable; retry later",
+    "DATA_LOSS": "the content arrived incomplete or corrupt; run the download again (it resumes)",
+    "UNAUTHENTICATED": f"pass a valid --api-key or set ${ENV_API_KEY}",
+}
+
+
+def error_hint(err: VideogenError, target: str | None = None) -> str:
+    """A one-line suggestion of what to do next about an error."""
+    if err.code_name == "UNAVAILABLE":
+        if err.reason == "UPSTREAM_OUTCOME_UNKNOWN":
+            return (
+                "Runway may or may not have started the video; retrying with the same --request-id "
+                "returns it rather than paying twice"
+            )
+        if not err.reason:  # no ErrorInfo: the server itself was not reached
+            where = resolve_target(target)
+            return f"is the server running at {where}? (--target or ${ENV_TARGET})"
+    return _HINTS.get(err.code_name, "")
+
+
+def error_to_dict(err: VideogenError, target: str | None = None) -> dict[str, Any]:
+    """The error as one JSON object, for --json."""
+    return {
+        "code": err.code_name,
+        "message": err.message,
+        "reason": err.reason,
+        "field_violations": [{"field": f, "description": d} for f, d in err.field_violations],
+        "retry_after": err.retry_after,
+        "resource_name": err.resource_name,
+        "hint": error_hint(err, target),
+    }
 
 
 def _credits(value: float) -> str:
@@ -402,8 +462,22 @@ def _download(
     index: int,
     resume: bool,
 ) -> int:
+    partial = path + PART_SUFFIX
+    if resume and os.path.exists(partial):
+        ui.note(f"resuming {path} from {os.path.getsize(partial)} bytes already in {partial}")
     if not ui.live:
-        return client.download(video_id, path, index=index, timeout=deadline.remaining(), resume=resume)
+        # No terminal: a plain line at every quarter, so logs and transcripts still show progress.
+        quarters: list[int] = []
+
+        def plain(done: int, total: int | None) -> None:
+            quarter = 4 * done // total if total else 0
+            if total and done and (not quarters or quarter > quarters[-1]):
+                quarters.append(quarter)
+                ui.note(f"downloaded {done} of {total} bytes ({100 * done // total}%)")
+
+        return client.download(
+            video_id, path, index=index, on_progress=plain, timeout=deadline.remaining(), resume=resume
+        )
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -476,7 +550,38 @@ def _cmd_cancel(client: VideoClient, args: argparse.Namespace, ui: _Output, dead
     return EXIT_OK
 
 
+def _watch_live(
+    client: VideoClient, video_id: str, ui: _Output, deadline: Deadline
+) -> video_pb2.Video | None:
+    """On a terminal: a live progress bar, with one line per change printed above it."""
+    last: video_pb2.Video | None = None
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=ui.err,
+    ) as progress:
+        task = progress.add_task(f"watching {video_id}", total=100)
+        for video in client.watch(video_id, timeout=deadline.remaining()):
+            if _changed(last, video):
+                progress.console.print(format_update(video), markup=False)
+            text = status_name(video.status)
+            if video.upstream_status:
+                text += f" ({video.upstream_status})"
+            progress.update(task, description=text, completed=video.progress)
+            last = video
+    return last
+
+
 def _cmd_watch(client: VideoClient, args: argparse.Namespace, ui: _Output, deadline: Deadline) -> int:
+    if ui.live:
+        final = _watch_live(client, args.id, ui, deadline)
+        if final is None:  # watch always yields at least the current state
+            return EXIT_RPC_ERROR
+        ui.out.print(format_video(final), markup=False)
+        return _outcome(final)
     last: video_pb2.Video | None = None
     for video in client.watch(args.id, timeout=deadline.remaining()):
         if ui.json:
@@ -525,7 +630,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ) as client:
             return COMMANDS[args.command](client, args, ui, deadline)
     except VideogenError as err:
-        ui.err.print(format_error(err), markup=False)
+        if ui.json:
+            sys.stderr.write(
+                json.dumps({"error": error_to_dict(err, args.target)}, ensure_ascii=False) + "\n"
+            )
+        else:
+            ui.err.print(format_error(err), markup=False)
+            hint = error_hint(err, args.target)
+            if hint:
+                ui.err.print(f"hint: {hint}", markup=False)
         return EXIT_RPC_ERROR
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""

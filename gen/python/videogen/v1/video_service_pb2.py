@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from videogen.v1 import video_pb2 as videogen_dot_v1_dot_video__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fvideogen/v1/video_service.proto\x12\x0bvideogen.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17videogen/v1/video.proto\"6\n\x0eMediaReference\x12\x11\n\x03uri\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03tag\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\":\n\x11\x43ontentModeration\x12%\n\x17public_figure_threshold\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\"\xff\x03\n\x0fGenerateRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06prompt\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1d\n\x0finput_reference\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x07seconds\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x12\n\x04size\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\x04seed\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x01\x88\x01\x01\x12\x18\n\x05\x61udio\x18\x07 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x02\x88\x01\x01\x12\x17\n\tvideo_uri\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\x12\x35\n\nreferences\x18\t \x03(\x0b\x32\x1b.videogen.v1.MediaReferenceB\x04\xe2\x41\x01\x01\x12@\n\x12\x63ontent_moderation\x18\n \x01(\x0b\x32\x1e.videogen.v1.ContentModerationB\x04\xe2\x41\x01\x01\x12;\n\x10reference_images\x18\x0b \x03(\x0b\x32\x1b.videogen.v1.MediaReferenceB\x04\xe2\x41\x01\x01\x12\x37\n\x10provider_options\x18\x0c \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\r \x01(\tB\x04\xe2\x41\x01\x01\x42\n\n\x08_secondsB\x07\n\x05_seedB\x08\n\x06_audio\"5\n\x10GenerateResponse\x12!\n\x05video\x18\x01 \x01(\x0b\x32\x12.videogen.v1.Video\"\x1e\n\nGetRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"0\n\x0bGetResponse\x12!\n\x05video\x18\x01 \x01(\x0b\x32\x12.videogen.v1.Video\"h\n\x14StreamContentRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05index\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x14\n\x06offset\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x13\n\x05limit\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x01\"_\n\x15StreamContentResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x12\n\ntotal_size\x18\x04 \x01(\x03\"!\n\rCancelRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"3\n\x0e\x43\x61ncelResponse\x12!\n\x05video\x18\x01 \x01(\x0b\x32\x12.videogen.v1.Video\"&\n\x12WatchStatusRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"8\n\x13WatchStatusResponse\x12!\n\x05video\x18\x01 \x01(\x0b\x32\x12.videogen.v1.Video2\x82\x03\n\x0cVideoService\x12G\n\x08Generate\x12\x1c.videogen.v1.GenerateRequest\x1a\x1d.videogen.v1.GenerateResponse\x12\x38\n\x03Get\x12\x17.videogen.v1.GetRequest\x1a\x18.videogen.v1.GetResponse\x12X\n\rStreamContent\x12!.videogen.v1.StreamContentRequest\x1a\".videogen.v1.StreamContentResponse0\x01\x12\x41\n\x06\x43\x61ncel\x12\x1a.videogen.v1.CancelRequest\x1a\x1b.videogen.v1.CancelResponse\x12R\n\x0bWatchStatus\x12\x1f.videogen.v1.WatchStatusRequest\x1a .videogen.v1.WatchStatusResponse0\x01\x42\x62\n\x0f\x63om.videogen.v1B\x11VideoServiceProtoP\x01Z:github.com/videogen/videogen/gen/go/videogen/v1;videogenv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fvideogen/v1/video_service.proto\x12\x0bvideogen.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17videogen/v1/video.proto\"6\n\x0eMediaReference\x12\x11\n\x03uri\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03tag\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\":\n\x11\x43ontentModeration\x12%\n\x17public_figure_threshold\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\"\xff\x03\n\x0fGenerateRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06prompt\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1d\n\x0finput_reference\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x07seconds\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x12\n\x04size\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\x04seed\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x01\x88\x01\x01\x12\x18\n\x05\x61udio\x18\x07 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x02\x88\x01\x01\x12\x17\n\tvideo_uri\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\x12\x35\n\nreferences\x18\t \x03(\x0b\x32\x1b.videogen.v1.MediaReferenceB\x04\xe2\x41\x01\x01\x12@\n\x12\x63ontent_moderation\x18\n \x01(\x0b\x32\x1e.videogen.v1.ContentModerationB\x04\xe2\x41\x01\x01\x12;\n\x10reference_images\x18\x0b \x03(\x0b\x32\x1b.videogen.v1.MediaReferenceB\x04\xe2\x41\x01\x01\x12\x37\n\x10provider_options\x18\x0c \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\r \x01(\tB\x04\xe2\x41\x01\x01\x42\n\n\x08_secondsB\x07\n\x05_seedB\x08\n\x06_audio\";\n\x10GenerateResponse\x12\'\n\x05video\x18\x01 \x01(\x0b\x32\x12.videogen.v1.VideoB\x04\xe2\x41\x01\x03\"\x1e\n\nGetRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"6\n\x0bGetResponse\x12\'\n\x05video\x18\x01 \x01(\x0b\x32\x12.videogen.v1.VideoB\x04\xe2\x41\x01\x03\"h\n\x14StreamContentRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05index\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x14\n\x06offset\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x13\n\x05limit\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x01\"w\n\x15StreamContentResponse\x12\x12\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x42\x04\xe2\x41\x01\x03\x12\x14\n\x06offset\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x63ontent_type\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\ntotal_size\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\"!\n\rCancelRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"9\n\x0e\x43\x61ncelResponse\x12\'\n\x05video\x18\x01 \x01(\x0b\x32\x12.videogen.v1.VideoB\x04\xe2\x41\x01\x03\"&\n\x12WatchStatusRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\">\n\x13WatchStatusResponse\x12\'\n\x05video\x18\x01 \x01(\x0b\x32\x12.videogen.v1.VideoB\x04\xe2\x41\x01\x03\x32\x82\x03\n\x0cVideoService\x12G\n\x08Generate\x12\x1c.videogen.v1.GenerateRequest\x1a\x1d.videogen.v1.GenerateResponse\x12\x38\n\x03Get\x12\x17.videogen.v1.GetRequest\x1a\x18.videogen.v1.GetResponse\x12X\n\rStreamContent\x12!.videogen.v1.StreamContentRequest\x1a\".videogen.v1.StreamContentResponse0\x01\x12\x41\n\x06\x43\x61ncel\x12\x1a.videogen.v1.CancelRequest\x1a\x1b.videogen.v1.CancelResponse\x12R\n\x0bWatchStatus\x12\x1f.videogen.v1.WatchStatusRequest\x1a .videogen.v1.WatchStatusResponse0\x01\x42\x62\n\x0f\x63om.videogen.v1B\x11VideoServiceProtoP\x01Z:github.com/videogen/videogen/gen/go/videogen/v1;videogenv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -67,8 +67,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GENERATEREQUEST'].fields_by_name['provider_options']._serialized_options = b'\342A\001\001'
   _globals['_GENERATEREQUEST'].fields_by_name['request_id']._loaded_options = None
   _globals['_GENERATEREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_GENERATERESPONSE'].fields_by_name['video']._loaded_options = None
+  _globals['_GENERATERESPONSE'].fields_by_name['video']._serialized_options = b'\342A\001\003'
   _globals['_GETREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_GETREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_GETRESPONSE'].fields_by_name['video']._loaded_options = None
+  _globals['_GETRESPONSE'].fields_by_name['video']._serialized_options = b'\342A\001\003'
   _globals['_STREAMCONTENTREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_STREAMCONTENTREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_STREAMCONTENTREQUEST'].fields_by_name['index']._loaded_options = None
@@ -77,10 +81,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMCONTENTREQUEST'].fields_by_name['offset']._serialized_options = b'\342A\001\001'
   _globals['_STREAMCONTENTREQUEST'].fields_by_name['limit']._loaded_options = None
   _globals['_STREAMCONTENTREQUEST'].fields_by_name['limit']._serialized_options = b'\342A\001\001'
+  _globals['_STREAMCONTENTRESPONSE'].fields_by_name['data']._loaded_options = None
+  _globals['_STREAMCONTENTRESPONSE'].fields_by_name['data']._serialized_options = b'\342A\001\003'
+  _globals['_STREAMCONTENTRESPONSE'].fields_by_name['offset']._loaded_options = None
+  _globals['_STREAMCONTENTRESPONSE'].fields_by_name['offset']._serialized_options = b'\342A\001\003'
+  _globals['_STREAMCONTENTRESPONSE'].fields_by_name['content_type']._loaded_options = None
+  _globals['_STREAMCONTENTRESPONSE'].fields_by_name['content_type']._serialized_options = b'\342A\001\003'
+  _globals['_STREAMCONTENTRESPONSE'].fields_by_name['total_size']._loaded_options = None
+  _globals['_STREAMCONTENTRESPONSE'].fields_by_name['total_size']._serialized_options = b'\342A\001\003'
   _globals['_CANCELREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_CANCELREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_CANCELRESPONSE'].fields_by_name['video']._loaded_options = None
+  _globals['_CANCELRESPONSE'].fields_by_name['video']._serialized_options = b'\342A\001\003'
   _globals['_WATCHSTATUSREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_WATCHSTATUSREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_WATCHSTATUSRESPONSE'].fields_by_name['video']._loaded_options = None
+  _globals['_WATCHSTATUSRESPONSE'].fields_by_name['video']._serialized_options = b'\342A\001\003'
   _globals['_MEDIAREFERENCE']._serialized_start=136
   _globals['_MEDIAREFERENCE']._serialized_end=190
   _globals['_CONTENTMODERATION']._serialized_start=192
@@ -88,23 +104,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GENERATEREQUEST']._serialized_start=253
   _globals['_GENERATEREQUEST']._serialized_end=764
   _globals['_GENERATERESPONSE']._serialized_start=766
-  _globals['_GENERATERESPONSE']._serialized_end=819
-  _globals['_GETREQUEST']._serialized_start=821
-  _globals['_GETREQUEST']._serialized_end=851
-  _globals['_GETRESPONSE']._serialized_start=853
-  _globals['_GETRESPONSE']._serialized_end=901
-  _globals['_STREAMCONTENTREQUEST']._serialized_start=903
-  _globals['_STREAMCONTENTREQUEST']._serialized_end=1007
-  _globals['_STREAMCONTENTRESPONSE']._serialized_start=1009
-  _globals['_STREAMCONTENTRESPONSE']._serialized_end=1104
-  _globals['_CANCELREQUEST']._serialized_start=1106
-  _globals['_CANCELREQUEST']._serialized_end=1139
-  _globals['_CANCELRESPONSE']._serialized_start=1141
-  _globals['_CANCELRESPONSE']._serialized_end=1192
-  _globals['_WATCHSTATUSREQUEST']._serialized_start=1194
-  _globals['_WATCHSTATUSREQUEST']._serialized_end=1232
-  _globals['_WATCHSTATUSRESPONSE']._serialized_start=1234
-  _globals['_WATCHSTATUSRESPONSE']._serialized_end=1290
-  _globals['_VIDEOSERVICE']._serialized_start=1293
-  _globals['_VIDEOSERVICE']._serialized_end=1679
+  _globals['_GENERATERESPONSE']._serialized_end=825
+  _globals['_GETREQUEST']._serialized_start=827
+  _globals['_GETREQUEST']._serialized_end=857
+  _globals['_GETRESPONSE']._serialized_start=859
+  _globals['_GETRESPONSE']._serialized_end=913
+  _globals['_STREAMCONTENTREQUEST']._serialized_start=915
+  _globals['_STREAMCONTENTREQUEST']._serialized_end=1019
+  _globals['_STREAMCONTENTRESPONSE']._serialized_start=1021
+  _globals['_STREAMCONTENTRESPONSE']._serialized_end=1140
+  _globals['_CANCELREQUEST']._serialized_start=1142
+  _globals['_CANCELREQUEST']._serialized_end=1175
+  _globals['_CANCELRESPONSE']._serialized_start=1177
+  _globals['_CANCELRESPONSE']._serialized_end=1234
+  _globals['_WATCHSTATUSREQUEST']._serialized_start=1236
+  _globals['_WATCHSTATUSREQUEST']._serialized_end=1274
+  _globals['_WATCHSTATUSRESPONSE']._serialized_start=1276
+  _globals['_WATCHSTATUSRESPONSE']._serialized_end=1338
+  _globals['_VIDEOSERVICE']._serialized_start=1341
+  _globals['_VIDEOSERVICE']._serialized_end=1727
 # @@protoc_insertion_point(module_scope)
