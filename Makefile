@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard protos/videogen/v1/*.proto)
 
-.PHONY: install run test test-faults lint proto proto-check fmt clean
+.PHONY: install run test test-faults soak lint proto proto-check fmt clean node docs docs-check breaking bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,17 +16,39 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+NODE_DIR := clients/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
+
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+## The Node.js client's dependencies (npm ci from the committed lock file). Without npm outside CI: skipped,
+## and the Node client test skips; in CI (CI set) a missing npm fails.
+node:
+	@if command -v npm >/dev/null || [ -n "$$CI" ]; then $(MAKE) --no-print-directory $(NODE_STAMP); \
+	else echo "npm not found: skipping clients/node (install Node.js to run its test)"; fi
+
 ## Start the service: the built-in Runway simulator unless RUNWAYML_API_SECRET is set.
 run: install
 	$(PY) -m videogen_server
 
-## Every test: unit, integration (real server + simulator on loopback), grpcurl, SDK oracle.
-test: install proto-check
+## Every test: unit, integration (real server + simulator on loopback), grpcurl recipes, Node client, API docs, SDK oracle.
+test: install proto-check node
 	$(PY) -m pytest -q -m "not faults"
+
+## The benchmark suite (bench/): each target printed MET or MISSED with its figure; results in docs/benchmarks.md.
+bench: install
+	$(PY) -m bench.run
 
 ## The whole fault-injection suite.
 test-faults: install
-	$(PY) -m pytest -q tests -m faults
+	$(PY) -m pytest -q tests/faults
+	$(PY) -m pytest -q tests -m faults --ignore=tests/faults || [ $$? -eq 5 ]  # 5: none outside tests/faults
+
+## Mixed load with upstream faults against a server process; reports RSS, fds and errors by code.
+soak: install
+	$(PY) tools/soak.py $(if $(MINUTES),--minutes $(MINUTES))
 
 ## Python stubs from the protos (committed; `proto-check` fails when they drift).
 proto: install
@@ -43,12 +65,26 @@ proto-check: install
 		|| { echo "generated stubs are stale: run 'make proto' and commit"; rm -rf $$tmp; exit 1; }; \
 	rm -rf $$tmp
 
+## docs/api.md from the proto comments (committed; `docs-check`, run by `make lint`, and a test fail when stale).
+docs: install
+	$(PY) tools/gen_api_docs.py
+
+docs-check: install
+	$(PY) tools/gen_api_docs.py --check
+
+## buf breaking against the main branch; skipped while main has no protos (a first commit, a fresh repo).
+breaking: install
+	@if git cat-file -e main:protos/videogen/v1 2>/dev/null; then \
+		echo "buf breaking --against '.git#branch=main'"; $(BIN)/buf breaking --against '.git#branch=main'; \
+	else echo "buf breaking: branch main has no protos yet, skipped"; fi
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/buf lint
 	$(BIN)/buf format -d --exit-code
+	$(MAKE) --no-print-directory breaking docs-check
 
 fmt: install
 	$(BIN)/ruff format .

@@ -8,26 +8,41 @@ import contextlib
 import logging
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from videogen.v1 import video_service_pb2, video_service_pb2_grpc
 
+from . import __version__, logs
 from .api.interceptors import Authenticator, ServiceInterceptor
 from .api.servicer import VideoServicer
+from .api.telemetry_interceptor import TelemetryInterceptor
 from .config import Config
 from .content import ContentRelay
+from .limits import StreamLimits
+from .metrics import Metrics
+from .metrics_http import MetricsServer
 from .runway import RunwayClient
 from .simulator import RunwaySimulator
 from .store import open_store
 from .store.base import VideoStore
+from .telemetry import Telemetry
+from .tls import server_credentials, tls_mode
 from .videos import Videos
 from .watch import TaskTracker
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from .tracing import Tracing
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = video_service_pb2.DESCRIPTOR.services_by_name["VideoService"].full_name
+
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 SERVER_OPTIONS = [
     # One process owns its port: a second server must fail to bind, not silently share it.
@@ -37,6 +52,9 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 20_000),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
+    # A Generate may carry one data: URI of up to 5 MiB (design §4); grpc's default 4 MiB would refuse it
+    # with RESOURCE_EXHAUSTED before validation. Anything over 8 MiB is still refused by grpc itself.
+    ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
 ]
 
 
@@ -51,6 +69,12 @@ class App:
     store: VideoStore | None = None
     tracker: TaskTracker | None = None
     videos: Videos | None = None
+    limits: StreamLimits | None = None
+    # Tracing is on when given a provider (main.py builds one from the OTEL_* variables); its owner shuts it.
+    tracer_provider: TracerProvider | None = None
+    metrics: Metrics | None = None
+    metrics_server: MetricsServer | None = None
+    metrics_port: int = 0  # the bound /metrics port (config.metrics_listen may say :0)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> int:
@@ -66,25 +90,34 @@ class App:
             assert cfg.runway_api_secret is not None
             base_url, api_key = cfg.runway_base_url, cfg.runway_api_secret
             upstream = f"Runway at {base_url}"
-        self.runway = RunwayClient(base_url, api_key)
+        for secret in (api_key, *cfg.api_keys.values()):
+            logs.register_secret(secret)  # belt and braces: log lines are scrubbed of keys
+        self.metrics = Metrics(__version__)
+        telemetry = Telemetry(self.metrics, self._tracing())
+        self.runway = RunwayClient(base_url, api_key, observer=telemetry)
         self.store = open_store(cfg.data_dir)
         await self.store.open()
+        store = self.metrics.timed_store(self.store)
         runway = self.runway
         self.tracker = TaskTracker(
-            self.store,
+            store,
             lambda task_id, deadline: runway.get_task(task_id, deadline=deadline),
             poll_interval=cfg.poll_interval,
             freshness=cfg.freshness,
             heartbeat=cfg.watch_heartbeat,
         )
-        self.videos = Videos(self.store, runway, self.tracker)
+        self.metrics.track(self.tracker)
+        self.videos = Videos(store, runway, self.tracker)
         relay = ContentRelay(self.videos, runway, chunk_size=cfg.chunk_size)
 
+        self.limits = StreamLimits.of(max_streams=cfg.max_streams, max_watchers=cfg.max_watchers)
         server = grpc.aio.server(
-            interceptors=[ServiceInterceptor(Authenticator(cfg.api_keys))], options=SERVER_OPTIONS
+            # Telemetry first: it wraps the error mapping, so it counts the status callers really get.
+            interceptors=[TelemetryInterceptor(telemetry), ServiceInterceptor(Authenticator(cfg.api_keys))],
+            options=SERVER_OPTIONS,
         )
         video_service_pb2_grpc.add_VideoServiceServicer_to_server(
-            VideoServicer(self.videos, self.tracker, relay), server
+            VideoServicer(self.videos, self.tracker, relay, self.limits), server
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -96,21 +129,32 @@ class App:
             ),
             server,
         )
-        self.port = server.add_insecure_port(cfg.listen)
+        credentials = await server_credentials(cfg)
+        if credentials is None:
+            self.port = server.add_insecure_port(cfg.listen)
+        else:
+            self.port = server.add_secure_port(cfg.listen, credentials)
         if self.port == 0:
             raise OSError(f"could not listen on {cfg.listen}")
+        if cfg.metrics_listen:
+            self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics_listen)
+            self.metrics_port = await self.metrics_server.start()
         await server.start()
         self.server = server
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         host = cfg.listen.rsplit(":", 1)[0]
         log.info(
-            "videogen listening on %s:%d; upstream: %s; data dir %s; caller auth %s",
+            "videogen listening on %s:%d; upstream: %s; data dir %s; caller auth %s; TLS %s; "
+            "limits: %d streams, %d watchers",
             host,
             self.port,
             upstream,
             cfg.data_dir,
             "on" if cfg.api_keys else "off",
+            tls_mode(cfg).value,
+            cfg.max_streams,
+            cfg.max_watchers,
         )
         return self.port
 
@@ -133,7 +177,16 @@ class App:
         if self.simulator is not None:
             with contextlib.suppress(Exception):
                 await self.simulator.stop()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         log.info("videogen stopped")
+
+    def _tracing(self) -> Tracing | None:
+        if self.tracer_provider is None:
+            return None
+        from .tracing import Tracing  # imports OpenTelemetry: only when tracing is on
+
+        return Tracing(self.tracer_provider, __version__)
 
     async def wait(self) -> None:
         if self.server is not None:

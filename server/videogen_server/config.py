@@ -20,7 +20,9 @@ class Config:
     runway_api_secret: str | None = field(default=None, repr=False)
     runway_base_url: str = DEFAULT_BASE_URL
     listen: str = "127.0.0.1:50051"
-    metrics_listen: str = "127.0.0.1:9464"
+    # Prometheus /metrics address ("host:port", port 0 picks one); "" serves none. The environment's default
+    # is 127.0.0.1:9464 (VIDEOGEN_METRICS_LISTEN=off turns it off); in-process (tests) it is off.
+    metrics_listen: str = ""
     data_dir: str = "./.videogen"
     poll_interval: float = 5.0
     # name -> key; empty means no caller authentication (local development).
@@ -33,6 +35,14 @@ class Config:
     freshness: float = 1.0
     # Quiet WatchStatus streams re-send the current state this often (keeps L7 proxies from cutting them).
     watch_heartbeat: float = 30.0
+    # TLS for the gRPC port: PEM file paths. Certificate and key together turn TLS on; a client CA on top
+    # turns on mutual TLS (every client must present a certificate that CA signed).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    # Concurrent StreamContent calls and WatchStatus streams; past them a call fails fast RESOURCE_EXHAUSTED.
+    max_streams: int = 256
+    max_watchers: int = 10_000
 
     @property
     def use_simulator(self) -> bool:
@@ -46,13 +56,51 @@ class Config:
             runway_api_secret=secret,
             runway_base_url=env.get("RUNWAYML_BASE_URL") or DEFAULT_BASE_URL,
             listen=env.get("VIDEOGEN_LISTEN") or "127.0.0.1:50051",
-            metrics_listen=env.get("VIDEOGEN_METRICS_LISTEN") or "127.0.0.1:9464",
+            metrics_listen=_metrics_listen(env),
             data_dir=env.get("VIDEOGEN_DATA_DIR") or "./.videogen",
             poll_interval=_positive_float(env, "VIDEOGEN_POLL_INTERVAL", 5.0),
             api_keys=parse_api_keys(env.get("VIDEOGEN_API_KEYS", "")),
             shutdown_grace=_positive_float(env, "VIDEOGEN_SHUTDOWN_GRACE", 10.0),
             chunk_size=_chunk_size(env),
+            tls_cert=env.get("VIDEOGEN_TLS_CERT") or None,
+            tls_key=env.get("VIDEOGEN_TLS_KEY") or None,
+            tls_client_ca=env.get("VIDEOGEN_TLS_CLIENT_CA") or None,
+            max_streams=_positive_int(env, "VIDEOGEN_MAX_STREAMS", 256),
+            max_watchers=_positive_int(env, "VIDEOGEN_MAX_WATCHERS", 10_000),
         )
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("VIDEOGEN_TLS_CERT and VIDEOGEN_TLS_KEY must be set together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ConfigError(
+                "VIDEOGEN_TLS_CLIENT_CA (mutual TLS) needs VIDEOGEN_TLS_CERT and VIDEOGEN_TLS_KEY"
+            )
+
+
+def _metrics_listen(env: Mapping[str, str]) -> str:
+    raw = (env.get("VIDEOGEN_METRICS_LISTEN") or "127.0.0.1:9464").strip()
+    if raw.lower() in ("off", "none", "false"):
+        return ""
+    _, sep, port = raw.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"VIDEOGEN_METRICS_LISTEN must look like host:port (or 'off'), got {raw!r}")
+    return raw
+
+
+def trace_exporters(env: Mapping[str, str]) -> list[str]:
+    """The OpenTelemetry span exporters the standard OTEL_* variables ask for; [] means tracing is off.
+
+    Unlike the OpenTelemetry SDK (whose default is "otlp"), tracing is off unless OTEL_TRACES_EXPORTER names
+    an exporter or an OTLP endpoint says where to send spans. OTEL_SDK_DISABLED=true turns it off."""
+    if (env.get("OTEL_SDK_DISABLED") or "").strip().lower() == "true":
+        return []
+    raw = (env.get("OTEL_TRACES_EXPORTER") or "").strip()
+    if not raw:
+        endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        return ["otlp"] if endpoint else []
+    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
+    return list(dict.fromkeys(n for n in names if n != "none"))
 
 
 def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -65,6 +113,19 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
     if not value > 0:
         raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {raw!r}")
     return value
 
 
