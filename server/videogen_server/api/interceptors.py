@@ -19,6 +19,7 @@ import grpc
 from google.rpc import code_pb2
 
 from .. import errors
+from .handlers import rewrap
 from .status import internal_status, simple_status, to_status
 
 log = logging.getLogger(__name__)
@@ -83,19 +84,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(_OPEN_PREFIXES):
             return handler
         caller = self._auth.caller(handler_call_details.invocation_metadata)
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, caller),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, caller),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return rewrap(
+            handler,
+            unary=lambda behavior: self._wrap_unary(behavior, caller),
+            stream=lambda behavior: self._wrap_stream(behavior, caller),
+        )
 
     def _wrap_unary(self, behavior: Any, caller: str | None) -> Any:
         async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:

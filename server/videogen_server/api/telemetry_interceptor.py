@@ -21,6 +21,7 @@ import grpc
 from .. import logs
 from ..metrics import split_method
 from ..telemetry import Telemetry
+from .handlers import rewrap
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -110,31 +111,11 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         metadata = handler_call_details.invocation_metadata
         kind = _kind(handler)
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._wrap_call(handler.unary_unary, method, kind, metadata),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method, kind, metadata),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                self._wrap_call(handler.stream_unary, method, kind, metadata),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                self._wrap_stream(handler.stream_stream, method, kind, metadata),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return rewrap(
+            handler,
+            unary=lambda behavior: self._wrap_call(behavior, method, kind, metadata),
+            stream=lambda behavior: self._wrap_stream(behavior, method, kind, metadata),
+        )
 
     def _wrap_call(self, behavior: Any, method: str, kind: str, metadata: Any) -> Any:
         """Unary responses, and streaming handlers written as coroutines (context.write)."""
