@@ -69,25 +69,7 @@ class Issues:
         if not isinstance(value, str):
             self.invalid_type((*path, key), "string", value)
             return None
-        n = utf16_len(value)
-        if n < lo:
-            self.add(
-                "too_small",
-                (*path, key),
-                f"Too small: expected string to have >={lo} characters",
-                origin="string",
-                minimum=lo,
-                inclusive=True,
-            )
-        elif n > hi:
-            self.add(
-                "too_big",
-                (*path, key),
-                f"Too big: expected string to have <={hi} characters",
-                origin="string",
-                maximum=hi,
-                inclusive=True,
-            )
+        self._bounds(utf16_len(value), lo, hi, (*path, key), "string", "string to have {op}{n} characters")
         return value
 
     def integer(
@@ -103,25 +85,17 @@ class Issues:
             self.invalid_type((*path, key), "int", value)
             return None
         n = int(value)
-        if n < lo:
-            self.add(
-                "too_small",
-                (*path, key),
-                f"Too small: expected number to be >={lo}",
-                origin="number",
-                minimum=lo,
-                inclusive=True,
-            )
-        elif n > hi:
-            self.add(
-                "too_big",
-                (*path, key),
-                f"Too big: expected number to be <={hi}",
-                origin="number",
-                maximum=hi,
-                inclusive=True,
-            )
+        self._bounds(n, lo, hi, (*path, key), "number", "number to be {op}{n}")
         return n
+
+    def _bounds(self, n: int, lo: int, hi: int, path: Path, origin: str, expected: str) -> None:
+        """Zod's too_small / too_big issue for a length or an integer outside [lo, hi]."""
+        if n < lo:
+            message = "Too small: expected " + expected.format(op=">=", n=lo)
+            self.add("too_small", path, message, origin=origin, minimum=lo, inclusive=True)
+        elif n > hi:
+            message = "Too big: expected " + expected.format(op="<=", n=hi)
+            self.add("too_big", path, message, origin=origin, maximum=hi, inclusive=True)
 
     def number(
         self, obj: Mapping[str, Any], key: str, path: Path, *, required: bool, lo: float, hi: float
