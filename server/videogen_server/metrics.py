@@ -93,6 +93,11 @@ class Metrics:
             ("endpoint",),
             registry=r,
         )
+        self.upstream_circuit_open = Gauge(
+            "videogen_upstream_circuit_open",
+            "1 while the Runway API circuit breaker is open (Runway unreachable: calls fail fast), else 0.",
+            registry=r,
+        )
         self.store_seconds = Histogram(
             "videogen_store_operation_seconds",
             "Job store operation latency, by operation.",

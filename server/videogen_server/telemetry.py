@@ -44,6 +44,9 @@ class Telemetry:
     def retry(self, endpoint: str) -> None:
         self.metrics.upstream_retries.labels(endpoint=endpoint).inc()
 
+    def circuit(self, open: bool) -> None:
+        self.metrics.upstream_circuit_open.set(1 if open else 0)
+
     @contextmanager
     def _measure(self, call: UpstreamCall, endpoint: str, method: str) -> Iterator[None]:
         start = time.perf_counter()

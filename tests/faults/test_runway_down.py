@@ -1,8 +1,10 @@
 """Runway down entirely (nothing listens at RUNWAYML_BASE_URL): creates fail fast with UNAVAILABLE and
-nothing is paid, while the service stays healthy and serves what it has recorded."""
+nothing is paid, while the service stays healthy and serves what it has recorded. After a few refused
+connections the circuit breaker (runway/breaker.py) opens and later calls fail without trying to connect."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
@@ -11,12 +13,24 @@ from conftest import FAST_SIMULATOR, start_server, stop_server
 from faults.helpers import sim_tasks
 from faults.server_process import free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from rpc_helpers import expect_error, expect_stream_error, wait_terminal
+from rpc_helpers import ErrorDetails, details_of, expect_error, expect_stream_error, wait_terminal
 from videogen.v1 import video_pb2, video_service_pb2_grpc
 from videogen.v1 import video_service_pb2 as pb
 from videogen_server.app import App
 from videogen_server.config import Config
 from videogen_server.simulator import RunwaySimulator
+
+
+def posts_sent(app: App, endpoint: str) -> float:
+    """Requests the service sent to Runway (whatever their outcome), from its own metrics."""
+    assert app.metrics is not None
+    total = 0.0
+    for metric in app.metrics.registry.collect():
+        for sample in metric.samples:
+            labels = sample.labels
+            if sample.name == "videogen_upstream_requests_total" and labels.get("endpoint") == endpoint:
+                total += sample.value
+    return total
 
 
 async def test_runway_down_fails_fast_and_the_service_stays_healthy(tmp_path: Path):
@@ -55,6 +69,26 @@ async def test_runway_down_fails_fast_and_the_service_stays_healthy(tmp_path: Pa
         # The connection never opened, so Runway cannot have started anything: a plain UNAVAILABLE.
         assert err.code == grpc.StatusCode.UNAVAILABLE and err.reason == "UPSTREAM_UNAVAILABLE"
         assert err.retry_delay is not None
+        assert app.metrics is not None
+        posts_before = posts_sent(app, "/v1/text_to_video")
+        assert app.metrics.registry.get_sample_value("videogen_upstream_circuit_open") == 1
+
+        # A burst right after: refused by the open circuit without connecting (at most one probe goes out
+        # should the cooldown pass meanwhile; a failed probe re-opens the circuit for the probe's own call).
+        burst = await asyncio.gather(
+            *(
+                expect_error(
+                    stub.Generate(
+                        pb.GenerateRequest(model="gen4.5", prompt="d", seconds=5, request_id=f"burst-{i}")
+                    )
+                )
+                for i in range(20)
+            )
+        )
+        for refused in burst:
+            assert refused.code == grpc.StatusCode.UNAVAILABLE and refused.reason == "UPSTREAM_UNAVAILABLE"
+            assert refused.metadata.get("circuit") == "open" and refused.retry_delay is not None
+        assert posts_sent(app, "/v1/text_to_video") - posts_before <= 1
 
         for service in ("", "videogen.v1.VideoService"):
             reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
@@ -71,11 +105,22 @@ async def test_runway_down_fails_fast_and_the_service_stays_healthy(tmp_path: Pa
         back = RunwaySimulator(api_key="key_test", config=dataclasses.replace(FAST_SIMULATOR))
         await back.start(port=down_port)
         try:
-            video = (
-                await stub.Generate(
-                    pb.GenerateRequest(model="gen4.5", prompt="c", seconds=5, request_id="k1")
-                )
-            ).video
+            # Until the cooldown has passed the circuit refuses at once; then one probe closes it.
+            video: video_pb2.Video | None = None
+            for _ in range(40):
+                try:
+                    video = (
+                        await stub.Generate(
+                            pb.GenerateRequest(model="gen4.5", prompt="c", seconds=5, request_id="k1")
+                        )
+                    ).video
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    refused: ErrorDetails = details_of(exc)
+                    assert refused.metadata.get("circuit") == "open", refused
+                    await asyncio.sleep(min(refused.retry_delay or 0.5, 5.0))
+            assert video is not None
+            assert app.metrics.registry.get_sample_value("videogen_upstream_circuit_open") == 0
             assert video.status == video_pb2.VIDEO_STATUS_QUEUED
             assert await sim_tasks(back) == 1
         finally:

@@ -86,9 +86,12 @@ async def test_metrics_after_a_generate_watch_download_round_trip(tmp_path):
         seconds = value(samples, "videogen_upstream_request_seconds_count", endpoint=route, method=method)
         assert seconds == count, (method, route)
     endpoints = {
-        dict(labels).get("endpoint") for (name, labels) in samples if name.startswith("videogen_upstream")
+        dict(labels).get("endpoint")
+        for (name, labels) in samples
+        if name.startswith("videogen_upstream") and name != "videogen_upstream_circuit_open"
     }
     assert endpoints == {"/v1/text_to_video", "/v1/tasks/{id}", "output"}
+    assert value(samples, "videogen_upstream_circuit_open") == 0  # Runway was reachable throughout
     task = "/v1/tasks/{id}"
     assert value(samples, "videogen_upstream_requests_total", endpoint=task, method="GET", status="503") == 1
     assert value(samples, "videogen_upstream_requests_total", endpoint=task, method="GET", status="200") >= 1

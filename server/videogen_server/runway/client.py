@@ -6,6 +6,8 @@
 - A create (a PAID task) is retried only when Runway cannot have started it: 429, or the connection
   never opened. Anything ambiguous after the body may have been sent raises UpstreamOutcomeUnknown.
 - The API key never appears in a log line, an exception message or a repr.
+- While the API cannot be reached at all, a circuit breaker (breaker.py) fails /v1 calls at once;
+  output downloads (other hosts) never go through it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import httpx
 from videogen_server import errors, logs
 from videogen_server.catalog import wire_path_to_field
 from videogen_server.domain import UpstreamTask
+from videogen_server.runway.breaker import CircuitBreaker
 from videogen_server.runway.retry import RetryPolicy
 from videogen_server.runway.wire import CreatedTask, is_uuid, parse_created, parse_error, parse_task
 
@@ -36,6 +39,8 @@ _T = TypeVar("_T")
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 # Connection never opened: Runway cannot have received the create.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# The connection to Runway could not be opened: what the circuit breaker counts (a PoolTimeout is ours).
+_CONNECT_FAILED = (httpx.ConnectError, httpx.ConnectTimeout)
 _CREATE_PATH = re.compile(r"/v1/[a-z0-9_]+")
 # The `endpoint` label of metrics and spans: a route template, never a URL with ids or signed tokens.
 TASK_ENDPOINT = "/v1/tasks/{id}"
@@ -58,6 +63,8 @@ class UpstreamObserver(Protocol):
     def request(self, endpoint: str, method: str, host: str) -> AbstractContextManager[UpstreamCall]: ...
 
     def retry(self, endpoint: str) -> None: ...
+
+    def circuit(self, open: bool) -> None: ...
 
 
 class _Retry(Exception):
@@ -154,9 +161,11 @@ class RunwayClient:
         http: httpx.AsyncClient | None = None,
         timeout: float = 30.0,
         observer: UpstreamObserver | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._observer = observer
+        self._breaker = breaker or CircuitBreaker()
         self._key = api_key
         self._retry = retry
         self._timeout = timeout
@@ -208,7 +217,29 @@ class RunwayClient:
     async def _send(
         self, endpoint: str, request: httpx.Request, *, stream: bool = False, follow_redirects: bool = False
     ) -> httpx.Response:
-        """Every request goes out here, so that the observer sees each one (named by `endpoint`)."""
+        """Every request goes out here, so that the observer sees each one (named by `endpoint`).
+        /v1 calls pass the circuit breaker first; output downloads (CDN hosts) do not."""
+        if endpoint == OUTPUT_ENDPOINT:
+            return await self._transmit(endpoint, request, stream=stream, follow_redirects=follow_redirects)
+        probe = self._breaker.admit()  # UpstreamUnavailable (circuit=open): nothing is sent
+        try:
+            response = await self._transmit(
+                endpoint, request, stream=stream, follow_redirects=follow_redirects
+            )
+        except _CONNECT_FAILED:
+            if self._breaker.connect_failed(probe) and self._observer is not None:
+                self._observer.circuit(True)
+            raise
+        except BaseException:
+            self._breaker.released(probe)
+            raise
+        if self._breaker.connected(probe) and self._observer is not None:
+            self._observer.circuit(False)
+        return response
+
+    async def _transmit(
+        self, endpoint: str, request: httpx.Request, *, stream: bool, follow_redirects: bool
+    ) -> httpx.Response:
         if self._observer is None:
             return await self._http.send(request, stream=stream, follow_redirects=follow_redirects)
         with self._observer.request(endpoint, request.method, request.url.host) as call:
