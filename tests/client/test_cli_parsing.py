@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import uuid
+from pathlib import Path
 
 import grpc
 import pytest
@@ -20,6 +21,7 @@ from videogen_client import (
     raise_for_status,
 )
 from videogen_client.cli import (
+    EXIT_LOCAL_ERROR,
     EXIT_RPC_ERROR,
     build_parser,
     format_error,
@@ -27,6 +29,7 @@ from videogen_client.cli import (
     format_video,
     main,
     parse_option,
+    parse_reference,
 )
 from videogen_client.download import RetryPolicy
 from videogen_client.errors import make_error
@@ -343,3 +346,91 @@ def test_retry_policy() -> None:
     assert policy.delay(2, retry_after=4.0) == 4.0  # the server's RetryInfo wins
     assert policy.delay(2, retry_after=60.0) is None  # too long to wait: give up
     assert policy.delay(3) is None  # attempts exhausted
+
+
+# -- references and mutual TLS ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://x.test/a.png", ("https://x.test/a.png", "")),
+        ("https://x.test/a.png#hero", ("https://x.test/a.png", "hero")),
+        ("https://x.test/a.png#", ("https://x.test/a.png", "")),  # a trailing '#': no tag
+        ("https://x.test/a.png#frag#", ("https://x.test/a.png#frag", "")),  # a URI containing '#'
+        ("https://x.test/a.png#frag#hero", ("https://x.test/a.png#frag", "hero")),
+        ("runway://asset/1#style", ("runway://asset/1", "style")),
+    ],
+)
+def test_parse_reference(text: str, expected: tuple[str, str]) -> None:
+    assert parse_reference(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "#tag", "#"])
+def test_parse_reference_rejects_an_empty_uri(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_reference(text)
+
+
+def test_generate_references_are_repeatable() -> None:
+    args = parse(
+        "generate", "--model", "seedance2", "--prompt", "p",
+        "--reference", "https://x.test/v.mp4#clip", "--reference", "runway://v2",
+        "--reference-image", "https://x.test/a.png#hero", "--reference-image", "https://x.test/b.png#c#",
+    )  # fmt: skip
+    assert args.references == [("https://x.test/v.mp4", "clip"), ("runway://v2", "")]
+    assert args.reference_images == [("https://x.test/a.png", "hero"), ("https://x.test/b.png#c", "")]
+    req = build_generate_request(
+        args.model, args.prompt, references=args.references, reference_images=args.reference_images
+    )
+    assert [(r.uri, r.tag) for r in req.references] == args.references
+    assert [(r.uri, r.tag) for r in req.reference_images] == args.reference_images
+    assert parse("generate", "--model", "m").references == []
+
+
+def test_generate_help_documents_the_tag_form(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse("generate", "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--reference URI[#TAG]" in text and "--reference-image URI[#TAG]" in text
+    assert "trailing '#' (URI#)" in text
+
+
+def test_client_cert_flags_before_and_after_the_command() -> None:
+    args = parse("--tls", "--client-cert", "c.pem", "--client-key", "k.pem", "get", "x")
+    assert (args.tls, args.client_cert, args.client_key) == (True, "c.pem", "k.pem")
+    args = parse("get", "x", "--client-cert", "c.pem", "--client-key", "k.pem")
+    assert (args.client_cert, args.client_key) == ("c.pem", "k.pem")
+    args = parse("get", "x")
+    assert args.client_cert is None and args.client_key is None
+
+
+@pytest.mark.parametrize("flag", ["--client-cert", "--client-key"])
+def test_client_cert_and_key_go_together(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([flag, "x.pem", "get", "x"])
+    assert exc.value.code == 2
+    assert "--client-cert and --client-key" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["--ca-cert", "--client-cert", "--client-key"])
+def test_unreadable_or_non_pem_certificate_files_exit_4(
+    bad: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pem = tmp_path / "ok.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    files = {"--ca-cert": str(pem), "--client-cert": str(pem), "--client-key": str(pem)}
+    files[bad] = str(tmp_path / "missing.pem")
+    argv = [arg for item in files.items() for arg in item]
+    assert main([*argv, "--target", "127.0.0.1:1", "get", "x"]) == EXIT_LOCAL_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad}: cannot read {tmp_path / 'missing.pem'}: ") and "No such file" in err
+
+    not_pem = tmp_path / "key.der"
+    not_pem.write_bytes(b"\x30\x82\x01\x0a")
+    files[bad] = str(not_pem)
+    argv = [arg for item in files.items() for arg in item]
+    assert main([*argv, "--target", "127.0.0.1:1", "get", "x"]) == EXIT_LOCAL_ERROR
+    assert (
+        capsys.readouterr().err.strip() == f"error: {bad}: {not_pem} is not a PEM file (no -----BEGIN line)"
+    )

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,9 @@ from videogen_client import (
     VideoClient,
     VideogenError,
 )
+from videogen_client import download as download_module
 from videogen_client.cli import main
+from videogen_client.download import PartialDownload
 
 WAIT = 60.0  # generous: the simulator completes tasks in about a second
 
@@ -78,6 +82,67 @@ async def test_download_resumes_part_file(videogen_server: Any, tmp_path: Path) 
         assert target.read_bytes() == expected
         assert not Path(str(target) + ".part").exists()
         assert progress[0] >= 1000  # started from the .part's size, not from 0
+
+
+async def test_async_download_does_file_io_off_the_event_loop(
+    videogen_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every file operation of the async download (open, stat/unlink at start, each chunk's write, the
+    # fsync + rename in finish, close) must run on a thread other than the event loop's.
+    loop_thread = threading.get_ident()
+    calls: list[tuple[str, int]] = []
+
+    def record(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls.append((name, threading.get_ident()))
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    for name in ("__init__", "start_stream", "write", "finish", "close", "discard"):
+        monkeypatch.setattr(PartialDownload, name, record(name, getattr(PartialDownload, name)))
+    monkeypatch.setattr(download_module, "open", record("open", open), raising=False)
+
+    async with AsyncVideoClient(videogen_server.address) as client:
+        video = await _completed(client)
+        expected = videogen_server.simulator.output_bytes(video.upstream_task_id, 0)
+        target = tmp_path / "off-loop.mp4"
+        Path(str(target) + ".part").write_bytes(expected[:1000])  # resumed: stat at start, then append
+        assert await client.download(video.id, target, timeout=WAIT) == len(expected)
+        assert target.read_bytes() == expected  # byte-exact vs what the simulator serves
+        assert not Path(str(target) + ".part").exists()
+
+        # An exception mid-stream (here from the progress callback) keeps a consistent .part, which the
+        # next download resumes to the exact bytes.
+        def stop(done: int, _total: int | None) -> None:
+            if done > 1000:
+                raise KeyboardInterrupt
+
+        target.unlink()
+        with pytest.raises(KeyboardInterrupt):
+            await client.download(video.id, target, on_progress=stop, timeout=WAIT)
+        part = Path(str(target) + ".part")
+        assert 1000 < part.stat().st_size < len(expected) or part.read_bytes() == expected
+        assert expected.startswith(part.read_bytes()) and not target.exists()
+        assert await client.download(video.id, target, timeout=WAIT) == len(expected)
+        assert target.read_bytes() == expected
+
+    names = {name for name, _ in calls}
+    assert {"__init__", "write", "finish", "close", "open"} <= names, names
+    on_loop = [name for name, thread in calls if thread == loop_thread]
+    assert on_loop == [], on_loop
+
+    # The sync client keeps plain file I/O on the calling thread.
+    calls.clear()
+    sync_target = tmp_path / "sync.mp4"
+
+    def run_sync() -> tuple[int, int]:
+        with VideoClient(videogen_server.address) as sync_client:
+            return sync_client.download(video.id, sync_target, timeout=WAIT), threading.get_ident()
+
+    size, sync_thread = await asyncio.to_thread(run_sync)
+    assert size == len(expected) and sync_target.read_bytes() == expected
+    assert calls and {thread for _, thread in calls} == {sync_thread}
 
 
 async def test_download_of_complete_part_file(videogen_server: Any, tmp_path: Path) -> None:
@@ -259,3 +324,31 @@ async def test_cli_errors(videogen_server: Any, capsys: pytest.CaptureFixture[st
 
     assert await asyncio.to_thread(main, [*target, "get", str(uuid.uuid4())]) == 3
     assert capsys.readouterr().err.startswith("error: NOT_FOUND: ")
+
+
+async def test_cli_generate_passes_references(
+    videogen_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = ["--target", videogen_server.address, "--json"]
+    # Invalid URIs come back as field violations on both fields: the flags reach the server, tag split off.
+    argv = [*target, "generate", "--model", "seedance2", "--prompt", "p", "--reference", "ftp://x.test/v.mp4#clip",
+            "--reference-image", "ftp://x.test/a.png#hero"]  # fmt: skip
+    assert await asyncio.to_thread(main, argv) == 3
+    fields = {v["field"] for v in json.loads(capsys.readouterr().err)["error"]["field_violations"]}
+    assert {"references[0].uri", "reference_images[0].uri"} <= fields, fields
+
+    # The tag arrives as the tag (this server's models take none, and say so), the URI without it.
+    argv = [*target, "generate", "--model", "seedance2", "--prompt", "p", "--reference-image",
+            "https://example.com/hero.png#hero"]  # fmt: skip
+    assert await asyncio.to_thread(main, argv) == 3
+    violations = json.loads(capsys.readouterr().err)["error"]["field_violations"]
+    assert [v["field"] for v in violations] == ["reference_images[0].tag"], violations
+
+    # Untagged (a trailing '#' = no tag) they pass the server's checks and go to Runway, whose simulator
+    # hosts no seedance2 and rejects it there: proof that the references themselves were accepted.
+    argv = [*target, "generate", "--model", "seedance2", "--prompt", "p", "--reference-image",
+            "https://example.com/hero.png#", "--reference-image", "https://example.com/b.png"]  # fmt: skip
+    assert await asyncio.to_thread(main, argv) == 3
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert error["reason"] == "UPSTREAM_REJECTED", error
+    assert not [v for v in error["field_violations"] if "reference" in v["field"]], error

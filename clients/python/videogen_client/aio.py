@@ -18,8 +18,8 @@ import grpc.aio
 from videogen.v1 import video_pb2, video_service_pb2, video_service_pb2_grpc
 
 from .download import (
+    AsyncPartialDownload,
     Deadline,
-    PartialDownload,
     ProgressCallback,
     RetryPolicy,
     is_retryable_stream,
@@ -292,10 +292,11 @@ class AsyncVideoClient:
         starts over). Broken streams are resumed with bounded retries and backoff. The total is checked
         against the server's ``total_size``, then the file is renamed atomically to ``path``: a short file
         never appears there. On failure the ``.part`` stays for a later resume. (Chunk size is the
-        server's choice: the API has no field for it.)"""
+        server's choice: the API has no field for it.) All file I/O runs on a worker thread, never on the
+        event loop; ``on_progress`` is called on the loop."""
         stub = self._get_stub()
         deadline = Deadline(timeout)
-        part = PartialDownload(path, resume=resume)
+        part = await AsyncPartialDownload.open(path, resume=resume)  # file I/O runs off the event loop
         attempt = 0
         checked_out_of_range = False
         try:
@@ -309,14 +310,14 @@ class AsyncVideoClient:
                     async for msg in call:
                         if first:
                             first = False
-                            part.start_stream(msg)
+                            await part.start_stream(msg)
                             if on_progress is not None:
                                 on_progress(part.offset, part.total)
-                        part.write(msg)
+                        await part.write(msg)
                         if on_progress is not None and msg.data:
                             on_progress(part.offset, part.total)
                     if part.complete():
-                        return part.finish()
+                        return await part.finish()
                     err: VideogenError = Unavailable(
                         grpc.StatusCode.UNAVAILABLE,
                         f"the content stream ended at byte {part.offset} of {part.total}",
@@ -328,8 +329,8 @@ class AsyncVideoClient:
                         checked_out_of_range = True
                         if await self._output_size(id, index, deadline) == part.offset:
                             part.total = part.offset
-                            return part.finish()
-                        part.discard()
+                            return await part.finish()
+                        await part.discard()
                         continue
                     if not is_retryable_stream(err):
                         raise err from exc
@@ -338,7 +339,7 @@ class AsyncVideoClient:
                 attempt = 1 if part.offset > start else attempt + 1
                 await self._retry_wait(err, attempt, deadline)
         finally:
-            part.close()
+            await part.close()
 
     async def _output_size(self, id: str, index: int, deadline: Deadline) -> int | None:
         video = await self.get(id, timeout=deadline.remaining())

@@ -66,7 +66,8 @@ exit codes:
   3    the server answered with an error: "error: <CODE>: <message>", each bad field, then a "hint:"
        saying what to do (with --json: one JSON object on stderr, {{"error": {{"code": ..., "message": ...,
        "reason": ..., "field_violations": [...], "retry_after": ..., "hint": ...}}}})
-  4    a local error (e.g. the output file cannot be written)
+  4    a local error (e.g. the output file cannot be written, a --ca-cert/--client-cert/--client-key
+       file cannot be read)
   130  interrupted (Ctrl-C); an interrupted download keeps FILE.part and resumes next time
 
 examples:
@@ -95,6 +96,17 @@ def parse_size(text: str) -> str:
     if text and not _SIZE_RE.match(text):  # "" is the (unset) default, which argparse also passes here
         raise argparse.ArgumentTypeError(f"expected WxH such as 1280x720, got {text!r}")
     return text
+
+
+def parse_reference(text: str) -> tuple[str, str]:
+    """``URI[#TAG]`` → ``(uri, tag)``. The text after the *last* ``#`` is the tag, so a URI that itself
+    contains ``#`` is written with a trailing ``#`` (``URI#``, no tag) or ``URI#TAG``."""
+    uri, sep, tag = text.rpartition("#")
+    if not sep:
+        uri, tag = text, ""
+    if not uri:
+        raise argparse.ArgumentTypeError(f"expected URI or URI#TAG, got {text!r}")
+    return uri, tag
 
 
 def _non_negative_int(text: str) -> int:
@@ -154,6 +166,18 @@ def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
         metavar="PEM",
         help="root certificates for TLS (implies --tls; default: the system's)",
     )
+    group.add_argument(
+        "--client-cert",
+        default=default(None),
+        metavar="PEM",
+        help="client certificate chain for mutual TLS (implies --tls; needs --client-key)",
+    )
+    group.add_argument(
+        "--client-key",
+        default=default(None),
+        metavar="PEM",
+        help="private key of --client-cert, for mutual TLS",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,6 +222,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URI",
         default="",
         help="source video for video-to-video (https, data: or runway://)",
+    )
+    gen.add_argument(
+        "--reference",
+        dest="references",
+        action="append",
+        type=parse_reference,
+        default=[],
+        metavar="URI[#TAG]",
+        help="a video reference, for video-to-video models that accept them (repeatable); #TAG names it "
+        "for prompts. The text after the last '#' is the tag, so a URI containing '#' needs a trailing "
+        "'#' (URI#) or '#TAG'",
+    )
+    gen.add_argument(
+        "--reference-image",
+        dest="reference_images",
+        action="append",
+        type=parse_reference,
+        default=[],
+        metavar="URI[#TAG]",
+        help="an image reference (style or asset guidance), for models that accept them (repeatable); "
+        "URI#TAG as for --reference",
     )
     gen.add_argument("--seconds", type=int, help="duration in seconds (default: the model's)")
     gen.add_argument("--size", type=parse_size, default="", metavar="WxH", help="output size, e.g. 1280x720")
@@ -520,6 +565,8 @@ def _cmd_generate(client: VideoClient, args: argparse.Namespace, ui: _Output, de
         size=args.size,
         seed=args.seed,
         audio=args.audio,
+        references=args.references,
+        reference_images=args.reference_images,
         public_figure_threshold=args.public_figure_threshold,
         provider_options=dict(args.options) or None,
         request_id=args.request_id,
@@ -611,22 +658,47 @@ COMMANDS: dict[str, Callable[[VideoClient, argparse.Namespace, _Output, Deadline
 }
 
 
+class _PemError(Exception):
+    """A certificate or key file that cannot be used; the message names the file and the option."""
+
+
+def read_pem(path: str | None, option: str) -> bytes | None:
+    """The contents of a PEM file given with ``option`` (None when not given)."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise _PemError(f"error: {option}: cannot read {path}: {exc.strerror or exc}") from None
+    if b"-----BEGIN " not in data:
+        raise _PemError(f"error: {option}: {path} is not a PEM file (no -----BEGIN line)")
+    return data
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI and returns its exit code (argparse exits with 2 on usage errors)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.client_cert is None) != (args.client_key is None):
+        parser.error("--client-cert and --client-key (mutual TLS) go together")
     ui = _Output(args.json)
-    root_certificates: bytes | None = None
-    if args.ca_cert:
-        try:
-            with open(args.ca_cert, "rb") as fh:
-                root_certificates = fh.read()
-        except OSError as exc:
-            ui.err.print(f"error: cannot read {args.ca_cert}: {exc.strerror or exc}", markup=False)
-            return EXIT_USAGE
+    try:
+        root_certificates = read_pem(args.ca_cert, "--ca-cert")
+        certificate_chain = read_pem(args.client_cert, "--client-cert")
+        private_key = read_pem(args.client_key, "--client-key")
+    except _PemError as exc:
+        ui.err.print(str(exc), markup=False)
+        return EXIT_LOCAL_ERROR
     deadline = Deadline(args.timeout)
     try:
         with VideoClient(
-            args.target, api_key=args.api_key, tls=args.tls, root_certificates=root_certificates
+            args.target,
+            api_key=args.api_key,
+            tls=args.tls,
+            root_certificates=root_certificates,
+            certificate_chain=certificate_chain,
+            private_key=private_key,
         ) as client:
             return COMMANDS[args.command](client, args, ui, deadline)
     except VideogenError as err:

@@ -10,18 +10,23 @@ videos while a ``.part`` of another is lying around.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import os
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import grpc
 from videogen.v1 import video_service_pb2
 
 from .errors import DataLoss, DeadlineExceeded, VideogenError
+
+T = TypeVar("T")
 
 ProgressCallback = Callable[[int, "int | None"], object]
 """``on_progress(bytes_done, total_bytes_or_None)``, called after every chunk (bytes_done includes what a
@@ -196,3 +201,70 @@ class PartialDownload:
         self.offset = 0
         self.resumed_from = 0
         self.total = None
+
+
+class AsyncPartialDownload:
+    """:class:`PartialDownload` for asyncio: the same state, checks and resume rules, with every file
+    operation (stat, unlink, mkdir, open, write, fsync, rename, close) run on a worker thread, never on the
+    event loop.
+
+    The download's file operations run one at a time, in order, on one thread of its own, so even when the
+    awaiting task is cancelled mid-write the ``close`` queued after it runs only once that write is done.
+    Create it with ``await AsyncPartialDownload.open(path, resume=...)`` and always ``await close()``
+    (also after ``finish``): it releases the thread."""
+
+    def __init__(self, part: PartialDownload, executor: ThreadPoolExecutor) -> None:
+        self._part = part
+        self._executor = executor
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], *, resume: bool = True) -> AsyncPartialDownload:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videogen-download")
+        try:
+            part = await asyncio.get_running_loop().run_in_executor(
+                executor, functools.partial(PartialDownload, path, resume=resume)
+            )
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(part, executor)
+
+    async def _run(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    @property
+    def offset(self) -> int:
+        return self._part.offset
+
+    @property
+    def total(self) -> int | None:
+        return self._part.total
+
+    @total.setter
+    def total(self, value: int | None) -> None:
+        self._part.total = value
+
+    def request(self, video_id: str, index: int) -> video_service_pb2.StreamContentRequest:
+        return self._part.request(video_id, index)
+
+    def complete(self) -> bool:
+        return self._part.complete()
+
+    async def start_stream(self, first: video_service_pb2.StreamContentResponse) -> None:
+        await self._run(functools.partial(self._part.start_stream, first))
+
+    async def write(self, msg: video_service_pb2.StreamContentResponse) -> None:
+        if msg.data:
+            await self._run(functools.partial(self._part.write, msg))
+
+    async def finish(self) -> int:
+        return await self._run(self._part.finish)
+
+    async def discard(self) -> None:
+        await self._run(self._part.discard)
+
+    async def close(self) -> None:
+        try:
+            await self._run(self._part.close)
+        finally:
+            self._executor.shutdown(wait=False)  # the thread ends once the queued operations are done
