@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
@@ -16,10 +17,23 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(GenerateSpec) if f.name != "request_id")
+
+
 def fingerprint(spec: GenerateSpec) -> str:
-    """A stable digest of everything that defines a request except its idempotency key."""
-    canonical = json.dumps(spec.fingerprint_fields(), sort_keys=True, separators=(",", ":"), default=str)
+    """A stable digest of everything that defines a request except its idempotency key.
+
+    The same JSON as ``spec.fingerprint_fields()`` gives (so stored fingerprints stay valid), built without
+    `dataclasses.asdict`'s recursive copy: nested dataclasses (MediaRef) become objects as they are met."""
+    fields = {name: getattr(spec, name) for name in _SPEC_FIELDS}
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=_plain)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _plain(value: object) -> object:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
 
 
 def apply_task(record: VideoRecord, task: UpstreamTask, now: datetime | None = None) -> VideoRecord:

@@ -12,7 +12,9 @@ Format decisions:
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
+import typing
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,20 +39,29 @@ def parse_time(text: str) -> datetime:
     return value
 
 
+# Decided once, not per record: the fields in declaration order, and which hold enums (stored by value).
+_FIELD_ORDER = tuple(f.name for f in dataclasses.fields(VideoRecord))
+_ENUM_FIELDS = frozenset(
+    name
+    for name, hint in typing.get_type_hints(VideoRecord).items()
+    if isinstance(hint, type) and issubclass(hint, enum.Enum)
+)
+
+
 def record_to_dict(record: VideoRecord) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
-        if f.name in _DATETIME_FIELDS:
-            out[f.name] = None if value is None else format_time(value)
-        elif f.name == "outputs":
-            out[f.name] = [
+    for name in _FIELD_ORDER:
+        value = getattr(record, name)
+        if name in _DATETIME_FIELDS:
+            out[name] = None if value is None else format_time(value)
+        elif name == "outputs":
+            out[name] = [
                 {"index": o.index, "content_type": o.content_type, "size_bytes": o.size_bytes} for o in value
             ]
-        elif isinstance(value, GenerationMode | VideoStatus):
-            out[f.name] = value.value
+        elif name in _ENUM_FIELDS:
+            out[name] = value.value
         else:
-            out[f.name] = value
+            out[name] = value
     return out
 
 

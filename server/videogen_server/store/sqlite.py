@@ -1,10 +1,14 @@
 """The embedded job record store: one SQLite file, stdlib only.
 
-Threading: all SQLite work runs on ONE dedicated worker thread (a single-thread executor that owns the one
-connection), awaited with ``loop.run_in_executor``: the event loop never blocks on disk. The worker runs
+Threading: all SQLite work runs on ONE dedicated worker thread (`_Worker`: a thread that owns the one
+connection and takes calls from a queue), awaited as an asyncio future: the event loop never blocks on disk.
+(A ThreadPoolExecutor with ``run_in_executor`` does the same with two futures and a lock per call; the lean
+hand-off halves the hop, which a Generate pays twice.) The worker runs
 the calls one at a time in submission order, which makes every method atomic with respect to the other
-calls of this process; each write is also one ``BEGIN IMMEDIATE`` transaction (and `claim` relies on a
-UNIQUE index, not on a read-then-write), so several processes sharing the file stay correct too.
+calls of this process; each write is also one transaction: a single statement run on its own (SQLite's
+autocommit: the common `claim` is one INSERT, the common `save` one guarded UPDATE), or ``BEGIN IMMEDIATE``
+... ``COMMIT`` around a read-check-write (and `claim` relies on a UNIQUE index, not on a read-then-write),
+so several processes sharing the file stay correct too.
 
 Durability: WAL journal and ``synchronous=NORMAL``; every method commits before it returns. A killed
 process (``kill -9`` at any point) loses nothing that was committed and never leaves a corrupt file. With
@@ -21,11 +25,13 @@ lack metadata it filled in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from videogen_server.domain import OutputInfo, VideoRecord, VideoStatus
 from videogen_server.store.codec import decode_record, encode_record, format_time
@@ -98,7 +104,7 @@ class SqliteVideoStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = os.fspath(path)
-        self._executor: ThreadPoolExecutor | None = None
+        self._worker: _Worker | None = None
         self._conn: sqlite3.Connection | None = None  # touched only on the worker thread
         self._closed = False
         self._cache: dict[str, VideoRecord] = {}  # terminal records; written only on the worker thread
@@ -119,26 +125,28 @@ class SqliteVideoStore:
     async def open(self) -> None:
         if self._closed:
             raise RuntimeError("the video store is closed")
-        if self._executor is not None:
+        if self._worker is not None:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videogen-store")
+        self._worker = _Worker("videogen-store")
         try:
             await self._run(self._open_sync)
         except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
+            self._worker.stop()
+            self._worker = None
             raise
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        executor, self._executor = self._executor, None
-        if executor is None:
+        worker, self._worker = self._worker, None
+        if worker is None:
             return
         # Queued behind the calls already submitted, so those finish first.
-        await asyncio.get_running_loop().run_in_executor(executor, self._close_sync)
-        executor.shutdown(wait=False)  # the worker is idle now and exits at once
+        try:
+            await worker.submit(self._close_sync)
+        finally:
+            worker.stop()  # the worker is idle now and exits at once
 
     # -- VideoStore ------------------------------------------------------------------------------------
 
@@ -164,15 +172,15 @@ class SqliteVideoStore:
     # -- plumbing (event loop side) --------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._executor is None:
+        if self._worker is None:
             raise RuntimeError(
                 "the video store is closed" if self._closed else "the video store is not open (await open())"
             )
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         self._check_open()
-        assert self._executor is not None
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        assert self._worker is not None
+        return await self._worker.submit(fn, *args)
 
     # -- worker thread only ----------------------------------------------------------------------------
 
@@ -260,33 +268,49 @@ class SqliteVideoStore:
 
     def _claim_sync(self, record: VideoRecord) -> tuple[VideoRecord, bool]:
         conn = self._db()
+        row = self._row(record)
+        if not record.request_id:
+            try:
+                # One statement outside BEGIN: SQLite runs it as its own (durable, atomic) transaction.
+                conn.execute(self._insert_sql(or_ignore=False), row)
+            except sqlite3.IntegrityError as e:
+                raise ValueError(f"video id {record.id!r} already exists") from e
+            return record, True
+        # The common case, a fresh key, is one statement: DO NOTHING on any uniqueness conflict.
+        if conn.execute(self._insert_sql(or_ignore=True), row).rowcount == 1:
+            return record, True
+        # A taken key (or id): retry and read the holder in one transaction, so a concurrent delete of
+        # the holder cannot come between the conflict and the read.
         with self._transaction():
-            if not record.request_id:
-                try:
-                    conn.execute(self._insert_sql(or_ignore=False), self._row(record))
-                except sqlite3.IntegrityError as e:
-                    raise ValueError(f"video id {record.id!r} already exists") from e
-                inserted, stored = True, record
+            inserted = conn.execute(self._insert_sql(or_ignore=True), row).rowcount == 1
+            if inserted:
+                stored = record
             else:
-                # DO NOTHING on any uniqueness conflict; the SELECT then tells a taken key from a taken id.
-                cur = conn.execute(self._insert_sql(or_ignore=True), self._row(record))
-                inserted = cur.rowcount == 1
-                if inserted:
-                    stored = record
-                else:
-                    row = conn.execute(
-                        "SELECT data FROM videos WHERE owner = ? AND request_id = ?",
-                        (record.owner, record.request_id),
-                    ).fetchone()
-                    if row is None:
-                        raise ValueError(f"video id {record.id!r} already exists")
-                    stored = decode_record(row[0])
+                found = conn.execute(
+                    "SELECT data FROM videos WHERE owner = ? AND request_id = ?",
+                    (record.owner, record.request_id),
+                ).fetchone()
+                if found is None:
+                    raise ValueError(f"video id {record.id!r} already exists")
+                stored = decode_record(found[0])
         if stored.status.terminal:
             self._remember(stored)
         return stored, inserted
 
     def _save_sync(self, record: VideoRecord) -> VideoRecord:
         conn = self._db()
+        _, owner, request_id, status, updated_at, data = self._row(record)
+        # The common case, a stored non-terminal record of the same owner and key (last writer wins), is
+        # one guarded UPDATE run as its own transaction: no read, no decode. Anything else (unknown id, a
+        # changed owner or key, a terminal stored record to merge into) takes the read-check-write below.
+        cur = conn.execute(
+            "UPDATE videos SET status = ?, updated_at = ?, data = ?"
+            f" WHERE id = ? AND owner = ? AND request_id = ? AND status NOT IN {_TERMINAL_SQL}",
+            (status, updated_at, data, record.id, owner, request_id),
+        )
+        if cur.rowcount == 1:
+            self._remember(record)
+            return record
         with self._transaction():
             stored = self._select_sync(record.id)
             if stored is None:
@@ -318,6 +342,54 @@ class SqliteVideoStore:
         records = [(decode_record(data), rowid) for rowid, data in rows]
         records.sort(key=lambda r: (r[0].create_time, r[1]))
         return [record for record, _ in records]
+
+
+class _Worker:
+    """One thread running the submitted calls one at a time, in submission order; each call's outcome is
+    handed back to the submitting loop (``call_soon_threadsafe``). A call whose future was cancelled before
+    it started is skipped (as ThreadPoolExecutor does); one already running completes."""
+
+    def __init__(self, name: str) -> None:
+        self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        # A daemon: a store never closed must not keep the process alive (SQLite survives being cut off).
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((loop, future, fn, args))
+        return future
+
+    def stop(self) -> None:
+        """The thread exits after the calls already submitted."""
+        self._queue.put(None)
+
+    def _main(self) -> None:
+        while (call := self._queue.get()) is not None:
+            loop, future, fn, args = call
+            if future.cancelled():
+                continue
+            try:
+                result, error = fn(*args), None
+            except BaseException as exc:  # every failure belongs to the awaiting task
+                result, error = None, exc
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            del call, future, result, error  # drop references while idle
+
+
+_Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[object, ...]]
+
+
+def _settle(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
+    """On the loop: complete the future, unless its task was cancelled meanwhile."""
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 class _Transaction:
