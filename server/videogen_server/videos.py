@@ -93,10 +93,13 @@ class Videos:
         in_flight = self._creating.get(stored.id)
         if in_flight is not None:
             return await asyncio.shield(in_flight)
-        # Recorded as CREATING but no create is running here: the process that sent it died before the
-        # answer. Runway cannot be asked whether the task exists, so close it rather than pay twice.
-        log.warning("video %s: create outcome unknown after a restart; closing it as FAILED", stored.id)
-        return await self._store.save(mark_outcome_unknown(stored))
+        return await self._close_orphaned_create(stored)
+
+    async def _close_orphaned_create(self, record: VideoRecord) -> VideoRecord:
+        """Recorded as CREATING but no create is running here: the process that sent it died before the
+        answer. Runway cannot be asked whether the task exists, so close it rather than pay twice."""
+        log.warning("video %s: create outcome unknown after a restart; closing it as FAILED", record.id)
+        return await self._store.save(mark_outcome_unknown(record))
 
     async def _create(
         self, record: VideoRecord, request: UpstreamRequest, deadline: float | None
@@ -132,7 +135,7 @@ class Videos:
         if record is None or record.owner != owner:
             raise errors.NotFound(vid)
         if record.status is VideoStatus.CREATING and vid not in self._creating:
-            record = await self._store.save(mark_outcome_unknown(record))
+            record = await self._close_orphaned_create(record)
         return record
 
     async def get(self, owner: str, video_id: str, *, deadline: float | None) -> VideoRecord:
