@@ -9,6 +9,7 @@ re-reading the task. Output URLs are resolved from the task every time and never
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -159,8 +160,8 @@ class ContentRelay:
         if total is None or known.size_bytes == total:
             return
         outputs = list(record.outputs)
-        outputs[index] = known.__class__(
-            index=index, content_type=ctype or known.content_type, size_bytes=total
+        outputs[index] = dataclasses.replace(
+            known, content_type=ctype or known.content_type, size_bytes=total
         )
         await self._videos.remember_outputs(record.replace(outputs=tuple(outputs)))
 
