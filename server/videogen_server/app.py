@@ -94,7 +94,9 @@ class App:
             logs.register_secret(secret)  # belt and braces: log lines are scrubbed of keys
         self.metrics = Metrics(__version__)
         telemetry = Telemetry(self.metrics, self._tracing())
-        self.runway = RunwayClient(base_url, api_key, observer=telemetry)
+        # Downloads get a pool of their own, one connection per allowed StreamContent call: held streams
+        # can then never starve API calls, nor wait for a connection themselves.
+        self.runway = RunwayClient(base_url, api_key, observer=telemetry, max_downloads=cfg.max_streams)
         self.store = open_store(cfg.data_dir)
         await self.store.open()
         store = self.metrics.timed_store(self.store)

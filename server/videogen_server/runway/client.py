@@ -8,6 +8,9 @@
 - The API key never appears in a log line, an exception message or a repr.
 - While the API cannot be reached at all, a circuit breaker (breaker.py) fails /v1 calls at once;
   output downloads (other hosts) never go through it.
+- API calls and output downloads use two separate connection pools. A download holds its connection for the
+  whole life of a StreamContent call (as long as the caller takes to read), so with one pool, streams held
+  open by slow readers left no connection for creates and polls (they waited until their deadline).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractContextManager, asynccontextmanager
+from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, NoReturn, Protocol, TypeVar
 
@@ -46,6 +49,10 @@ _CREATE_PATH = re.compile(r"/v1/[a-z0-9_]+")
 TASK_ENDPOINT = "/v1/tasks/{id}"
 ORGANIZATION_ENDPOINT = "/v1/organization"
 OUTPUT_ENDPOINT = "output"
+# The API pool: creates, polls, cancels. Output downloads have a pool of their own (sized by the caller).
+API_CONNECTIONS = 100
+DOWNLOAD_KEEPALIVE = 20
+DOWNLOAD_KEEPALIVE_EXPIRY = 5.0
 
 
 class UpstreamCall:
@@ -152,6 +159,10 @@ class OutputStream:
 
 
 class RunwayClient:
+    """`http` is the client for /v1 API calls and `downloads` the one for output downloads; each is built
+    here when not given (and then closed by aclose). An injected `http` without `downloads` serves both:
+    the injector chose the transport (tests answer both kinds of request from one mock transport)."""
+
     def __init__(
         self,
         base_url: str,
@@ -159,29 +170,58 @@ class RunwayClient:
         *,
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, immutable default
         http: httpx.AsyncClient | None = None,
+        downloads: httpx.AsyncClient | None = None,
+        max_downloads: int = 256,
         timeout: float = 30.0,
         observer: UpstreamObserver | None = None,
         breaker: CircuitBreaker | None = None,
     ) -> None:
+        if max_downloads < 1:
+            raise ValueError("max_downloads must be at least 1")
         self._base_url = base_url.rstrip("/")
         self._observer = observer
         self._breaker = breaker or CircuitBreaker()
         self._key = api_key
         self._retry = retry
         self._timeout = timeout
-        self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        self._owned: list[httpx.AsyncClient] = []  # the clients built here, closed by aclose
+        if http is None:
+            http = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=API_CONNECTIONS, max_keepalive_connections=20),
+                timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
+                follow_redirects=False,
+            )
+            self._owned.append(http)
+            if downloads is None:
+                downloads = self._download_client(max_downloads, timeout)
+                self._owned.append(downloads)
+        self._http = http
+        self._downloads = downloads or http
+
+    @staticmethod
+    def _download_client(max_downloads: int, timeout: float) -> httpx.AsyncClient:
+        # One connection per download and at most one download per StreamContent call at a time (a resume
+        # opens the next one after closing the last), so `max_downloads` = the stream limit means a
+        # download never waits for a connection. Few idle connections are kept, briefly: each output is
+        # one long read from a CDN host, and reuse matters only for back-to-back reads of the same host.
+        return httpx.AsyncClient(
+            limits=httpx.Limits(
+                max_connections=max_downloads,
+                max_keepalive_connections=min(max_downloads, DOWNLOAD_KEEPALIVE),
+                keepalive_expiry=DOWNLOAD_KEEPALIVE_EXPIRY,
+            ),
             timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
-            follow_redirects=False,
+            follow_redirects=False,  # per request: open_output follows a CDN's redirects, API calls never
         )
 
     def __repr__(self) -> str:
         return f"RunwayClient(base_url={self._base_url!r}, api_key=<redacted>)"
 
     async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
+        owned, self._owned = self._owned, []
+        async with AsyncExitStack() as stack:  # each is closed even if closing another fails
+            for client in owned:
+                stack.push_async_callback(client.aclose)
 
     # --- plumbing ----------------------------------------------------------------------------------
 
@@ -240,10 +280,11 @@ class RunwayClient:
     async def _transmit(
         self, endpoint: str, request: httpx.Request, *, stream: bool, follow_redirects: bool
     ) -> httpx.Response:
+        http = self._downloads if endpoint == OUTPUT_ENDPOINT else self._http
         if self._observer is None:
-            return await self._http.send(request, stream=stream, follow_redirects=follow_redirects)
+            return await http.send(request, stream=stream, follow_redirects=follow_redirects)
         with self._observer.request(endpoint, request.method, request.url.host) as call:
-            response = await self._http.send(request, stream=stream, follow_redirects=follow_redirects)
+            response = await http.send(request, stream=stream, follow_redirects=follow_redirects)
             call.status = response.status_code
             return response
 
@@ -519,7 +560,7 @@ class RunwayClient:
         attempt = 0
         while True:
             timeout = self._attempt_timeout(deadline, what)
-            request = self._http.build_request("GET", url, headers=headers, timeout=timeout)
+            request = self._downloads.build_request("GET", url, headers=headers, timeout=timeout)
             for name in ("Authorization", "X-Runway-Version"):  # even if an injected client has defaults
                 request.headers.pop(name, None)
             try:
