@@ -112,7 +112,12 @@ class App:
         self.videos = Videos(store, runway, self.tracker)
         relay = ContentRelay(self.videos, runway, chunk_size=cfg.chunk_size)
 
-        self.limits = StreamLimits.of(max_streams=cfg.max_streams, max_watchers=cfg.max_watchers)
+        self.limits = StreamLimits.of(
+            max_streams=cfg.max_streams,
+            max_watchers=cfg.max_watchers,
+            streams_per_caller=cfg.streams_per_caller,
+            watchers_per_caller=cfg.watchers_per_caller,
+        )
         server = grpc.aio.server(
             # Telemetry first: it wraps the error mapping, so it counts the status callers really get.
             interceptors=[TelemetryInterceptor(telemetry), ServiceInterceptor(Authenticator(cfg.api_keys))],

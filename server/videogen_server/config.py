@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .limits import default_share
+
 DEFAULT_BASE_URL = "https://api.dev.runwayml.com"
 
 
@@ -43,6 +45,10 @@ class Config:
     # Concurrent StreamContent calls and WatchStatus streams; past them a call fails fast RESOURCE_EXHAUSTED.
     max_streams: int = 256
     max_watchers: int = 10_000
+    # Each caller's share of those caps; None: half of the cap (at least 1). The caller is the authenticated
+    # caller: without VIDEOGEN_API_KEYS every call is the one anonymous caller's, which gets this share.
+    max_streams_per_caller: int | None = None
+    max_watchers_per_caller: int | None = None
 
     @property
     def use_simulator(self) -> bool:
@@ -67,6 +73,24 @@ class Config:
             tls_client_ca=env.get("VIDEOGEN_TLS_CLIENT_CA") or None,
             max_streams=_positive_int(env, "VIDEOGEN_MAX_STREAMS", 256),
             max_watchers=_positive_int(env, "VIDEOGEN_MAX_WATCHERS", 10_000),
+            max_streams_per_caller=_optional_positive_int(env, "VIDEOGEN_MAX_STREAMS_PER_CALLER"),
+            max_watchers_per_caller=_optional_positive_int(env, "VIDEOGEN_MAX_WATCHERS_PER_CALLER"),
+        )
+
+    @property
+    def streams_per_caller(self) -> int:
+        return (
+            default_share(self.max_streams)
+            if self.max_streams_per_caller is None
+            else self.max_streams_per_caller
+        )
+
+    @property
+    def watchers_per_caller(self) -> int:
+        return (
+            default_share(self.max_watchers)
+            if self.max_watchers_per_caller is None
+            else self.max_watchers_per_caller
         )
 
     def __post_init__(self) -> None:
@@ -76,6 +100,15 @@ class Config:
             raise ConfigError(
                 "VIDEOGEN_TLS_CLIENT_CA (mutual TLS) needs VIDEOGEN_TLS_CERT and VIDEOGEN_TLS_KEY"
             )
+        for name, limit, share in (
+            ("VIDEOGEN_MAX_STREAMS", self.max_streams, self.max_streams_per_caller),
+            ("VIDEOGEN_MAX_WATCHERS", self.max_watchers, self.max_watchers_per_caller),
+        ):
+            # A share above the whole cap is refused rather than clamped: it is a contradiction (most
+            # likely the cap was lowered and the share forgotten), and which of the two was meant to win
+            # is not ours to guess. Equal is allowed: it turns the per-caller share off.
+            if share is not None and not 1 <= share <= limit:
+                raise ConfigError(f"{name}_PER_CALLER must be between 1 and {name} ({limit}), got {share}")
 
 
 def _metrics_listen(env: Mapping[str, str]) -> str:
@@ -127,6 +160,13 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise ConfigError(f"{name} must be at least 1, got {raw!r}")
     return value
+
+
+def _optional_positive_int(env: Mapping[str, str], name: str) -> int | None:
+    """None when unset: the value is then derived from another (see Config)."""
+    if not env.get(name):
+        return None
+    return _positive_int(env, name, 1)
 
 
 def _chunk_size(env: Mapping[str, str]) -> int:

@@ -79,15 +79,17 @@ class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
         self, request: video_service_pb2.WatchStatusRequest, context: Context
     ) -> AsyncIterator[video_service_pb2.WatchStatusResponse]:
         # The slot is taken first (a full server refuses at once) and held until the stream ends, however.
-        with self._limits.watchers.hold():
-            record = await self._videos.load(current_caller.get(), request.id)
+        # It counts against the caller's share too (without caller auth, all calls are one caller's).
+        caller = current_caller.get()
+        with self._limits.watchers.hold(caller):
+            record = await self._videos.load(caller, request.id)
             async for state in self._tracker.watch(record):
                 yield _watch_response(state)
 
     async def StreamContent(  # type: ignore[override]
         self, request: video_service_pb2.StreamContentRequest, context: Context
     ) -> AsyncIterator[video_service_pb2.StreamContentResponse]:
-        with self._limits.streams.hold():
+        with self._limits.streams.hold(current_caller.get()):
             async with contextlib.aclosing(self._stream_content(request, context)) as messages:
                 async for message in messages:
                     yield message
