@@ -45,8 +45,8 @@ class Config:
     # Concurrent StreamContent calls and WatchStatus streams; past them a call fails fast RESOURCE_EXHAUSTED.
     max_streams: int = 256
     max_watchers: int = 10_000
-    # Each caller's share of those caps; None: half of the cap (at least 1). The caller is the authenticated
-    # caller: without VIDEOGEN_API_KEYS every call is the one anonymous caller's, which gets this share.
+    # Each caller's share of those caps; None: half of the cap (at least 1) when callers are authenticated,
+    # the whole cap without VIDEOGEN_API_KEYS (every call is then the one anonymous caller's).
     max_streams_per_caller: int | None = None
     max_watchers_per_caller: int | None = None
 
@@ -79,19 +79,18 @@ class Config:
 
     @property
     def streams_per_caller(self) -> int:
-        return (
-            default_share(self.max_streams)
-            if self.max_streams_per_caller is None
-            else self.max_streams_per_caller
-        )
+        return self._share(self.max_streams, self.max_streams_per_caller)
 
     @property
     def watchers_per_caller(self) -> int:
-        return (
-            default_share(self.max_watchers)
-            if self.max_watchers_per_caller is None
-            else self.max_watchers_per_caller
-        )
+        return self._share(self.max_watchers, self.max_watchers_per_caller)
+
+    def _share(self, limit: int, configured: int | None) -> int:
+        if configured is not None:
+            return configured
+        # Without caller keys every call is the one anonymous caller's: a share would only halve the
+        # server's capacity without protecting anybody, so by default that caller gets the whole cap.
+        return default_share(limit) if self.api_keys else limit
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):

@@ -54,8 +54,7 @@ async def _first(call: grpc.aio.UnaryStreamCall) -> object:  # type: ignore[type
 
 
 async def test_watcher_limit_refuses_fast_and_releases(tmp_path):
-    # One (anonymous) caller here: its share is the whole cap, so this tests the global cap alone.
-    server = await start_server(str(tmp_path), max_watchers=2, max_watchers_per_caller=2)
+    server = await start_server(str(tmp_path), max_watchers=2)
     try:
         assert server.app.limits is not None
         watchers = server.app.limits.watchers

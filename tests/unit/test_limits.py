@@ -71,10 +71,18 @@ def test_per_caller_limits_come_from_the_environment() -> None:
         }
     )
     assert (config.streams_per_caller, config.watchers_per_caller) == (3, 8)
-    defaults = Config.from_env({})
+    keys = {"VIDEOGEN_API_KEYS": "alice:alice-key-0123456789,bob:bob-key-0123456789ab"}
+    defaults = Config.from_env(keys)
     assert (defaults.streams_per_caller, defaults.watchers_per_caller) == (128, 5000)
-    assert Config.from_env({"VIDEOGEN_MAX_STREAMS": "3"}).streams_per_caller == 1
-    assert Config(max_watchers=7).watchers_per_caller == 3
+    assert Config.from_env({**keys, "VIDEOGEN_MAX_STREAMS": "3"}).streams_per_caller == 1
+    assert Config(max_watchers=7, api_keys={"a": "a-key-0123456789abc"}).watchers_per_caller == 3
+
+
+def test_without_caller_keys_the_one_anonymous_caller_gets_the_whole_cap() -> None:
+    # A share would only halve the server's capacity: every call is the same caller.
+    defaults = Config.from_env({})
+    assert (defaults.streams_per_caller, defaults.watchers_per_caller) == (256, 10_000)
+    assert Config.from_env({"VIDEOGEN_MAX_STREAMS_PER_CALLER": "4"}).streams_per_caller == 4
 
 
 @pytest.mark.parametrize(
