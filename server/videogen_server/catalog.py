@@ -6,7 +6,11 @@ mapping to Runway's wire format (runway-api.md §5, design §2 "Model catalog").
   longer accepts them, so sending them would only buy a 400.
 - Unknown models are passed through with a generic mapping and no model rules: Runway's 400 decides.
 - Input rules that hold for every model (asset URIs, control characters, seed range, the size format)
-  are applied to unknown models too: they protect us, not Runway.
+  are applied to unknown models too: they protect us, not Runway. That includes provider_options: the
+  service-owned keys are refused for every model, and every URI anywhere in an option value passes the
+  same asset check as the typed fields (``_Builder.option_uris``).
+- Sizes are bounded before anything is scanned or mapped (``_Builder.bounds``): a request of any size
+  costs the event loop O(limit), never O(size).
 
 Adding a model (first- or third-party) means adding one ``ModelSpec`` to ``_MODELS``.
 """
@@ -16,13 +20,12 @@ from __future__ import annotations
 import enum
 import json
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from videogen_server.assets import AssetKind, check_asset_uri
+from videogen_server.assets import DATA_URI_MAX, AssetKind, check_asset_uri
 from videogen_server.domain import GenerateSpec, GenerationMode, MediaRef, UpstreamRequest
 from videogen_server.errors import FieldViolation, InvalidArgument
 
@@ -42,6 +45,26 @@ SEED_MAX = 4294967295
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
 REQUEST_ID_MAX = 256
 _OPTION_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")  # a Runway body key, e.g. negativePrompt
+
+# Hard bounds for every model, unknown ones included (issue 8 item 5). Checked first, on lengths alone, so
+# that nothing scans a 7.5M-character prompt or maps 400k references on the event loop. Each is what the
+# most generous Runway model takes (runwayml SDK 5.24 types, runway-api.md §5.1), so no request Runway
+# would accept is refused here:
+# - a prompt: 20,000 UTF-16 units (wan3; seedance2_5 takes 15,000, the first-party models 1,000);
+PROMPT_MAX_UTF16 = 20_000
+# - image references (`reference_images`, Runway's `references`): 30 (seedance2_5; others 4 to 10);
+MAX_REFERENCE_IMAGES = 30
+# - video references (`references`, Runway's `referenceVideos`): kling_4 states "up to 5"; the others
+#   bound only the combined length (15 or 30 s), so 10 leaves room for short clips and no more;
+MAX_REFERENCE_VIDEOS = 10
+# - provider_options, a free-form Struct: Runway's richest option values are small (aleph2 keyframes:
+#   at most 5 items of {uri, at|seconds, range{start_seconds, end_seconds}}, 4 levels deep; kling
+#   providerSettings.multiPrompt[]), so 1,000 values in all (lists and objects count, like their items)
+#   and 8 levels of nesting leave ample room; one string may be as long as a data URI (a keyframe can
+#   be one), and the whole message is under grpc's 8 MiB cap anyway.
+OPTIONS_MAX_VALUES = 1000
+OPTIONS_MAX_DEPTH = 8
+OPTION_STRING_MAX = DATA_URI_MAX
 DEFAULT_SIZE = "1280x720"
 PUBLIC_FIGURE_THRESHOLDS = ("auto", "low")
 
@@ -97,6 +120,7 @@ class OptionRule:
     kind: str = "any"
     values: tuple[str, ...] = ()
     max_utf16: int | None = None
+    asset: AssetKind | None = None  # the media kind of the URIs the value carries (keyframes: images)
 
 
 @dataclass(frozen=True)
@@ -198,7 +222,7 @@ _MODELS: tuple[ModelSpec, ...] = (
         strict_keys=True,
         options={
             "targetAspectRatio": OptionRule("enum", _ALEPH2_ASPECTS),
-            "keyframes": OptionRule("any"),
+            "keyframes": OptionRule("any", asset=AssetKind.IMAGE),  # [{uri, at|seconds, range?}]
             "outputFormat": OptionRule("enum", ("mp4", "prores", "png_sequence", "sdr_rec709_10bit")),
             "proresProfile": OptionRule("enum", _PRORES_PROFILES),
         },
@@ -229,7 +253,7 @@ _MODELS: tuple[ModelSpec, ...] = (
         audio=True,
         video_field="promptVideo",
         strict_keys=True,
-        options={"referenceAudio": OptionRule("any")},
+        options={"referenceAudio": OptionRule("any", asset=AssetKind.AUDIO)},  # [{type: audio, uri}]
         third_party=True,
     ),
     ModelSpec(
@@ -283,7 +307,23 @@ _OPTION_OWNERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     }
 )
 
-# Wire keys the mapping owns (set from typed fields): never settable through provider_options.
+
+# The media kind of the URIs in an option value, by key, whatever the model (unknown models included):
+# the kind the table gives the key, when its models agree on one.
+def _option_assets() -> dict[str, AssetKind]:
+    out: dict[str, AssetKind] = {}
+    for key in _OPTION_OWNERS:
+        kinds = {k for m in _MODELS if key in m.options and (k := m.options[key].asset) is not None}
+        if len(kinds) == 1:
+            out[key] = kinds.pop()
+    return out
+
+
+_OPTION_ASSETS: Mapping[str, AssetKind] = MappingProxyType(_option_assets())
+
+# Wire keys the mapping owns (set from typed fields): never settable through provider_options, for any
+# model. Unknown models included: the generic mapping sets them from the typed fields too, and an option
+# must not carry a URI (promptImage, videoUri...) past the asset check or a value past its field's rules.
 _OWNED_KEYS = frozenset(
     {
         "model",
@@ -326,15 +366,79 @@ def utf16_len(s: str) -> int:
     return len(s.encode("utf-16-le", errors="surrogatepass")) // 2
 
 
+# Control characters (Unicode category Cc: C0, DEL, C1) other than \t \n \r, and lone surrogates (Cs):
+# exactly the code points unicodedata.category() puts in Cc or Cs, as one regex run in C rather than a
+# Python loop over every character. Unassigned code points (Cn) are allowed: this Python may predate a
+# new emoji.
+_BAD_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def _bad_text(s: str) -> bool:
     """Control characters other than \\n \\r \\t, and lone surrogates."""
-    for ch in s:
-        if ch in "\n\r\t":
-            continue
-        # Unassigned code points (Cn) are allowed: this Python may predate a new emoji.
-        if unicodedata.category(ch) in ("Cc", "Cs"):
-            return True
-    return False
+    return _BAD_TEXT.search(s) is not None
+
+
+# How a URI is recognised in a free-form provider_options value (issue 8 item 4). A fetcher takes a
+# value as a URI only when the whole value is one, so a string counts as a URI when it *starts* like one:
+# - "<scheme>://..." for any scheme ("s3://", "gs://", "weird+scheme://");
+# - "//host/..." (scheme-relative);
+# - "<scheme>:..." for a scheme that means a resource without the slashes (_URI_SCHEMES: data:,
+#   javascript:, file:, mailto:...), compared case-insensitively.
+# Before matching, what URL parsers ignore is ignored too (WHATWG URL: leading C0 controls and spaces,
+# tabs and newlines anywhere), so " https://10.0.0.5/" or "ht\ttps://..." do not slip through.
+# Everything else is text: "16:9", "00:01:30", "note: calm", "Step 1: pan", "C:\\dir" start with no URI
+# scheme. A recognised URI gets exactly the typed fields' check (assets.check_asset_uri): only https on
+# a domain name, runway:// and base64 data: URIs pass, so "http://169.254.169.254/...", "file:///etc/passwd"
+# or "https://user:secret@..." never reach Runway. The media kind is the option key's when the catalog
+# knows it (_OPTION_ASSETS: keyframes are images, referenceAudio is audio); otherwise a data: URI may be
+# an image, a video or an audio, under the same https/runway/data rules.
+_URI_LEADING = re.compile(r"[\x00-\x20\s]*")
+_TAB_NEWLINE = re.compile(r"[\t\n\r]")
+_URI_START = re.compile(r"(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]{0,63}):(?P<slashes>//)?|//)")
+_URI_SCHEMES = frozenset(
+    {
+        "http", "https", "file", "ftp", "ftps", "sftp", "data", "runway", "javascript", "vbscript",
+        "gs", "s3", "blob", "filesystem", "ws", "wss", "gopher", "ldap", "dict", "smb", "tftp", "jar",
+        "mailto", "about", "view-source",
+    }
+)  # fmt: skip
+
+
+def _looks_like_uri(value: str) -> bool:
+    start = _URI_LEADING.match(value).end()  # type: ignore[union-attr]  # "*" always matches
+    head = value[start : start + 80]  # a scheme and "//" fit well within 80 characters
+    m = _URI_START.match(_TAB_NEWLINE.sub("", head))
+    if m is None:
+        return False
+    scheme = m.group("scheme")
+    return scheme is None or m.group("slashes") is not None or scheme.lower() in _URI_SCHEMES
+
+
+def _options_shape(options: Mapping[str, Any]) -> str | None:
+    """What is wrong with the size of provider_options (None: within OPTIONS_MAX_*). Counts by len(),
+    so a huge list or object is refused without walking it."""
+    budget = OPTIONS_MAX_VALUES - len(options)
+    stack: list[tuple[Any, int]] = [(v, 1) for v in options.values()] if budget >= 0 else []
+    while stack and budget >= 0:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list | tuple) and value:
+            if depth >= OPTIONS_MAX_DEPTH:
+                return OPTIONS_TOO_DEEP
+            budget -= len(value)
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+    return OPTIONS_TOO_MANY if budget < 0 else None
+
+
+OPTIONS_TOO_MANY = (
+    f"must hold at most {OPTIONS_MAX_VALUES} values in all (every list item and object member counts)"
+)
+OPTIONS_TOO_DEEP = f"must nest at most {OPTIONS_MAX_DEPTH} levels deep"
+
+
+def _key_path(key: object) -> str:
+    # A nested key is named in the violation only when it is a plain name: it may be huge.
+    return key if isinstance(key, str) and _OPTION_KEY.fullmatch(key) else "*"
 
 
 def _to_wh(ratio: str) -> str:
@@ -409,6 +513,34 @@ class _Builder:
                 )
         return size
 
+    def bounds(self) -> bool:
+        """The hard size bounds, on lengths alone, before anything scans or maps the request (item 5).
+        False: over a bound (the violations are added)."""
+        s = self.spec
+        before = len(self.violations)
+        # len() first: utf16_len only ever encodes a prompt of at most PROMPT_MAX_UTF16 code points.
+        if len(s.prompt) > PROMPT_MAX_UTF16 or utf16_len(s.prompt) > PROMPT_MAX_UTF16:
+            self.bad(
+                "prompt",
+                f"must be at most {PROMPT_MAX_UTF16} characters (UTF-16 code units): "
+                "no Runway model takes a longer prompt",
+            )
+        if len(s.request_id) > REQUEST_ID_MAX:
+            self.bad(
+                "request_id",
+                f"must be at most {REQUEST_ID_MAX} printable characters, no leading or trailing space",
+            )
+        for name, refs, limit, what in (
+            ("references", s.references, MAX_REFERENCE_VIDEOS, "video references"),
+            ("reference_images", s.reference_images, MAX_REFERENCE_IMAGES, "reference images"),
+        ):
+            if len(refs) > limit:
+                self.bad(name, f"at most {limit} {what} (no Runway model takes more)")
+        problem = _options_shape(s.provider_options)
+        if problem is not None:
+            self.bad("provider_options", problem)
+        return len(self.violations) == before
+
     def has_prompt(self) -> bool:
         return bool(self.spec.prompt.strip())
 
@@ -423,11 +555,12 @@ class _Builder:
             except (TypeError, ValueError):
                 self.bad(fname, "must be JSON (finite numbers, strings, booleans, lists, objects)")
                 continue
-            if key in body or (model is not None and key in _OWNED_KEYS):
+            if key in body or key in _OWNED_KEYS:
                 typed = _OWNED_BY.get(key)
                 hint = f"; use the `{typed}` field" if typed else ""
                 self.bad(fname, f"is set by the service and cannot be overridden{hint}")
                 continue
+            rule: OptionRule | None = None
             if model is not None:
                 rule = model.options.get(key)
                 if rule is None:
@@ -441,7 +574,35 @@ class _Builder:
                         continue
                 elif not self.option_ok(fname, rule, value, model.name):
                     continue
-            body[key] = value
+            if rule is not None and rule.kind in ("text", "enum"):
+                # Validated as prose (Runway never fetches it, like `prompt`) or as one fixed value.
+                body[key] = value
+            else:
+                kind = rule.asset if rule is not None and rule.asset else _OPTION_ASSETS.get(key)
+                if self.option_uris(fname, value, kind):
+                    body[key] = value
+
+    def option_uris(self, path: str, value: Any, kind: AssetKind | None) -> bool:
+        """Every URI anywhere in an option value (nested lists and objects too) passes the asset check.
+        See _looks_like_uri for what counts as a URI. Recursive: bounds() capped the depth."""
+        if isinstance(value, str):
+            if len(value) > OPTION_STRING_MAX:
+                self.bad(path, f"must be at most {OPTION_STRING_MAX} characters")
+                return False
+            if _looks_like_uri(value):
+                problem = check_asset_uri(value, kind)
+                if problem is not None:
+                    self.bad(path, problem)
+                    return False
+            return True
+        if isinstance(value, dict):
+            items = [(f"{path}.{_key_path(k)}", v) for k, v in value.items()]
+        elif isinstance(value, list | tuple):
+            items = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+        else:
+            return True
+        results = [self.option_uris(p, v, kind) for p, v in items]  # every bad URI, not just the first
+        return all(results)
 
     def option_ok(self, fname: str, rule: OptionRule, value: Any, model: str) -> bool:
         if rule.kind == "enum" and value not in rule.values:
@@ -450,6 +611,10 @@ class _Builder:
         if rule.kind == "text":
             if not isinstance(value, str) or not value.strip():
                 self.bad(fname, "must be a non-empty string")
+                return False
+            # The length first (UTF-16 units >= code points): a huge value is refused before any scan.
+            if rule.max_utf16 is not None and len(value) > rule.max_utf16:
+                self.bad(fname, f"must be at most {rule.max_utf16} UTF-16 code units for {model}")
                 return False
             if _bad_text(value):
                 self.bad(fname, "must not contain control characters (other than newline, CR and tab)")
@@ -639,6 +804,9 @@ def _known_refs(
 def build_upstream_request(spec: GenerateSpec) -> UpstreamRequest:
     """Validate ``spec`` and map it to the Runway request. Raises InvalidArgument with every violation."""
     b = _Builder(spec)
+    if not b.bounds():
+        # Over a size bound: refused on lengths alone, before anything below scans or maps it.
+        raise b.fail(spec.model if _MODEL_ID.fullmatch(spec.model) else "")
     if not spec.model.strip():
         b.bad("model", "is required, e.g. " + _join(n for n, m in CATALOG.items() if m.legacy is None))
     elif not _MODEL_ID.fullmatch(spec.model):

@@ -5,10 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 from videogen.v1 import video_pb2, video_service_pb2
 
+from ..catalog import (
+    MAX_REFERENCE_IMAGES,
+    MAX_REFERENCE_VIDEOS,
+    OPTIONS_MAX_DEPTH,
+    OPTIONS_MAX_VALUES,
+    OPTIONS_TOO_DEEP,
+    OPTIONS_TOO_MANY,
+)
 from ..domain import GenerateSpec, GenerationMode, MediaRef, VideoRecord, VideoStatus, is_retryable_failure
+from ..errors import FieldViolation, InvalidArgument
 
 _STATUS = {
     # CREATING is our own brief state before Runway answers; callers see it as queued.
@@ -28,11 +37,27 @@ _MODE = {
 
 
 def generate_spec(request: video_service_pb2.GenerateRequest) -> GenerateSpec:
-    options: dict[str, Any] = (
-        _integral(json_format.MessageToDict(request.provider_options))
-        if request.HasField("provider_options")
-        else {}
-    )
+    """The domain spec of a GenerateRequest. Counts are checked on the message first (len() of a repeated
+    field or a Struct is O(1)): a request with 400k references or a 200k-item option is refused before one
+    domain object is built for it, so its size costs the event loop nothing (issue 8 item 5). Everything
+    else is the catalog's to check (catalog.build_upstream_request, which applies the same bounds)."""
+    violations = [
+        FieldViolation(name, f"at most {limit} {what} (no Runway model takes more)")
+        for name, count, limit, what in (
+            ("references", len(request.references), MAX_REFERENCE_VIDEOS, "video references"),
+            ("reference_images", len(request.reference_images), MAX_REFERENCE_IMAGES, "reference images"),
+        )
+        if count > limit
+    ]
+    options: dict[str, Any] = {}
+    if request.HasField("provider_options"):
+        try:
+            options = _options(request.provider_options)
+        except _TooLarge as exc:
+            violations.append(FieldViolation("provider_options", exc.problem))
+    if violations:
+        head = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        raise InvalidArgument(f"invalid request: {head}", violations)
     return GenerateSpec(
         model=request.model,
         prompt=request.prompt,
@@ -50,14 +75,57 @@ def generate_spec(request: video_service_pb2.GenerateRequest) -> GenerateSpec:
     )
 
 
-def _integral(value: Any) -> Any:
-    """google.protobuf.Struct only has doubles: send 5.0 as 5, since Runway's integer fields want integers."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+class _TooLarge(Exception):
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+def _options(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """provider_options as plain JSON values, within catalog.OPTIONS_MAX_VALUES / OPTIONS_MAX_DEPTH.
+
+    The values json_format.MessageToDict gives (stored fingerprints depend on them), except that an
+    integral number becomes an int (below), built by a walk that charges every container's len() to a
+    budget *before* visiting its items: an oversized Struct is refused after O(limit) work, where
+    MessageToDict would first convert all of it in Python. Raises _TooLarge."""
+    budget = [OPTIONS_MAX_VALUES - len(struct.fields)]
+    if budget[0] < 0:
+        raise _TooLarge(OPTIONS_TOO_MANY)
+    return {key: _value(value, 1, budget) for key, value in struct.fields.items()}
+
+
+def _value(value: struct_pb2.Value, depth: int, budget: list[int]) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        return _integral(value.number_value)
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        fields = value.struct_value.fields
+        _charge(len(fields), depth, budget)
+        return {k: _value(v, depth + 1, budget) for k, v in fields.items()}
+    if kind == "list_value":
+        values = value.list_value.values
+        _charge(len(values), depth, budget)
+        return [_value(v, depth + 1, budget) for v in values]
+    return None  # null_value, or no kind set (json_format reads both as null)
+
+
+def _charge(items: int, depth: int, budget: list[int]) -> None:
+    if items and depth >= OPTIONS_MAX_DEPTH:
+        raise _TooLarge(OPTIONS_TOO_DEEP)
+    budget[0] -= items
+    if budget[0] < 0:
+        raise _TooLarge(OPTIONS_TOO_MANY)
+
+
+def _integral(value: float) -> float | int:
+    """google.protobuf.Struct only has doubles: send 5.0 as 5, since Runway's integer fields want integers.
+    (NaN and infinities stay floats: the catalog refuses them as not JSON.)"""
+    if value.is_integer() and abs(value) < 2**53:
         return int(value)
-    if isinstance(value, dict):
-        return {k: _integral(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_integral(v) for v in value]
     return value
 
 
