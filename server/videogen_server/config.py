@@ -93,6 +93,7 @@ class Config:
         return default_share(limit) if self.api_keys else limit
 
     def __post_init__(self) -> None:
+        check_api_keys(self.api_keys)
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("VIDEOGEN_TLS_CERT and VIDEOGEN_TLS_KEY must be set together")
         if self.tls_client_ca and not self.tls_cert:
@@ -179,6 +180,28 @@ def _chunk_size(env: Mapping[str, str]) -> int:
     if not 64 * 1024 <= value <= 1024 * 1024:
         raise ConfigError("VIDEOGEN_CHUNK_SIZE must be between 65536 and 1048576 bytes")
     return value
+
+
+# Caller keys shorter than this are refused: guessable, and too short to be scrubbed from logs reliably.
+MIN_API_KEY_LENGTH = 16
+
+
+def check_api_keys(keys: Mapping[str, str]) -> None:
+    """Every caller has a key of its own, long enough. Checked for keys from the environment and from code
+    alike. A shared key would identify its second caller as the first (the first match wins), so two
+    callers would see and cancel each other's videos. Errors name callers, never a key."""
+    owner: dict[str, str] = {}
+    for name, key in keys.items():
+        if len(key) < MIN_API_KEY_LENGTH:
+            raise ConfigError(
+                f"VIDEOGEN_API_KEYS: the key of {name!r} is too short; keys must be at least "
+                f"{MIN_API_KEY_LENGTH} characters (e.g. openssl rand -hex 24)"
+            )
+        if key in owner:
+            raise ConfigError(
+                f"VIDEOGEN_API_KEYS: {owner[key]!r} and {name!r} have the same key; each caller needs its own"
+            )
+        owner[key] = name
 
 
 def parse_api_keys(raw: str) -> dict[str, str]:

@@ -7,6 +7,11 @@ nothing has to pass them around. A shared poller gets a context of its own (its 
 
 Secrets never reach a log line: the code never logs them, and as a second line of defence every
 registered secret (the Runway key, callers' keys: `register_secret`) is replaced in the formatted text.
+
+Callers control much of what gets logged (ids, models, prompts quoted in errors), often before they are
+authenticated. So the context binds only validated values (a video id must be a UUID), and both formatters
+bound every message and value; the text formatter also escapes control characters, so that one record is
+one line (a traceback's lines are indented under it): no value can forge a line or flood the log.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import logging
 import os
 import secrets
 import sys
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -38,15 +44,45 @@ _REDACTED = "<redacted>"
 # Shorter strings are not redacted: replacing e.g. "a" everywhere would garble every line.
 _MIN_SECRET_LENGTH = 8
 
+# Bounds on what one record may carry: a message (after %-formatting), one context or `fields` value, a
+# traceback and each of its lines (an exception's message may quote a caller). Enough for every line the
+# service writes; a caller's megabyte id is cut.
+MESSAGE_MAX = 4096
+VALUE_MAX = 256
+TRACEBACK_LINE_MAX = 2048
+TRACEBACK_MAX = 32 * 1024
+# The longest spelling of a video id uuid.UUID accepts ("urn:uuid:{…}"): anything longer is not one.
+_UUID_TEXT_MAX = 45
+
+# Characters that would break or disguise a text line -> a visible escape. C0 and C1 controls, DEL, and
+# the Unicode line and paragraph separators (some viewers break lines on them).
+_NAMED_ESCAPES = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
+_ESCAPES: dict[int, str] = {
+    code: _NAMED_ESCAPES.get(code) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    for code in (*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)
+}
+
 
 def new_request_id() -> str:
     return secrets.token_hex(8)
 
 
 def bind_video(value: str) -> None:
-    """The video this RPC (or task) is about, from now on in this context."""
-    if value and video_id.get() != value:
-        video_id.set(value)
+    """The video this RPC (or task) is about, from now on in this context. Only a video id (a UUID, bound
+    in its canonical spelling) is bound: the raw `id` of a request is the caller's text, often before it
+    has been validated or the caller authenticated."""
+    canonical = _uuid_or_none(value)
+    if canonical and video_id.get() != canonical:
+        video_id.set(canonical)
+
+
+def _uuid_or_none(value: str) -> str | None:
+    if not value or len(value) > _UUID_TEXT_MAX:  # the length first: never parse a megabyte
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
 
 
 def bind_task(value: str) -> None:
@@ -85,6 +121,21 @@ def redact(text: str) -> str:
     return text
 
 
+def bounded(value: object, limit: int) -> str:
+    """`value` as text of at most `limit` characters (plus a note of what was cut). A secret that straddles
+    the cut is redacted first, so no prefix of one survives the truncation."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return text
+    window = redact(text[: limit + max(map(len, _SECRETS), default=0)])
+    return f"{window[:limit]}\u2026[{len(text)} chars]"
+
+
+def one_line(value: object, limit: int) -> str:
+    """`value` bounded, with every control character escaped: it can never start a line of its own."""
+    return bounded(value, limit).translate(_ESCAPES)
+
+
 class ContextFilter(logging.Filter):
     """Copies the RPC context onto each record (at the call site, where the context variables are)."""
 
@@ -104,42 +155,62 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": bounded(record.getMessage(), MESSAGE_MAX),
         }
         for name in _CONTEXT:
             value = getattr(record, name, "")
             if value:
-                entry[name] = value
+                entry[name] = bounded(value, VALUE_MAX)
         extra = getattr(record, "fields", None)
         if isinstance(extra, Mapping):
             for key, value in extra.items():
-                entry.setdefault(str(key), value)
+                # Numbers stay numbers; anything else is bounded text (json.dumps escapes controls).
+                kept = (
+                    value
+                    if isinstance(value, bool | int | float) or value is None
+                    else bounded(value, VALUE_MAX)
+                )
+                entry.setdefault(bounded(key, 64), kept)
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = bounded(self.formatException(record.exc_info), TRACEBACK_MAX)
         elif record.exc_text:
-            entry["exc"] = record.exc_text
+            entry["exc"] = bounded(record.exc_text, TRACEBACK_MAX)
         return redact(json.dumps(entry, ensure_ascii=False, default=str))
 
 
 class TextFormatter(logging.Formatter):
-    """The classic one-line format, with `[rid=… video=… task=…]` appended when an RPC context is set."""
+    """The classic one-line format, with `[rid=… video=… task=…]` appended when an RPC context is set.
+
+    One record is one line whatever its message or values hold: they are bounded and their control
+    characters escaped. A traceback follows on lines of its own, each indented, so that only a record's
+    first line ever starts with a time stamp (what log shippers split records on)."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        # logging.Formatter.format, with the message made safe before it is placed in the line.
+        record.message = one_line(record.getMessage(), MESSAGE_MAX)
+        record.asctime = self.formatTime(record, self.datefmt)
+        text = self.formatMessage(record)
         tags = [
-            f"{short}={value}"
+            f"{short}={one_line(value, VALUE_MAX)}"
             for short, name in (("rid", "request_id"), ("video", "video_id"), ("task", "task_id"))
             if (value := getattr(record, name, ""))
         ]
         extra = getattr(record, "fields", None)
         if isinstance(extra, Mapping):
-            tags.extend(f"{key}={value}" for key, value in extra.items())
+            tags.extend(f"{one_line(key, 64)}={one_line(value, VALUE_MAX)}" for key, value in extra.items())
         if tags:
-            first, sep, rest = text.partition("\n")
-            text = f"{first} [{' '.join(tags)}]{sep}{rest}"
+            text = f"{text} [{' '.join(tags)}]"
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        below = [record.exc_text] if record.exc_text else []
+        if record.stack_info:
+            below.append(self.formatStack(record.stack_info))
+        for block in below:
+            lines = bounded(block, TRACEBACK_MAX).splitlines()
+            text += "".join(f"\n    {one_line(line, TRACEBACK_LINE_MAX)}" for line in lines)
         return redact(text)
 
 

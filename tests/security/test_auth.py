@@ -19,7 +19,7 @@ from videogen.v1 import video_service_pb2 as pb
 from videogen_server.api.interceptors import Authenticator
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
-ALICE, BOB = "alice-key-7f3a9c", "bob-key-5e1d22"
+ALICE, BOB = "alice-key-7f3a9c", "bob-key-5e1d22a7c0"  # keys are at least 16 characters
 KEYS = {"alice": ALICE, "bob": BOB}
 
 

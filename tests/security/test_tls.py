@@ -111,7 +111,7 @@ async def test_mutual_tls_does_not_replace_caller_keys(tmp_path, pki):
         tls_cert=str(pki.server_cert),
         tls_key=str(pki.server_key),
         tls_client_ca=str(pki.ca_cert),
-        api_keys={"alice": "alice-key-1"},
+        api_keys={"alice": "alice-key-1-0123456789"},
     )
     try:
         async with _secure(server.address, pki, client="good") as channel:
@@ -119,7 +119,9 @@ async def test_mutual_tls_does_not_replace_caller_keys(tmp_path, pki):
             assert err.code == grpc.StatusCode.UNAUTHENTICATED
             stub = video_service_pb2_grpc.VideoServiceStub(channel)
             req = pb.GenerateRequest(model="gen4.5", prompt="both", seconds=5)
-            ok = await stub.Generate(req, metadata=(("authorization", "Bearer alice-key-1"),), timeout=10)
+            ok = await stub.Generate(
+                req, metadata=(("authorization", "Bearer alice-key-1-0123456789"),), timeout=10
+            )
             assert ok.video.id
     finally:
         await stop_server(server)

@@ -139,3 +139,13 @@ def simple_status(code: int, reason: str, message: str) -> grpc.Status:
     )
     result: grpc.Status = rpc_status.to_status(status)
     return result
+
+
+def malformed_request_status() -> grpc.Status:
+    """For a request whose bytes do not decode as the method's message. Generic on purpose: the parser's
+    own text names internals and may quote the caller's bytes."""
+    return simple_status(
+        code_pb2.INVALID_ARGUMENT,
+        "MALFORMED_REQUEST",
+        "the request message could not be decoded (invalid protobuf, UTF-8 or nesting)",
+    )

@@ -157,6 +157,7 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
         start = time.perf_counter()
         metrics.rpc_started.labels(**labels).inc()
         with logs.rpc_context(method, request_id):
+            # The caller's raw id, unvalidated and unauthenticated: bind_video keeps it only if it is a UUID.
             logs.bind_video(_video_id_of(request))
             scope = tracing.rpc(method, metadata, request_id) if tracing is not None else nullcontext(None)
             with scope as span:
