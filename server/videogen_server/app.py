@@ -164,10 +164,22 @@ class App:
             return
         self._stopped.set()
         grace = self.config.shutdown_grace if grace is None else grace
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace
         if self.health is not None:
             await self.health.enter_graceful_shutdown()
-        if self.server is not None:
-            await self.server.stop(grace)
+        # Within one grace period: the calls in flight, and every paid create in flight, also those whose
+        # caller has left (they run on in the background). Their answers must reach the store before it and
+        # the Runway client close, or Runway's task is paid for and never recorded.
+        calls = self.server.stop(grace) if self.server is not None else asyncio.sleep(0)
+        if self.videos is not None:
+            await asyncio.gather(calls, self.videos.drain(grace))
+            # Creates started by calls that were still running meanwhile get the rest of the grace period.
+            await self.videos.drain(end - loop.time())
+            # Past the grace: the creates still out are closed as outcome-unknown while the store is open.
+            await self.videos.close()
+        else:
+            await calls
         if self.tracker is not None:
             await self.tracker.close()
         if self.runway is not None:
