@@ -241,10 +241,11 @@ class Videos:
             log.error("%d create(s) did not record their outcome at shutdown; left CREATING", len(late))
 
     async def load(self, owner: str, video_id: str) -> VideoRecord:
-        """The caller's own video; another caller's video is indistinguishable from a missing one."""
+        """The caller's own video; another caller's video is indistinguishable from a missing one, also in
+        the work it costs: the store looks it up scoped to the caller, the same way as an unknown id."""
         vid = parse_video_id(video_id)
-        record = await self._store.get(vid)
-        if record is None or record.owner != owner:
+        record = await self._store.get(vid, owner=owner)
+        if record is None or record.owner != owner:  # the check stays: a store that ignores `owner`
             raise errors.NotFound(vid)
         if record.status is VideoStatus.CREATING and vid not in self._creating:
             record = await self._close_orphaned_create(record)
