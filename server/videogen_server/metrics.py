@@ -136,10 +136,10 @@ class TimedStore:
     async def close(self) -> None:
         await self._inner.close()
 
-    async def get(self, video_id: str) -> VideoRecord | None:
+    async def get(self, video_id: str, *, owner: str | None = None) -> VideoRecord | None:
         start = time.perf_counter()
         try:
-            return await self._inner.get(video_id)
+            return await self._inner.get(video_id, owner=owner)
         finally:
             self._get.observe(time.perf_counter() - start)
 

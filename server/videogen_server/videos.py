@@ -47,13 +47,81 @@ def parse_video_id(video_id: str) -> str:
         ) from None
 
 
+# How long `Videos.close` waits for cancelled creates to record their outcome (one local store write each).
+_CLOSE_WAIT = 5.0
+
+
+class _InFlight:
+    """One create in flight: the background task that sends the paid POST and records its answer, and the
+    callers waiting for it. The task outlives its callers (one that leaves must not leave a paid task
+    unrecorded), so its outcome is always retrieved here, and logged once when no caller received it: a
+    caller that did receive it has its own status and access line, which a log line here would only repeat.
+    """
+
+    __slots__ = ("delivered", "listeners", "task", "video_id")
+
+    def __init__(self, video_id: str, task: asyncio.Task[VideoRecord]) -> None:
+        self.video_id = video_id
+        self.task = task
+        self.listeners = 0
+        self.delivered = False
+        # Registered before any waiter's shield: it runs while the waiters still count as listening.
+        task.add_done_callback(self._settled)
+
+    async def outcome(self) -> VideoRecord:
+        """The create's result for one caller; the caller may leave (be cancelled) without touching it."""
+        self.listeners += 1
+        delivered = False
+        try:
+            record = await asyncio.shield(self.task)
+            delivered = True
+            return record
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            delivered = True
+            raise
+        finally:
+            self.listeners -= 1
+            self.delivered = self.delivered or delivered
+            if not self.delivered and self.listeners == 0 and self.task.done():
+                # Cancelled after the outcome was ready but before it reached this caller: nobody has it.
+                self._report()
+
+    def _settled(self, task: asyncio.Task[VideoRecord]) -> None:
+        if self.listeners == 0:
+            self._report()
+
+    def _report(self) -> None:
+        if self.delivered:
+            return
+        self.delivered = True  # once
+        task = self.task
+        if task.cancelled():
+            return  # only shutdown cancels a create, and `Videos._create` logs that case itself
+        exc = task.exception()  # retrieved: never "Task exception was never retrieved"
+        if exc is None:
+            return  # `Videos._create` logs every successful create
+        if isinstance(exc, errors.VideogenError):
+            log.warning(
+                "video %s: create failed after its caller left: %s (%s)",
+                self.video_id,
+                exc.message,
+                exc.reason,
+            )
+        else:
+            log.error("video %s: create failed after its caller left", self.video_id, exc_info=exc)
+
+
 class Videos:
     def __init__(self, store: VideoStore, upstream: Upstream, tracker: TaskTracker) -> None:
         self._store = store
         self._upstream = upstream
         self._tracker = tracker
-        # Creates in flight in this process, by video id: concurrent duplicates of one request_id wait here.
-        self._creating: dict[str, asyncio.Task[VideoRecord]] = {}
+        # Creates in flight in this process, by video id: concurrent duplicates of one request_id wait here,
+        # and shutdown waits for them all (`drain`, `close`), whether or not a caller still listens.
+        self._creating: dict[str, _InFlight] = {}
+        self._closed = False
 
     async def generate(self, owner: str, spec: GenerateSpec, *, deadline: float | None) -> VideoRecord:
         request = build_upstream_request(spec)  # validation first: nothing invalid costs a credit
@@ -72,15 +140,19 @@ class Videos:
             request_id=spec.request_id,
             fingerprint=fingerprint(spec),
         )
+        if self._closed:
+            # The service is stopping: no new paid create may start after shutdown stopped waiting for them.
+            raise errors.UpstreamUnavailable("the service is shutting down", reason="SHUTTING_DOWN")
         # The idempotency key is recorded before the POST (design §2).
         stored, inserted = await self._store.claim(record)
         if not inserted:
             return await self._existing(stored, record)
         task = asyncio.create_task(self._create(record, request, deadline), name=f"create-{record.id}")
-        self._creating[record.id] = task
+        in_flight = _InFlight(record.id, task)
+        self._creating[record.id] = in_flight
         task.add_done_callback(lambda _: self._creating.pop(record.id, None))
         # Shielded: a caller that goes away mid-POST does not leave the outcome unrecorded.
-        return await asyncio.shield(task)
+        return await in_flight.outcome()
 
     async def _existing(self, stored: VideoRecord, record: VideoRecord) -> VideoRecord:
         if stored.fingerprint != record.fingerprint:
@@ -92,7 +164,7 @@ class Videos:
             return stored
         in_flight = self._creating.get(stored.id)
         if in_flight is not None:
-            return await asyncio.shield(in_flight)
+            return await in_flight.outcome()
         return await self._close_orphaned_create(stored)
 
     async def _close_orphaned_create(self, record: VideoRecord) -> VideoRecord:
@@ -104,11 +176,26 @@ class Videos:
     async def _create(
         self, record: VideoRecord, request: UpstreamRequest, deadline: float | None
     ) -> VideoRecord:
+        # Every write below is shielded: once Runway has answered (or may have), the record must reach the
+        # store even if shutdown cancels this task meanwhile (the store runs what it was handed first).
         try:
             created = await self._upstream.create(request.path, request.body, deadline=deadline)
         except errors.UpstreamOutcomeUnknown as exc:
-            saved = await self._store.save(mark_outcome_unknown(record))
+            saved = await asyncio.shield(self._store.save(mark_outcome_unknown(record)))
             exc.metadata["id"] = saved.id
+            raise
+        except asyncio.CancelledError:
+            # Only shutdown cancels a create (callers are shielded from it): the grace ended with the POST
+            # still out. Runway may already have started (and billed) the task, and cannot be asked, so the
+            # video is closed as outcome-unknown now, while the store is open: never deleted (a retry of the
+            # request_id after the restart would then pay twice) and never left CREATING for a restart to
+            # guess about.
+            await asyncio.shield(self._store.save(mark_outcome_unknown(record)))
+            log.warning(
+                "video %s: create still in flight at shutdown after the grace period; closed as outcome "
+                "unknown (Runway may have started the task)",
+                record.id,
+            )
             raise
         except BaseException:
             # Runway definitely did not start a task (validation, credits, 429, no connection) or we never
@@ -124,15 +211,41 @@ class Videos:
             update_time=now,
         )
         log.info("video %s created as Runway task %s (%s)", record.id, created.id, record.model)
-        saved = await self._store.save(updated)
+        saved = await asyncio.shield(self._store.save(updated))
         self._tracker.publish(saved)
         return saved
 
+    async def drain(self, within: float) -> None:
+        """Wait up to `within` seconds until no create is in flight, whoever still waits for them. Creates
+        that start meanwhile (a Generate still running in the server's grace period) are waited for too."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + within
+        while self._creating:
+            remaining = end - loop.time()
+            if remaining <= 0:
+                return
+            await asyncio.wait([c.task for c in list(self._creating.values())], timeout=remaining)
+
+    async def close(self) -> None:
+        """Stop creating. Called by shutdown once the grace period is over and no RPC runs any more, before
+        the store and the Runway client close: a create still in flight is cancelled, and records its video
+        as outcome-unknown before this returns (see `_create`)."""
+        self._closed = True
+        pending = [c.task for c in self._creating.values()]
+        for task in pending:
+            task.cancel()
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=_CLOSE_WAIT)
+        if late:
+            log.error("%d create(s) did not record their outcome at shutdown; left CREATING", len(late))
+
     async def load(self, owner: str, video_id: str) -> VideoRecord:
-        """The caller's own video; another caller's video is indistinguishable from a missing one."""
+        """The caller's own video; another caller's video is indistinguishable from a missing one, also in
+        the work it costs: the store looks it up scoped to the caller, the same way as an unknown id."""
         vid = parse_video_id(video_id)
-        record = await self._store.get(vid)
-        if record is None or record.owner != owner:
+        record = await self._store.get(vid, owner=owner)
+        if record is None or record.owner != owner:  # the check stays: a store that ignores `owner`
             raise errors.NotFound(vid)
         if record.status is VideoStatus.CREATING and vid not in self._creating:
             record = await self._close_orphaned_create(record)

@@ -25,11 +25,17 @@ class VideoStore(Protocol):
     async def close(self) -> None:
         """Wait for the calls in flight, then release the connection. Later calls raise RuntimeError."""
 
-    async def get(self, video_id: str) -> VideoRecord | None:
+    async def get(self, video_id: str, *, owner: str | None = None) -> VideoRecord | None:
         """The stored record, or None for an unknown id.
 
+        With `owner`: the record only if it belongs to `owner`, else None, and a video of another owner
+        must cost exactly the work of an unknown id (the same query, nothing answered from memory), so
+        that a caller cannot tell another caller's video from a missing one by how fast NOT_FOUND comes.
+        (`Videos.load` always passes the caller.)
+
         Needs: a read of one committed value (never a torn or half-written record). May be served from a
-        cache for terminal records, which never change except for output metadata.
+        cache for terminal records, which never change except for output metadata; with `owner`, only
+        when the cached record is that owner's.
         """
 
     async def claim(self, record: VideoRecord) -> tuple[VideoRecord, bool]:

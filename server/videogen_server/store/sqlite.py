@@ -16,10 +16,11 @@ NORMAL, a power loss or OS crash may lose the last few commits (never corrupts t
 ``synchronous=FULL`` if that matters more than write latency.
 
 Cache: terminal records are kept in a bounded in-memory map so that `get` of a finished video costs no
-thread hop. The map is written only on the worker thread, in the same order as the database, and read
-lock-free from the loop (single dict operations are atomic). Another process sharing the file can only
-change output metadata of a terminal record (a terminal state is final), so a stale entry there can only
-lack metadata it filled in.
+thread hop. An owner-scoped `get` uses an entry only for its owner: another owner's video takes the same
+query as an unknown id, so NOT_FOUND costs the same for both. The map is written only on the worker
+thread, in the same order as the database, and read lock-free from the loop (single dict operations are
+atomic). Another process sharing the file can only change output metadata of a terminal record (a
+terminal state is final), so a stale entry there can only lack metadata it filled in.
 """
 
 from __future__ import annotations
@@ -150,12 +151,14 @@ class SqliteVideoStore:
 
     # -- VideoStore ------------------------------------------------------------------------------------
 
-    async def get(self, video_id: str) -> VideoRecord | None:
+    async def get(self, video_id: str, *, owner: str | None = None) -> VideoRecord | None:
         self._check_open()
         cached = self._cache.get(video_id)
-        if cached is not None:
+        # Another owner's cached record is a miss, like an unknown id: both then run the same owner-scoped
+        # query below, which finds no row for either (see VideoStore.get).
+        if cached is not None and (owner is None or cached.owner == owner):
             return cached
-        return await self._run(self._get_sync, video_id)
+        return await self._run(self._get_sync, video_id, owner)
 
     async def claim(self, record: VideoRecord) -> tuple[VideoRecord, bool]:
         return await self._run(self._claim_sync, record)
@@ -243,8 +246,17 @@ class SqliteVideoStore:
         row = self._db().execute("SELECT data FROM videos WHERE id = ?", (video_id,)).fetchone()
         return None if row is None else decode_record(row[0])
 
-    def _get_sync(self, video_id: str) -> VideoRecord | None:
-        record = self._select_sync(video_id)
+    def _select_owned_sync(self, video_id: str, owner: str) -> VideoRecord | None:
+        # The owner is in the query, not checked after it: another owner's row is never even decoded.
+        row = (
+            self._db()
+            .execute("SELECT data FROM videos WHERE id = ? AND owner = ?", (video_id, owner))
+            .fetchone()
+        )
+        return None if row is None else decode_record(row[0])
+
+    def _get_sync(self, video_id: str, owner: str | None = None) -> VideoRecord | None:
+        record = self._select_sync(video_id) if owner is None else self._select_owned_sync(video_id, owner)
         if record is not None and record.status.terminal:
             self._remember(record)
         return record
