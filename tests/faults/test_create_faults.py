@@ -60,24 +60,31 @@ async def test_an_ambiguous_create_is_reported_never_retried(external_server, na
     assert posts(sim) == 2
 
 
-async def test_a_create_slower_than_the_deadline_is_reported_never_retried(external_server):
+async def test_a_create_slower_than_the_deadline_is_recorded_never_retried(external_server):
     stub, sim = external_server.stub, external_server.simulator
     sim.faults.add(Fault(route="create", kind="slow", delay=3.0))
     err = await expect_error(stub.Generate(request("slow-1"), timeout=0.5))
     assert err.code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert posts(sim) == 1
-    # The POST was cut at the caller's deadline; the record is closed as outcome-unknown. A retry while the
-    # server is still closing it reports the same outcome; after that it returns the FAILED video.
-    async with asyncio.timeout(10):
-        while True:
-            try:
-                video = (await stub.Generate(request("slow-1"))).video
-                break
-            except grpc.aio.AioRpcError as exc:
-                assert exc.code() == grpc.StatusCode.UNAVAILABLE
-                await asyncio.sleep(0.05)
-    assert video.status == video_pb2.VIDEO_STATUS_FAILED and video.error.code == OUTCOME_UNKNOWN_CODE
-    assert posts(sim) == 1
+    # The POST was sent: its answer is awaited under the service's own timeout, not the caller's deadline,
+    # so the task Runway started (and billed) is recorded. A retry of the request_id joins the create still
+    # in flight, then returns the real task; nothing is sent twice.
+    video = (await stub.Generate(request("slow-1"), timeout=10)).video
+    assert video.status == video_pb2.VIDEO_STATUS_QUEUED and video.upstream_task_id
+    assert posts(sim) == 1 and await sim_tasks(sim) == 1
+
+
+async def test_no_create_is_sent_for_a_caller_whose_deadline_passed_before_sending(external_server):
+    """The caller's deadline still bounds what happens before the POST leaves (here a 429's backoff)."""
+    stub, sim = external_server.stub, external_server.simulator
+    sim.faults.add(Fault(route="create", kind="status", status=429, retry_after=2, count=1))
+    err = await expect_error(stub.Generate(request("late-429"), timeout=0.5))
+    assert err.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    await asyncio.sleep(2.5)  # past the Retry-After: a create still going would have POSTed again by now
+    assert posts(sim) == 1 and await sim_tasks(sim) == 0
+    # Nothing was started: the same request_id may be tried again.
+    video = (await stub.Generate(request("late-429"))).video
+    assert video.status == video_pb2.VIDEO_STATUS_QUEUED and posts(sim) == 2
 
 
 @pytest.mark.parametrize("retry_after", [None, 0.2], ids=["no Retry-After", "Retry-After"])

@@ -250,6 +250,15 @@ class RunwayClient:
             t = min(t, remaining)
         return httpx.Timeout(connect=min(CONNECT_TIMEOUT, t), read=t, write=t, pool=t)
 
+    def _create_timeout(self, deadline: float | None, what: str) -> httpx.Timeout:
+        """A paid POST: the caller's deadline bounds only what happens before the request can reach Runway
+        (waiting for a pooled connection, connecting). Once the body is on its way, the answer is awaited
+        under the service's own timeout, whoever still listens: cut at a caller's deadline, a task Runway
+        did start would be paid for and never recorded (its outcome unknown for good)."""
+        before_sending = self._attempt_timeout(deadline, what)
+        t = self._timeout
+        return httpx.Timeout(connect=before_sending.connect, pool=before_sending.pool, read=t, write=t)
+
     @staticmethod
     def _past(deadline: float | None) -> bool:
         return deadline is not None and time.monotonic() >= deadline
@@ -402,7 +411,8 @@ class RunwayClient:
     # --- API -----------------------------------------------------------------------------------------
 
     async def create(self, path: str, body: dict[str, Any], *, deadline: float | None = None) -> CreatedTask:
-        """POST a generation. Retried only on 429 and when the connection never opened."""
+        """POST a generation. Retried only on 429 and when the connection never opened. `deadline` stops
+        new attempts (no paid POST leaves for a caller who is gone), never one already sent."""
         if not path.startswith("/v1/"):
             raise ValueError("create path must start with /v1/")
         what = f"POST {path}"
@@ -411,7 +421,7 @@ class RunwayClient:
         content = json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
         attempt = 0
         while True:
-            timeout = self._attempt_timeout(deadline, what)
+            timeout = self._create_timeout(deadline, what)
             try:
                 request = self._http.build_request(
                     "POST", url, content=content, headers=self._api_headers(post=True), timeout=timeout

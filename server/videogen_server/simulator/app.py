@@ -88,8 +88,10 @@ class Handlers:
     async def _begin(self, request: web.Request, route: str) -> tuple[Fault | None, web.Response | None]:
         fault = self.s.faults.take(route)
         if fault is not None:
-            if fault.kind == "slow":
+            if fault.delay:
+                # Every kind may answer late: "slow" then answers normally, the others misbehave late.
                 await asyncio.sleep(fault.delay)
+            if fault.kind == "slow":
                 fault = None
             elif fault.kind == "status":
                 return None, self._status_fault(fault)
