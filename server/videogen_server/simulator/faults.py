@@ -36,9 +36,10 @@ class Fault:
     kinds: ``status`` (answer ``status`` with ``{"error": message}`` and optional ``Retry-After``; a create
     is not performed), ``credits`` (400 not-enough-credits on create), ``reset`` (drop the connection, no
     response, nothing done), ``reset_after_create`` (create the task, then drop the connection), ``slow``
-    (sleep ``delay`` seconds, then answer normally; any other kind with a ``delay`` misbehaves that late), ``malformed_json`` (200 with a body that is not JSON;
+    (sleep ``delay`` seconds, then answer normally), ``malformed_json`` (200 with a body that is not JSON;
     the operation itself is performed), ``cut_body`` (output: headers plus the first ``cut_after`` body
-    bytes, then drop), ``expired_url`` (output: 403 as if the signed URL expired).
+    bytes, then drop), ``expired_url`` (output: 403 as if the signed URL expired). Any other kind with a
+    ``delay`` misbehaves that many seconds late.
     """
 
     route: str = "any"
