@@ -1,3 +1,3 @@
-from .main import main
+from videogen_server.main import main
 
 main()

@@ -15,28 +15,29 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from videogen.v1 import video_service_pb2, video_service_pb2_grpc
 
-from . import __version__, logs
-from .api.interceptors import Authenticator, ServiceInterceptor
-from .api.servicer import VideoServicer
-from .api.telemetry_interceptor import TelemetryInterceptor
-from .config import Config
-from .content import ContentRelay
-from .limits import StreamLimits
-from .metrics import Metrics
-from .metrics_http import MetricsServer
-from .runway import RunwayClient
-from .simulator import RunwaySimulator
-from .store import open_store
-from .store.base import VideoStore
-from .telemetry import Telemetry
-from .tls import server_credentials, tls_mode
-from .videos import Videos
-from .watch import TaskTracker
+from videogen_server import __version__
+from videogen_server.api.interceptors import Authenticator, ServiceInterceptor
+from videogen_server.api.limits import StreamLimits
+from videogen_server.api.servicer import VideoServicer
+from videogen_server.api.telemetry_interceptor import TelemetryInterceptor
+from videogen_server.api.tls import server_credentials, tls_mode
+from videogen_server.config import Config
+from videogen_server.observability import logs
+from videogen_server.observability.metrics import Metrics
+from videogen_server.observability.metrics_http import MetricsServer
+from videogen_server.observability.telemetry import Telemetry
+from videogen_server.providers.runway import RunwayClient
+from videogen_server.services.content import ContentRelay
+from videogen_server.services.tracker import TaskTracker
+from videogen_server.services.videos import Videos
+from videogen_server.simulator import RunwaySimulator
+from videogen_server.store import open_store
+from videogen_server.store.base import VideoStore
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
-    from .tracing import Tracing
+    from videogen_server.observability.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,9 @@ class App:
     def _tracing(self) -> Tracing | None:
         if self.tracer_provider is None:
             return None
-        from .tracing import Tracing  # imports OpenTelemetry: only when tracing is on
+        from videogen_server.observability.tracing import (
+            Tracing,  # imports OpenTelemetry: only when tracing is on
+        )
 
         return Tracing(self.tracer_provider, __version__)
 

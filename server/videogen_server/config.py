@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .limits import default_share
+from videogen_server.api.limits import default_share
 
 DEFAULT_BASE_URL = "https://api.dev.runwayml.com"
 

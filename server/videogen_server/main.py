@@ -9,9 +9,10 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
-from . import __version__, logs
-from .app import App
-from .config import Config, ConfigError, trace_exporters
+from videogen_server import __version__
+from videogen_server.app import App
+from videogen_server.config import Config, ConfigError, trace_exporters
+from videogen_server.observability import logs
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -21,7 +22,7 @@ def _tracer_provider() -> TracerProvider | None:
     """From the standard OTEL_* variables; None (OpenTelemetry not even imported) when they ask for none."""
     if not trace_exporters(os.environ):
         return None
-    from .tracing import provider_from_env
+    from videogen_server.observability.tracing import provider_from_env
 
     return provider_from_env(os.environ, version=__version__)
 

@@ -13,7 +13,7 @@ from rpc_helpers import expect_error, expect_stream_error, read_content, wait_te
 from videogen.v1 import video_pb2
 from videogen.v1 import video_service_pb2 as pb
 from videogen_server import errors
-from videogen_server.runway import RunwayClient
+from videogen_server.providers.runway import RunwayClient
 from videogen_server.simulator.faults import Fault
 
 SLOW = 30.0  # far beyond every deadline below

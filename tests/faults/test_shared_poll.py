@@ -140,7 +140,7 @@ async def test_a_cancelled_get_does_not_kill_the_poller_that_joined_its_poll(wat
 
 
 async def test_the_poller_never_runs_under_a_callers_deadline(watched_server, caplog):
-    caplog.set_level(logging.WARNING, logger="videogen_server.watch")
+    caplog.set_level(logging.WARNING, logger="videogen_server.services.tracker")
     stub, sim = watched_server.stub, watched_server.simulator
     video = (await stub.Generate(pb.GenerateRequest(model="gen4.5", prompt="a", seconds=5))).video
     watch = await _poller_sleeping(watched_server, video.id)
@@ -153,5 +153,5 @@ async def test_the_poller_never_runs_under_a_callers_deadline(watched_server, ca
     seen = await _until_terminal(watch, "watcher after another caller's Get ran out of time")
     assert seen[-1] == video_pb2.VIDEO_STATUS_COMPLETED
     # The slow answer came within the service's own timeout: no poll failed, none backed off.
-    failures = [r.getMessage() for r in caplog.records if r.name == "videogen_server.watch"]
+    failures = [r.getMessage() for r in caplog.records if r.name == "videogen_server.services.tracker"]
     assert failures == []

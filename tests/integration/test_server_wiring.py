@@ -11,7 +11,7 @@ from conftest import start_server, stop_server
 from rpc_helpers import expect_error, wait_terminal
 from videogen.v1 import video_pb2
 from videogen.v1 import video_service_pb2 as pb
-from videogen_server.catalog import CATALOG
+from videogen_server.providers.runway.catalog import CATALOG
 
 PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 64).decode()
 MP4 = "https://cdn.example.com/source.mp4"

@@ -18,7 +18,7 @@ import pytest
 from conftest import start_server, stop_server
 from rpc_helpers import expect_error, expect_stream_error
 from videogen.v1 import video_service_pb2 as pb
-from videogen_server import logs
+from videogen_server.observability import logs
 
 MIB = 1024 * 1024
 CALLER_KEY = "caller-key-0123456789abcdef"

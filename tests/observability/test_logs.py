@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from conftest import start_server, stop_server
 from rpc_helpers import expect_error, read_content, wait_terminal
 from videogen.v1 import video_service_pb2 as pb
-from videogen_server import logs
+from videogen_server.observability import logs
 
 CALLER_KEY = "caller-key-0123456789abcdef"
 AUTH = (("authorization", f"Bearer {CALLER_KEY}"),)

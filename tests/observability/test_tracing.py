@@ -16,7 +16,7 @@ from rpc_helpers import expect_error, read_content, wait_terminal
 from videogen.v1 import video_pb2
 from videogen.v1 import video_service_pb2 as pb
 from videogen_server.config import ConfigError, trace_exporters
-from videogen_server.tracing import provider_from_env
+from videogen_server.observability.tracing import provider_from_env
 
 
 def _server_span(spans: list[ReadableSpan], name: str) -> ReadableSpan:

@@ -15,8 +15,8 @@ from grpc_status import rpc_status
 from rpc_helpers import expect_stream_error, read_content, wait_terminal
 from videogen.v1 import video_pb2
 from videogen.v1 import video_service_pb2 as pb
+from videogen_server.api.limits import ConcurrencyLimit
 from videogen_server.config import Config
-from videogen_server.limits import ConcurrencyLimit
 
 MIB = 1024 * 1024
 

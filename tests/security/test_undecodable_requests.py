@@ -18,7 +18,7 @@ from conftest import start_server, stop_server
 from google.protobuf import struct_pb2
 from rpc_helpers import details_of
 from videogen.v1 import video_service_pb2 as pb
-from videogen_server import logs
+from videogen_server.observability import logs
 
 CALLER_KEY = "caller-key-0123456789abcdef"
 AUTH = (("authorization", f"Bearer {CALLER_KEY}"),)

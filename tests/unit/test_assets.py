@@ -1,7 +1,7 @@
 import base64
 
 import pytest
-from videogen_server.assets import DATA_URI_MAX, AssetKind, check_asset_uri
+from videogen_server.providers.runway.assets import DATA_URI_MAX, AssetKind, check_asset_uri
 
 IMG, VID = AssetKind.IMAGE, AssetKind.VIDEO
 PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG fake").decode()

@@ -7,8 +7,8 @@ import hashlib
 import json
 
 import pytest
-from videogen_server.domain import GenerateSpec, MediaRef
-from videogen_server.records import fingerprint
+from videogen_server.domain.transitions import fingerprint
+from videogen_server.domain.video import GenerateSpec, MediaRef
 
 
 def _by_definition(spec: GenerateSpec) -> str:

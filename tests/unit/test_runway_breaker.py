@@ -7,10 +7,10 @@ import logging
 import httpx
 import pytest
 from videogen_server import errors
-from videogen_server.metrics import Metrics
-from videogen_server.runway import RetryPolicy, RunwayClient
-from videogen_server.runway.breaker import CircuitBreaker
-from videogen_server.telemetry import Telemetry
+from videogen_server.observability.metrics import Metrics
+from videogen_server.observability.telemetry import Telemetry
+from videogen_server.providers.runway import RetryPolicy, RunwayClient
+from videogen_server.providers.runway.breaker import CircuitBreaker
 
 KEY = "key_" + "cd34" * 32
 BASE = "https://api.example.test"
@@ -143,7 +143,7 @@ def gauge(metrics: Metrics) -> float | None:
 
 
 async def test_client_fails_fast_while_open_and_recovers(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="videogen_server.runway")
+    caplog.set_level(logging.DEBUG, logger="videogen_server.providers.runway")
     clock, upstream, metrics = Clock(), Upstream(), Metrics()
     runway = client(upstream, clock, metrics)
     assert gauge(metrics) == 0

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from videogen_server import errors
-from videogen_server.runway import CreatedTask, RetryPolicy, RunwayClient
+from videogen_server.providers.runway import CreatedTask, RetryPolicy, RunwayClient
 
 KEY = "key_" + "ab12" * 32
 BASE = "https://api.example.test"
@@ -262,7 +262,7 @@ async def test_retry_after_http_date() -> None:
     from datetime import UTC, datetime, timedelta
     from email.utils import format_datetime
 
-    from videogen_server.runway.client import parse_retry_after
+    from videogen_server.providers.runway.client import parse_retry_after
 
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     got = parse_retry_after(httpx.Headers({"Retry-After": when}))

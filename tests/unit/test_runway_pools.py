@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from videogen_server.runway import RetryPolicy, RunwayClient
+from videogen_server.providers.runway import RetryPolicy, RunwayClient
 
 KEY = "key_" + "cd34" * 32
 BASE = "https://api.example.test"

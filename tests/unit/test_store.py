@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from videogen_server.domain import GenerationMode, OutputInfo, VideoRecord, VideoStatus
+from videogen_server.domain.video import GenerationMode, OutputInfo, VideoRecord, VideoStatus
 from videogen_server.store import DB_FILENAME, SqliteVideoStore, VideoStore, open_store
 from videogen_server.store.codec import decode_record, encode_record
 

@@ -19,7 +19,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from videogen_server.domain import VideoStatus
+from videogen_server.domain.video import VideoStatus
 from videogen_server.store import DB_FILENAME, open_store
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
@@ -28,7 +28,7 @@ CHILD = textwrap.dedent(
     """
     import asyncio, sys, uuid
     from datetime import UTC, datetime
-    from videogen_server.domain import GenerationMode, OutputInfo, VideoRecord, VideoStatus
+    from videogen_server.domain.video import GenerationMode, OutputInfo, VideoRecord, VideoStatus
     from videogen_server.store import open_store
 
     data_dir, tag = sys.argv[1], sys.argv[2]

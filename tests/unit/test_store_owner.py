@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from videogen_server.domain import GenerationMode, VideoRecord, VideoStatus
-from videogen_server.metrics import Metrics
-from videogen_server.records import utcnow
+from videogen_server.domain.transitions import utcnow
+from videogen_server.domain.video import GenerationMode, VideoRecord, VideoStatus
+from videogen_server.observability.metrics import Metrics
 from videogen_server.store import SqliteVideoStore, open_store
 from videogen_server.store.base import VideoStore
 

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from videogen_server import errors, logs
-from videogen_server.domain import GenerationMode, UpstreamTask, VideoRecord, VideoStatus
-from videogen_server.watch import TaskTracker
+from videogen_server import errors
+from videogen_server.domain.video import GenerationMode, UpstreamTask, VideoRecord, VideoStatus
+from videogen_server.observability import logs
+from videogen_server.services.tracker import TaskTracker
 
 VID = "6f1c2a9e-0d4b-4f7a-8e3c-5b2d1a0f9c8e"
 TID = "0b6c9f6e-2b7d-4c1e-9d6e-3f1a2b3c4d5e"

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from videogen_server import errors
-from videogen_server.domain import GenerateSpec, VideoRecord, VideoStatus
-from videogen_server.records import OUTCOME_UNKNOWN_CODE
-from videogen_server.runway.wire import CreatedTask
+from videogen_server.domain.transitions import OUTCOME_UNKNOWN_CODE
+from videogen_server.domain.video import GenerateSpec, VideoRecord, VideoStatus
+from videogen_server.providers.runway.wire import CreatedTask
+from videogen_server.services.videos import Videos
 from videogen_server.store import SqliteVideoStore, open_store
-from videogen_server.videos import Videos
 
 SPEC = GenerateSpec(model="gen4.5", prompt="a boat", seconds=5, request_id="key-1")
 

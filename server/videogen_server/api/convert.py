@@ -8,7 +8,16 @@ from typing import Any
 from google.protobuf import struct_pb2, timestamp_pb2
 from videogen.v1 import video_pb2, video_service_pb2
 
-from ..catalog import (
+from videogen_server.domain.video import (
+    GenerateSpec,
+    GenerationMode,
+    MediaRef,
+    VideoRecord,
+    VideoStatus,
+    is_retryable_failure,
+)
+from videogen_server.errors import FieldViolation, InvalidArgument
+from videogen_server.providers.runway.catalog import (
     MAX_REFERENCE_IMAGES,
     MAX_REFERENCE_VIDEOS,
     OPTIONS_MAX_DEPTH,
@@ -16,8 +25,6 @@ from ..catalog import (
     OPTIONS_TOO_DEEP,
     OPTIONS_TOO_MANY,
 )
-from ..domain import GenerateSpec, GenerationMode, MediaRef, VideoRecord, VideoStatus, is_retryable_failure
-from ..errors import FieldViolation, InvalidArgument
 
 _STATUS = {
     # CREATING is our own brief state before Runway answers; callers see it as queued.

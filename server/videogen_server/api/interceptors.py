@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from google.rpc import code_pb2
 
-from .. import errors
-from .handlers import rewrap
-from .status import internal_status, simple_status, to_status
+from videogen_server import errors
+from videogen_server.api.rewrap import rewrap
+from videogen_server.api.status import internal_status, simple_status, to_status
 
 log = logging.getLogger(__name__)
 

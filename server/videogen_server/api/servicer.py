@@ -12,13 +12,13 @@ from typing import Any
 import grpc
 from videogen.v1 import video_service_pb2, video_service_pb2_grpc
 
-from ..content import Chunk, ContentRelay
-from ..domain import VideoRecord
-from ..limits import StreamLimits
-from ..videos import Videos
-from ..watch import TaskTracker
-from .convert import generate_spec, video_message
-from .interceptors import current_caller
+from videogen_server.api.convert import generate_spec, video_message
+from videogen_server.api.interceptors import current_caller
+from videogen_server.api.limits import StreamLimits
+from videogen_server.domain.video import VideoRecord
+from videogen_server.services.content import Chunk, ContentRelay
+from videogen_server.services.tracker import TaskTracker
+from videogen_server.services.videos import Videos
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from .. import logs
-from ..metrics import split_method
-from ..telemetry import Telemetry
-from .handlers import rewrap
+from videogen_server.api.rewrap import rewrap
+from videogen_server.observability import logs
+from videogen_server.observability.metrics import split_method
+from videogen_server.observability.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span

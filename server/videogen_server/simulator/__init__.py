@@ -7,8 +7,8 @@ sim.faults.add(Fault(route="create", kind="status", status=503))
 await sim.stop()
 """
 
-from .config import SimulatorConfig
-from .faults import Fault, FaultPlan
-from .server import RunwaySimulator
+from videogen_server.simulator.config import SimulatorConfig
+from videogen_server.simulator.faults import Fault, FaultPlan
+from videogen_server.simulator.server import RunwaySimulator
 
 __all__ = ["Fault", "FaultPlan", "RunwaySimulator", "SimulatorConfig"]

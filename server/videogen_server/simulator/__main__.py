@@ -9,8 +9,8 @@ import logging
 import os
 import signal
 
-from .config import SimulatorConfig
-from .server import RunwaySimulator
+from videogen_server.simulator.config import SimulatorConfig
+from videogen_server.simulator.server import RunwaySimulator
 
 log = logging.getLogger("videogen_server.simulator")
 

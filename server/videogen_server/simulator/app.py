@@ -12,13 +12,13 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from .config import SimulatorConfig
-from .faults import Fault, FaultPlan
-from .media import OutputMedia, RangeNotSatisfiable, parse_range
-from .models import ENDPOINTS, MODELS, CreateRejected, Endpoint, validate_create
-from .signing import UrlSigner
-from .tasks import Task, TaskStore
-from .validation import DOC_URL
+from videogen_server.simulator.config import SimulatorConfig
+from videogen_server.simulator.faults import Fault, FaultPlan
+from videogen_server.simulator.media import OutputMedia, RangeNotSatisfiable, parse_range
+from videogen_server.simulator.models import ENDPOINTS, MODELS, CreateRejected, Endpoint, validate_create
+from videogen_server.simulator.signing import UrlSigner
+from videogen_server.simulator.tasks import Task, TaskStore
+from videogen_server.simulator.validation import DOC_URL
 
 API_VERSION: Final = "2024-11-06"
 NOT_ENOUGH_CREDITS: Final = "You do not have enough credits to run this task."

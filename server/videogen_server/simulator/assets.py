@@ -7,7 +7,7 @@ import re
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
-from .validation import Issues, Path
+from videogen_server.simulator.validation import Issues, Path
 
 Media = Literal["image", "video"]
 

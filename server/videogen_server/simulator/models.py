@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from .assets import check_uri
-from .validation import DOC_URL, MISSING, Issues, validation_failed_body
+from videogen_server.simulator.assets import check_uri
+from videogen_server.simulator.validation import DOC_URL, MISSING, Issues, validation_failed_body
 
 Endpoint = Literal["text_to_video", "image_to_video", "video_to_video"]
 ENDPOINTS: Final[tuple[Endpoint, ...]] = ("text_to_video", "image_to_video", "video_to_video")

@@ -7,12 +7,12 @@ from types import TracebackType
 
 from aiohttp import web
 
-from .app import State, build_app
-from .config import SimulatorConfig
-from .faults import FaultPlan
-from .media import OutputMedia
-from .signing import UrlSigner
-from .tasks import TaskStore
+from videogen_server.simulator.app import State, build_app
+from videogen_server.simulator.config import SimulatorConfig
+from videogen_server.simulator.faults import FaultPlan
+from videogen_server.simulator.media import OutputMedia
+from videogen_server.simulator.signing import UrlSigner
+from videogen_server.simulator.tasks import TaskStore
 
 
 class RunwaySimulator:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from .config import SimulatorConfig
+from videogen_server.simulator.config import SimulatorConfig
 
 Status = Literal["PENDING", "THROTTLED", "RUNNING", "SUCCEEDED", "FAILED"]
 TERMINAL: Final = frozenset({"SUCCEEDED", "FAILED"})

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from videogen_server.domain import VideoRecord
+from videogen_server.domain.video import VideoRecord
 
 
 @runtime_checkable

@@ -18,7 +18,7 @@ import typing
 from datetime import UTC, datetime
 from typing import Any
 
-from videogen_server.domain import GenerationMode, OutputInfo, VideoRecord, VideoStatus
+from videogen_server.domain.video import GenerationMode, OutputInfo, VideoRecord, VideoStatus
 
 _DATETIME_FIELDS = frozenset({"create_time", "update_time", "complete_time", "expire_time"})
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(VideoRecord))

@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from videogen_server.domain import OutputInfo, VideoRecord, VideoStatus
+from videogen_server.domain.video import OutputInfo, VideoRecord, VideoStatus
 from videogen_server.store.codec import decode_record, encode_record, format_time
 
 __all__ = ["DB_FILENAME", "SCHEMA_VERSION", "SqliteVideoStore", "merge_terminal"]

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
-from .domain import VideoRecord
-from .store.base import VideoStore
+from videogen_server.domain.video import VideoRecord
+from videogen_server.store.base import VideoStore
 
 if TYPE_CHECKING:
-    from .watch import TaskTracker
+    from videogen_server.services.tracker import TaskTracker
 
 # RPC latency: unary calls take milliseconds to seconds; streams (WatchStatus, StreamContent) minutes.
 RPC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)

@@ -7,12 +7,12 @@ import logging
 import uuid
 from typing import Protocol
 
-from . import errors
-from .catalog import build_upstream_request
-from .domain import GenerateSpec, UpstreamRequest, UpstreamTask, VideoRecord, VideoStatus
-from .records import fingerprint, mark_cancelled, mark_outcome_unknown, utcnow
-from .store.base import VideoStore
-from .watch import TaskTracker
+from videogen_server import errors
+from videogen_server.domain.transitions import fingerprint, mark_cancelled, mark_outcome_unknown, utcnow
+from videogen_server.domain.video import GenerateSpec, UpstreamRequest, UpstreamTask, VideoRecord, VideoStatus
+from videogen_server.providers.runway.catalog import build_upstream_request
+from videogen_server.services.tracker import TaskTracker
+from videogen_server.store.base import VideoStore
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from . import errors
+from videogen_server import errors
 
 
 def default_share(limit: int) -> int:

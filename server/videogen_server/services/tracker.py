@@ -22,10 +22,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from . import errors, logs
-from .domain import UpstreamTask, VideoRecord, VideoStatus
-from .records import apply_task, mark_gone
-from .store.base import VideoStore
+from videogen_server import errors
+from videogen_server.domain.transitions import apply_task, mark_gone
+from videogen_server.domain.video import UpstreamTask, VideoRecord, VideoStatus
+from videogen_server.observability import logs
+from videogen_server.store.base import VideoStore
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 
-from .status import malformed_request_status
+from videogen_server.api.status import malformed_request_status
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]

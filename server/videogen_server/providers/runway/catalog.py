@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from videogen_server.assets import DATA_URI_MAX, AssetKind, check_asset_uri
-from videogen_server.domain import GenerateSpec, GenerationMode, MediaRef, UpstreamRequest
+from videogen_server.domain.video import GenerateSpec, GenerationMode, MediaRef, UpstreamRequest
 from videogen_server.errors import FieldViolation, InvalidArgument
+from videogen_server.providers.runway.assets import DATA_URI_MAX, AssetKind, check_asset_uri
 
 T2V = GenerationMode.TEXT_TO_VIDEO
 I2V = GenerationMode.IMAGE_TO_VIDEO

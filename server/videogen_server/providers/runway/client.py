@@ -27,12 +27,13 @@ from typing import Any, NoReturn, Protocol, TypeVar
 
 import httpx
 
-from videogen_server import errors, logs
-from videogen_server.catalog import wire_path_to_field
-from videogen_server.domain import UpstreamTask
-from videogen_server.runway.breaker import CircuitBreaker
-from videogen_server.runway.retry import RetryPolicy
-from videogen_server.runway.wire import CreatedTask, is_uuid, parse_created, parse_error, parse_task
+from videogen_server import errors
+from videogen_server.domain.video import UpstreamTask
+from videogen_server.observability import logs
+from videogen_server.providers.runway.breaker import CircuitBreaker
+from videogen_server.providers.runway.catalog import wire_path_to_field
+from videogen_server.providers.runway.retry import RetryPolicy
+from videogen_server.providers.runway.wire import CreatedTask, is_uuid, parse_created, parse_error, parse_task
 
 logger = logging.getLogger(__name__)
 

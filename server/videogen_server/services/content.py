@@ -17,9 +17,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from . import errors
-from .domain import UpstreamTask, VideoRecord, VideoStatus
-from .videos import Videos
+from videogen_server import errors
+from videogen_server.domain.video import UpstreamTask, VideoRecord, VideoStatus
+from videogen_server.services.videos import Videos
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from .metrics import Metrics
-from .runway.client import UpstreamCall
+from videogen_server.observability.metrics import Metrics
+from videogen_server.providers.runway.client import UpstreamCall
 
 if TYPE_CHECKING:
-    from .tracing import Tracing
+    from videogen_server.observability.tracing import Tracing
 
 
 class Telemetry:

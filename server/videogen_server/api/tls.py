@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 
-from .config import Config, ConfigError
+from videogen_server.config import Config, ConfigError
 
 
 class TlsMode(enum.StrEnum):

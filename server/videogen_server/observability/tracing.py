@@ -26,8 +26,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from .config import ConfigError, trace_exporters
-from .metrics import split_method
+from videogen_server.config import ConfigError, trace_exporters
+from videogen_server.observability.metrics import split_method
 
 # gRPC codes that make a server span an error (OpenTelemetry semantic conventions for gRPC servers).
 _SERVER_ERRORS = {

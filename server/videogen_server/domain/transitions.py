@@ -7,7 +7,7 @@ import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
-from .domain import GenerateSpec, OutputInfo, UpstreamTask, VideoRecord, VideoStatus
+from videogen_server.domain.video import GenerateSpec, OutputInfo, UpstreamTask, VideoRecord, VideoStatus
 
 # Runway keeps outputs for 24-48 h (runway-api.md §3); promise callers the lower bound.
 OUTPUT_LIFETIME = timedelta(hours=24)

@@ -1,7 +1,0 @@
-"""Runway adapter: httpx client, wire format, retries. No gRPC here."""
-
-from videogen_server.runway.client import OutputStream, RunwayClient
-from videogen_server.runway.retry import RetryPolicy
-from videogen_server.runway.wire import CreatedTask
-
-__all__ = ["CreatedTask", "OutputStream", "RetryPolicy", "RunwayClient"]
