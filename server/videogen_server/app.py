@@ -28,11 +28,11 @@ from videogen_server.observability.metrics_http import MetricsServer
 from videogen_server.observability.telemetry import Telemetry
 from videogen_server.providers.runway import RunwayClient
 from videogen_server.services.content import ContentRelay
+from videogen_server.services.ports import VideoStore
 from videogen_server.services.tracker import TaskTracker
 from videogen_server.services.videos import Videos
 from videogen_server.simulator import RunwaySimulator
 from videogen_server.store import open_store
-from videogen_server.store.base import VideoStore
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider

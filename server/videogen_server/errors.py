@@ -1,5 +1,10 @@
-"""Domain errors. Raised by the catalog, the Runway adapter, the store and the use cases; the gRPC layer
-(api/status.py) maps each class to one status code with google.rpc details. No gRPC here."""
+"""Domain errors. Raised by the catalog, the Runway adapter and the use cases; the gRPC layer
+(api/status.py) maps each class to one status code with google.rpc details. No gRPC here.
+
+The store raises none of these: it raises builtin errors (KeyError for an unknown id in `save`,
+ValueError for a duplicate id or a changed owner/request_id, RuntimeError when not open or closed; see
+services/ports.py), and its engine's own (sqlite3.Error for a locked or broken file). They mean a bug or a
+broken store, and reach the caller as INTERNAL, logged."""
 
 from __future__ import annotations
 

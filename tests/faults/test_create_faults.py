@@ -12,7 +12,7 @@ from faults.helpers import posts, sim_tasks
 from rpc_helpers import expect_error
 from videogen.v1 import video_pb2
 from videogen.v1 import video_service_pb2 as pb
-from videogen_server.domain.transitions import OUTCOME_UNKNOWN_CODE
+from videogen_server.domain.video import OUTCOME_UNKNOWN_CODE
 from videogen_server.simulator.faults import Fault
 
 

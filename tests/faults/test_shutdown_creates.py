@@ -20,8 +20,7 @@ from faults.helpers import posts, sim_tasks
 from faults.server_process import ServerProcess, start_process
 from videogen.v1 import video_pb2
 from videogen.v1 import video_service_pb2 as pb
-from videogen_server.domain.transitions import OUTCOME_UNKNOWN_CODE
-from videogen_server.domain.video import VideoRecord, VideoStatus
+from videogen_server.domain.video import OUTCOME_UNKNOWN_CODE, VideoRecord, VideoStatus
 from videogen_server.simulator import RunwaySimulator
 from videogen_server.simulator.faults import Fault
 from videogen_server.store import open_store

@@ -20,7 +20,7 @@ from rpc_helpers import details_of
 from videogen.v1 import video_service_pb2 as pb
 from videogen.v1 import video_service_pb2_grpc
 from videogen_server.api.convert import generate_spec
-from videogen_server.domain.video import GenerateSpec, MediaRef
+from videogen_server.domain.generation import GenerateSpec, MediaRef
 from videogen_server.errors import InvalidArgument
 from videogen_server.providers.runway.catalog import CATALOG, PATHS, build_upstream_request
 from videogen_server.simulator.models import MODELS as SIMULATED

@@ -4,7 +4,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from videogen_server.domain.video import GenerateSpec, GenerationMode, MediaRef
+from videogen_server.domain.generation import GenerateSpec, GenerationMode, MediaRef
 from videogen_server.errors import FieldViolation, InvalidArgument
 from videogen_server.providers.runway.catalog import (
     CATALOG,

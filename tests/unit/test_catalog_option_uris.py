@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from videogen_server.domain.video import GenerateSpec
+from videogen_server.domain.generation import GenerateSpec
 from videogen_server.errors import FieldViolation, InvalidArgument
 from videogen_server.providers.runway.assets import AssetKind, check_asset_uri
 from videogen_server.providers.runway.catalog import build_upstream_request

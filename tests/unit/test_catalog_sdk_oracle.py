@@ -20,7 +20,7 @@ from runwayml.types import (
 from runwayml.types import (
     video_to_video_create_params as v2v,
 )
-from videogen_server.domain.video import GenerateSpec, GenerationMode, MediaRef
+from videogen_server.domain.generation import GenerateSpec, GenerationMode, MediaRef
 from videogen_server.errors import InvalidArgument
 from videogen_server.providers.runway.catalog import CATALOG, build_upstream_request
 

@@ -1,5 +1,5 @@
-"""records.fingerprint must give the digest of GenerateSpec.fingerprint_fields() (the definition, and what
-stored records carry), although it builds the JSON without dataclasses.asdict."""
+"""GenerateSpec.fingerprint must give the digest of GenerateSpec.fingerprint_fields() (the definition, and
+what stored records carry), although it builds the JSON without dataclasses.asdict."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import hashlib
 import json
 
 import pytest
-from videogen_server.domain.transitions import fingerprint
-from videogen_server.domain.video import GenerateSpec, MediaRef
+from videogen_server.domain.generation import GenerateSpec, MediaRef
+
+fingerprint = GenerateSpec.fingerprint  # the method, called as fingerprint(spec)
 
 
 def _by_definition(spec: GenerateSpec) -> str:

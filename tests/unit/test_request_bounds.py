@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from videogen.v1 import video_service_pb2 as pb
 from videogen_server.api import convert
-from videogen_server.domain.video import GenerateSpec, MediaRef
+from videogen_server.domain.generation import GenerateSpec, MediaRef
 from videogen_server.errors import InvalidArgument
 from videogen_server.providers.runway import assets, catalog
 from videogen_server.providers.runway.catalog import build_upstream_request

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from videogen_server.domain.video import GenerationMode, OutputInfo, VideoRecord, VideoStatus
-from videogen_server.store import DB_FILENAME, SqliteVideoStore, VideoStore, open_store
+from videogen_server.domain.generation import GenerationMode
+from videogen_server.domain.video import OutputInfo, VideoRecord, VideoStatus
+from videogen_server.services.ports import VideoStore
+from videogen_server.store import DB_FILENAME, SqliteVideoStore, open_store
 from videogen_server.store.codec import decode_record, encode_record
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -388,3 +390,10 @@ async def test_unfinished_query_uses_the_partial_index(store: SqliteVideoStore) 
             " WHERE status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')"
         ).fetchall()
     assert "videos_unfinished" in str(plan)
+
+
+def test_the_terminal_list_in_sql_is_the_domains() -> None:
+    from videogen_server.store.sqlite import _TERMINAL_SQL
+
+    # Built from VideoStatus; the text is also that of migration 1's partial index, so it must not move.
+    assert _TERMINAL_SQL == "('COMPLETED', 'FAILED', 'CANCELLED')"

@@ -28,7 +28,8 @@ CHILD = textwrap.dedent(
     """
     import asyncio, sys, uuid
     from datetime import UTC, datetime
-    from videogen_server.domain.video import GenerationMode, OutputInfo, VideoRecord, VideoStatus
+    from videogen_server.domain.generation import GenerationMode
+    from videogen_server.domain.video import OutputInfo, VideoRecord, VideoStatus
     from videogen_server.store import open_store
 
     data_dir, tag = sys.argv[1], sys.argv[2]

@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from videogen_server.domain.transitions import utcnow
-from videogen_server.domain.video import GenerationMode, VideoRecord, VideoStatus
+from videogen_server.domain.clock import utcnow
+from videogen_server.domain.generation import GenerationMode
+from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.observability.metrics import Metrics
+from videogen_server.services.ports import VideoStore
 from videogen_server.store import SqliteVideoStore, open_store
-from videogen_server.store.base import VideoStore
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 

@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 from videogen_server import errors
-from videogen_server.domain.video import GenerationMode, UpstreamTask, VideoRecord, VideoStatus
+from videogen_server.domain.generation import GenerationMode
+from videogen_server.domain.task import UpstreamTask
+from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.observability import logs
 from videogen_server.services.tracker import TaskTracker
 

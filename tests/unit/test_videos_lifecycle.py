@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from videogen_server import errors
-from videogen_server.domain.transitions import OUTCOME_UNKNOWN_CODE
-from videogen_server.domain.video import GenerateSpec, VideoRecord, VideoStatus
+from videogen_server.domain.generation import GenerateSpec
+from videogen_server.domain.video import OUTCOME_UNKNOWN_CODE, VideoRecord, VideoStatus
 from videogen_server.providers.runway.wire import CreatedTask
 from videogen_server.services.videos import Videos
 from videogen_server.store import SqliteVideoStore, open_store

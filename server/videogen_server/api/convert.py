@@ -8,14 +8,9 @@ from typing import Any
 from google.protobuf import struct_pb2, timestamp_pb2
 from videogen.v1 import video_pb2, video_service_pb2
 
-from videogen_server.domain.video import (
-    GenerateSpec,
-    GenerationMode,
-    MediaRef,
-    VideoRecord,
-    VideoStatus,
-    is_retryable_failure,
-)
+from videogen_server.domain.generation import GenerateSpec, GenerationMode, MediaRef
+from videogen_server.domain.task import is_retryable_failure
+from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.errors import FieldViolation, InvalidArgument
 from videogen_server.providers.runway.catalog import (
     MAX_REFERENCE_IMAGES,

@@ -1,12 +1,23 @@
-"""The service's own vocabulary: videos, their states and requests. No gRPC and no HTTP here."""
+"""A video as the service records it, and how each event changes the record. Pure: no I/O.
+
+Every transition returns a new record (records are frozen) and leaves a terminal record as it is: COMPLETED,
+FAILED and CANCELLED are final, whatever arrives later (a late poll, a racing cancel). `merged_with` is the
+same rule as a store applies it, so every store engine keeps records the same way.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from videogen_server.domain.clock import utcnow
+from videogen_server.domain.generation import GenerationMode
+
+if TYPE_CHECKING:
+    from videogen_server.domain.task import UpstreamTask
 
 
 class VideoStatus(enum.StrEnum):
@@ -22,89 +33,17 @@ class VideoStatus(enum.StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self in _TERMINAL
+        return self in TERMINAL_STATUSES
 
 
-_TERMINAL = frozenset({VideoStatus.COMPLETED, VideoStatus.FAILED, VideoStatus.CANCELLED})
+# The final states: a record in one of them never changes status again.
+TERMINAL_STATUSES = frozenset({VideoStatus.COMPLETED, VideoStatus.FAILED, VideoStatus.CANCELLED})
 
+# Runway keeps outputs for 24-48 h (runway-api.md §3); promise callers the lower bound.
+OUTPUT_LIFETIME = timedelta(hours=24)
 
-class GenerationMode(enum.StrEnum):
-    TEXT_TO_VIDEO = "TEXT_TO_VIDEO"
-    IMAGE_TO_VIDEO = "IMAGE_TO_VIDEO"
-    VIDEO_TO_VIDEO = "VIDEO_TO_VIDEO"
-
-
-# Runway's task status words.
-UPSTREAM_STATUS_MAP: dict[str, VideoStatus] = {
-    "PENDING": VideoStatus.QUEUED,
-    "THROTTLED": VideoStatus.QUEUED,
-    "RUNNING": VideoStatus.IN_PROGRESS,
-    "SUCCEEDED": VideoStatus.COMPLETED,
-    "FAILED": VideoStatus.FAILED,
-    "CANCELLED": VideoStatus.CANCELLED,
-}
-
-
-@dataclass(frozen=True)
-class MediaRef:
-    uri: str
-    tag: str = ""
-
-
-@dataclass(frozen=True)
-class GenerateSpec:
-    """A normalized Generate request, independent of the wire format it came in."""
-
-    model: str
-    prompt: str = ""
-    input_reference: str = ""
-    seconds: int | None = None
-    size: str = ""
-    seed: int | None = None
-    audio: bool | None = None
-    video_uri: str = ""
-    references: tuple[MediaRef, ...] = ()
-    reference_images: tuple[MediaRef, ...] = ()
-    public_figure_threshold: str = ""
-    provider_options: dict[str, Any] = field(default_factory=dict)
-    request_id: str = ""
-
-    def fingerprint_fields(self) -> dict[str, Any]:
-        """Everything that defines the request, minus the idempotency key itself."""
-        data = dataclasses.asdict(self)
-        data.pop("request_id")
-        return data
-
-
-@dataclass(frozen=True)
-class UpstreamRequest:
-    """What the catalog decided to send to Runway for a GenerateSpec."""
-
-    mode: GenerationMode
-    path: str  # e.g. "/v1/text_to_video"
-    body: dict[str, Any]
-    seconds: int | None  # the duration sent (None: the output follows the input video)
-    size: str  # the normalized WxH ("" when the model takes no ratio)
-
-
-@dataclass(frozen=True)
-class UpstreamTask:
-    """A Runway task as read from GET /v1/tasks/{id}, in our terms."""
-
-    id: str
-    status: str  # Runway's word, verbatim
-    progress: float | None = None  # 0..1
-    outputs: tuple[str, ...] = ()  # signed URLs: never leave the server
-    failure: str = ""
-    failure_code: str = ""
-    cost_credits: float | None = None
-    estimated_credits: float | None = None
-    created_at: datetime | None = None
-
-    @property
-    def video_status(self) -> VideoStatus:
-        # An unknown word from a newer API version is treated as still running, not as a failure.
-        return UPSTREAM_STATUS_MAP.get(self.status, VideoStatus.IN_PROGRESS)
+# The error code of a video whose paid create was sent but never confirmed (see `outcome_unknown`).
+OUTCOME_UNKNOWN_CODE = "VIDEOGEN.UPSTREAM_OUTCOME_UNKNOWN"
 
 
 @dataclass(frozen=True)
@@ -144,9 +83,113 @@ class VideoRecord:
     def replace(self, **changes: Any) -> VideoRecord:
         return dataclasses.replace(self, **changes)
 
+    # -- transitions (each: the record after an event; a terminal record never changes) ----------------
 
-def is_retryable_failure(code: str) -> bool:
-    """Whether a Runway failureCode suggests the same request might succeed when submitted again."""
-    return not code.startswith(
-        ("SAFETY.", "INPUT_PREPROCESSING.SAFETY", "ASSET.", "THIRD_PARTY.INPUT_VALIDATION")
-    )
+    def with_task(self, task: UpstreamTask, now: datetime | None = None) -> VideoRecord:
+        """The record after Runway reported `task`. Unchanged (the same object) when nothing changed."""
+        if self.status.terminal:
+            return self
+        now = now or utcnow()
+        status = task.video_status
+        progress = self.progress
+        if status is VideoStatus.IN_PROGRESS and task.progress is not None:
+            progress = max(0, min(99, int(task.progress * 100)))  # 100 only once COMPLETED
+        elif status is VideoStatus.COMPLETED:
+            progress = 100
+        outputs = self.outputs
+        if status is VideoStatus.COMPLETED and len(outputs) != len(task.outputs):
+            outputs = tuple(OutputInfo(index=i, content_type="video/mp4") for i in range(len(task.outputs)))
+        updated = self.replace(
+            status=status,
+            upstream_status=task.status,
+            progress=progress,
+            outputs=outputs,
+            error_code=task.failure_code if status is VideoStatus.FAILED else "",
+            error_message=(task.failure or "generation failed") if status is VideoStatus.FAILED else "",
+            cost_credits=task.cost_credits if task.cost_credits is not None else self.cost_credits,
+            estimated_credits=(
+                task.estimated_credits if task.estimated_credits is not None else self.estimated_credits
+            ),
+        )
+        if updated == self:
+            return self
+        updated = updated.replace(update_time=now)
+        if status.terminal:
+            updated = updated.replace(complete_time=now)
+            if status is VideoStatus.COMPLETED:
+                updated = updated.replace(expire_time=now + OUTPUT_LIFETIME)
+        return updated
+
+    def cancelled(self, now: datetime | None = None) -> VideoRecord:
+        """The record after our Cancel deleted the task at Runway."""
+        if self.status.terminal:
+            return self
+        now = now or utcnow()
+        return self.replace(status=VideoStatus.CANCELLED, update_time=now, complete_time=now)
+
+    def gone(self, now: datetime | None = None) -> VideoRecord:
+        """Runway answers 404 for a task we did not cancel: it was deleted outside this service."""
+        if self.status.terminal:
+            return self
+        now = now or utcnow()
+        return self.replace(
+            status=VideoStatus.CANCELLED,
+            error_code="UPSTREAM_TASK_DELETED",
+            error_message="the task no longer exists at Runway (deleted outside this service)",
+            update_time=now,
+            complete_time=now,
+        )
+
+    def outcome_unknown(self, now: datetime | None = None) -> VideoRecord:
+        """A paid create was sent but never confirmed. We cannot ask Runway whether it started the task (its
+        API has no idempotency key and no task listing), so the video is closed as FAILED rather than risk
+        paying twice; a retry with the same request_id returns this record, a new request_id starts afresh."""
+        if self.status.terminal:
+            return self
+        now = now or utcnow()
+        return self.replace(
+            status=VideoStatus.FAILED,
+            error_code=OUTCOME_UNKNOWN_CODE,
+            error_message=(
+                "Runway did not confirm the create request, so it may or may not have started a task. "
+                "This request_id will not start another; use a new request_id to try again."
+            ),
+            update_time=now,
+            complete_time=now,
+        )
+
+    # -- the store's rule ------------------------------------------------------------------------------
+
+    def merged_with(self, new: VideoRecord) -> VideoRecord:
+        """What a store keeps when `new` is saved over this stored record (see VideoStore.save).
+
+        Not terminal: `new`, whole (last writer wins). Terminal: final. A `new` of another status changes
+        nothing (this record is returned); one of the same status merges in only metadata: outputs (per
+        index, a known content type or size is filled in, never erased), expire_time, credits,
+        upstream_status and the later update_time. The error and complete_time stay as first recorded.
+        """
+        if not self.status.terminal:
+            return new
+        if new.status != self.status:
+            return self
+        outputs = {o.index: o for o in self.outputs}
+        for o in new.outputs:
+            old = outputs.get(o.index)
+            if old is None:
+                outputs[o.index] = o
+            else:
+                outputs[o.index] = OutputInfo(
+                    index=o.index,
+                    content_type=o.content_type or old.content_type,
+                    size_bytes=o.size_bytes if o.size_bytes is not None else old.size_bytes,
+                )
+        return self.replace(
+            outputs=tuple(outputs[i] for i in sorted(outputs)),
+            expire_time=new.expire_time or self.expire_time,
+            cost_credits=new.cost_credits if new.cost_credits is not None else self.cost_credits,
+            estimated_credits=(
+                new.estimated_credits if new.estimated_credits is not None else self.estimated_credits
+            ),
+            upstream_status=new.upstream_status or self.upstream_status,
+            update_time=max(self.update_time, new.update_time),
+        )

@@ -23,11 +23,12 @@ import logging
 import os
 import secrets
 import sys
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TextIO
+
+from videogen_server.domain.ids import parse_uuid
 
 FORMATS = ("text", "json")
 
@@ -79,10 +80,7 @@ def bind_video(value: str) -> None:
 def _uuid_or_none(value: str) -> str | None:
     if not value or len(value) > _UUID_TEXT_MAX:  # the length first: never parse a megabyte
         return None
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return None
+    return parse_uuid(value)
 
 
 def bind_task(value: str) -> None:

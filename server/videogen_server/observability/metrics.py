@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from videogen_server.domain.video import VideoRecord
-from videogen_server.store.base import VideoStore
+from videogen_server.services.ports import VideoStore
 
 if TYPE_CHECKING:
     from videogen_server.services.tracker import TaskTracker

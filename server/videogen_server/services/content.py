@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from videogen_server import errors
-from videogen_server.domain.video import UpstreamTask, VideoRecord, VideoStatus
+from videogen_server.domain.task import UpstreamTask
+from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.services.videos import Videos
 
 log = logging.getLogger(__name__)

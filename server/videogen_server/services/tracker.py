@@ -23,10 +23,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from videogen_server import errors
-from videogen_server.domain.transitions import apply_task, mark_gone
-from videogen_server.domain.video import UpstreamTask, VideoRecord, VideoStatus
+from videogen_server.domain.task import UpstreamTask
+from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.observability import logs
-from videogen_server.store.base import VideoStore
+from videogen_server.services.ports import VideoStore
 
 log = logging.getLogger(__name__)
 
@@ -291,9 +291,9 @@ class TaskTracker:
             self.upstream_polls += 1
             try:
                 task = await self._get_task(current.upstream_id, time.monotonic() + self._poll_timeout)
-                updated = apply_task(current, task)
+                updated = current.with_task(task)
             except errors.UpstreamNotFound:
-                updated = mark_gone(current)
+                updated = current.gone()
             except errors.DeadlineExceeded as exc:
                 # The service's own timeout, never a caller's: to the waiters, Runway is unavailable.
                 raise errors.UpstreamUnavailable(

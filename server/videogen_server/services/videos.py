@@ -8,11 +8,14 @@ import uuid
 from typing import Protocol
 
 from videogen_server import errors
-from videogen_server.domain.transitions import fingerprint, mark_cancelled, mark_outcome_unknown, utcnow
-from videogen_server.domain.video import GenerateSpec, UpstreamRequest, UpstreamTask, VideoRecord, VideoStatus
+from videogen_server.domain.clock import utcnow
+from videogen_server.domain.generation import GenerateSpec
+from videogen_server.domain.ids import parse_uuid
+from videogen_server.domain.task import UpstreamRequest, UpstreamTask
+from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.providers.runway.catalog import build_upstream_request
+from videogen_server.services.ports import VideoStore
 from videogen_server.services.tracker import TaskTracker
-from videogen_server.store.base import VideoStore
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +41,13 @@ class Upstream(Protocol):
 
 def parse_video_id(video_id: str) -> str:
     """Video ids are UUIDs; anything else is refused before it reaches the store or Runway."""
-    try:
-        return str(uuid.UUID(video_id))
-    except (ValueError, AttributeError, TypeError):
+    vid = parse_uuid(video_id)
+    if vid is None:
         raise errors.InvalidArgument(
             "id must be a video id (a UUID)",
             [errors.FieldViolation("id", "must be a UUID as returned by Generate")],
-        ) from None
+        )
+    return vid
 
 
 # How long `Videos.close` waits for cancelled creates to record their outcome (one local store write each).
@@ -138,7 +141,7 @@ class Videos:
             create_time=now,
             update_time=now,
             request_id=spec.request_id,
-            fingerprint=fingerprint(spec),
+            fingerprint=spec.fingerprint(),
         )
         if self._closed:
             # The service is stopping: no new paid create may start after shutdown stopped waiting for them.
@@ -171,7 +174,7 @@ class Videos:
         """Recorded as CREATING but no create is running here: the process that sent it died before the
         answer. Runway cannot be asked whether the task exists, so close it rather than pay twice."""
         log.warning("video %s: create outcome unknown after a restart; closing it as FAILED", record.id)
-        return await self._store.save(mark_outcome_unknown(record))
+        return await self._store.save(record.outcome_unknown())
 
     async def _create(
         self, record: VideoRecord, request: UpstreamRequest, deadline: float | None
@@ -181,7 +184,7 @@ class Videos:
         try:
             created = await self._upstream.create(request.path, request.body, deadline=deadline)
         except errors.UpstreamOutcomeUnknown as exc:
-            saved = await asyncio.shield(self._store.save(mark_outcome_unknown(record)))
+            saved = await asyncio.shield(self._store.save(record.outcome_unknown()))
             exc.metadata["id"] = saved.id
             raise
         except asyncio.CancelledError:
@@ -190,7 +193,7 @@ class Videos:
             # video is closed as outcome-unknown now, while the store is open: never deleted (a retry of the
             # request_id after the restart would then pay twice) and never left CREATING for a restart to
             # guess about.
-            await asyncio.shield(self._store.save(mark_outcome_unknown(record)))
+            await asyncio.shield(self._store.save(record.outcome_unknown()))
             log.warning(
                 "video %s: create still in flight at shutdown after the grace period; closed as outcome "
                 "unknown (Runway may have started the task)",
@@ -281,7 +284,7 @@ class Videos:
                 metadata={"status": fresh.status.value},
             )
         await self._upstream.delete_task(fresh.upstream_id, deadline=deadline)
-        saved = await self._store.save(mark_cancelled(fresh))
+        saved = await self._store.save(fresh.cancelled())
         self._tracker.publish(saved)
         log.info("video %s cancelled (Runway task %s deleted)", saved.id, saved.upstream_id)
         return saved

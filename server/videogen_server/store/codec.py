@@ -1,9 +1,9 @@
 """VideoRecord <-> JSON text, the `data` column of the store (and a Redis value, later).
 
 Format decisions:
-- datetimes are ISO-8601 in UTC (``2025-01-02T03:04:05.123456+00:00``) and come back as aware UTC
-  datetimes (the same instant, so they compare equal). A naive datetime is taken to be UTC: the service
-  uses UTC throughout.
+- datetimes are ISO-8601 in UTC (``2025-01-02T03:04:05.123456+00:00``, domain/clock.py) and come back as
+  aware UTC datetimes (the same instant, so they compare equal). A naive datetime is taken to be UTC: the
+  service uses UTC throughout.
 - enums are stored by value, ``outputs`` as a list of objects.
 - decoding ignores keys it does not know (a record written by a newer version) and gives missing keys
   their dataclass defaults (a record written by an older version), so adding a field needs no migration.
@@ -15,28 +15,14 @@ import dataclasses
 import enum
 import json
 import typing
-from datetime import UTC, datetime
 from typing import Any
 
-from videogen_server.domain.video import GenerationMode, OutputInfo, VideoRecord, VideoStatus
+from videogen_server.domain.clock import format_time, parse_time
+from videogen_server.domain.generation import GenerationMode
+from videogen_server.domain.video import OutputInfo, VideoRecord, VideoStatus
 
 _DATETIME_FIELDS = frozenset({"create_time", "update_time", "complete_time", "expire_time"})
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(VideoRecord))
-
-
-def format_time(value: datetime) -> str:
-    """ISO-8601 in UTC; a naive datetime is taken to be UTC."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat()
-
-
-def parse_time(text: str) -> datetime:
-    """The inverse of format_time: always an aware datetime."""
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
 
 
 # Decided once, not per record: the fields in declaration order, and which hold enums (stored by value).

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from videogen_server.domain.video import GenerateSpec, GenerationMode, MediaRef, UpstreamRequest
+from videogen_server.domain.generation import GenerateSpec, GenerationMode, MediaRef
+from videogen_server.domain.task import UpstreamRequest
 from videogen_server.errors import FieldViolation, InvalidArgument
 from videogen_server.providers.runway.assets import DATA_URI_MAX, AssetKind, check_asset_uri
 

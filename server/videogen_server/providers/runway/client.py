@@ -28,12 +28,13 @@ from typing import Any, NoReturn, Protocol, TypeVar
 import httpx
 
 from videogen_server import errors
-from videogen_server.domain.video import UpstreamTask
+from videogen_server.domain.ids import is_canonical_uuid
+from videogen_server.domain.task import UpstreamTask
 from videogen_server.observability import logs
 from videogen_server.providers.runway.breaker import CircuitBreaker
 from videogen_server.providers.runway.catalog import wire_path_to_field
 from videogen_server.providers.runway.retry import RetryPolicy
-from videogen_server.providers.runway.wire import CreatedTask, is_uuid, parse_created, parse_error, parse_task
+from videogen_server.providers.runway.wire import CreatedTask, parse_created, parse_error, parse_task
 
 logger = logging.getLogger(__name__)
 
@@ -406,7 +407,7 @@ class RunwayClient:
 
     @staticmethod
     def _check_task_id(task_id: str) -> None:
-        if not is_uuid(task_id):
+        if not is_canonical_uuid(task_id):
             raise ValueError("task id must be a UUID")
 
     # --- API -----------------------------------------------------------------------------------------

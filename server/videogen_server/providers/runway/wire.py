@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from videogen_server.domain.video import UpstreamTask
+from videogen_server.domain.clock import parse_time
+from videogen_server.domain.ids import is_canonical_uuid
+from videogen_server.domain.task import UpstreamTask
 from videogen_server.errors import UpstreamProtocolError
-
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
-def is_uuid(value: object) -> bool:
-    return isinstance(value, str) and _UUID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -57,10 +52,10 @@ def _string(obj: dict[str, Any], key: str, what: str) -> str:
     return value
 
 
-def parse_time(value: str) -> datetime | None:
+def _created_at(value: str) -> datetime | None:
     """ISO-8601 as Runway writes it (2026-08-11T06:12:01.171Z). Unparseable: None (tolerated)."""
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_time(value)
     except ValueError:
         return None
 
@@ -69,7 +64,7 @@ def parse_created(data: Any) -> CreatedTask:
     """The body of a 200 create response. Raises UpstreamProtocolError on a wrong shape."""
     if not isinstance(data, dict) or not isinstance(data.get("id"), str):
         raise UpstreamProtocolError("Runway create response has no task id")
-    if not is_uuid(data["id"]):
+    if not is_canonical_uuid(data["id"]):
         raise UpstreamProtocolError("Runway returned a task id that is not a UUID")
     return CreatedTask(id=data["id"], estimated_credits=_credits(data, "estimatedCost", "create response"))
 
@@ -80,7 +75,7 @@ def parse_task(data: Any) -> UpstreamTask:
     if not isinstance(data, dict):
         raise UpstreamProtocolError("Runway task is not a JSON object")
     task_id = data.get("id")
-    if not is_uuid(task_id):
+    if not is_canonical_uuid(task_id):
         raise UpstreamProtocolError("Runway task has no UUID id")
     status = data.get("status")
     if not isinstance(status, str) or not status:
@@ -105,7 +100,7 @@ def parse_task(data: Any) -> UpstreamTask:
         failure_code=_string(data, "failureCode", what),
         cost_credits=_credits(data, "cost", what),
         estimated_credits=_credits(data, "estimatedCost", what),
-        created_at=parse_time(created) if created else None,
+        created_at=_created_at(created) if created else None,
     )
 
 

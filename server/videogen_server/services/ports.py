@@ -1,13 +1,7 @@
-"""The job record store interface (design §2 "The job record", "Idempotency"; §6 "Scale").
+"""The ports of the use cases: what the services need from the outside world, as protocols.
 
-The embedded default is `SqliteVideoStore` (store/sqlite.py). A shared store for several replicas (Redis is
-the natural fit) implements the same protocol; each method's docstring says which atomicity it needs, so
-that an implementation for another engine knows what it must guarantee *across processes*, not only
-within one event loop.
-
-Every method is safe to call concurrently from many tasks. A method that returns has made its effect
-durable (it survives a crash of this process). Cancelling the awaiting task does not undo a write that
-already reached the engine: callers must treat a cancelled `claim` as "maybe claimed".
+Each port has its real adapters elsewhere (the store engines in store/) and an in-memory one beside them,
+shipped for tests. The services import these protocols, never an adapter.
 """
 
 from __future__ import annotations
@@ -15,6 +9,23 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from videogen_server.domain.video import VideoRecord
+
+# --- The video store (design §2 "The job record", "Idempotency"; §6 "Scale") ---------------------------
+#
+# Engines: `SqliteVideoStore` (store/sqlite.py, the embedded default) and `MemoryVideoStore`
+# (store/memory.py, one process, nothing on disk). A shared store for several replicas (Redis is the natural
+# fit) implements the same protocol; each method's docstring says which atomicity it needs, so that an
+# implementation for another engine knows what it must guarantee *across processes*, not only within one
+# event loop. What `save` keeps over a stored record is decided by the model (`VideoRecord.merged_with`), not
+# by each engine.
+#
+# Every method is safe to call concurrently from many tasks. A method that returns has made its effect
+# durable (it survives a crash of this process; the in-memory engine has no durability to offer). Cancelling
+# the awaiting task does not undo a write that already reached the engine: callers must treat a cancelled
+# `claim` as "maybe claimed".
+#
+# Errors are the builtin ones named below (KeyError, ValueError, RuntimeError), never domain errors: they
+# mean a bug in the caller or a broken store, not something to tell the client (errors.py).
 
 
 @runtime_checkable
@@ -56,7 +67,8 @@ class VideoStore(Protocol):
         ...
 
     async def save(self, record: VideoRecord) -> VideoRecord:
-        """Persist a new state of an existing video; returns what is stored now.
+        """Persist a new state of an existing video; returns what is stored now, which is
+        ``stored.merged_with(record)`` (the model's rule, so that every engine keeps the same).
 
         A stored terminal state (COMPLETED/FAILED/CANCELLED) is final: when the stored record is terminal
         and `record` has another status, nothing is written and the stored record is returned. With the
@@ -81,7 +93,8 @@ class VideoStore(Protocol):
     async def list_unfinished(self) -> list[VideoRecord]:
         """Every record not in a terminal state (CREATING included), oldest create_time first.
 
-        Used after a restart to resume pollers and to reconcile CREATING records whose upstream create
-        may or may not have happened. Needs: a consistent scan; it may miss records created concurrently.
+        It exists so that a restarted service can resume its pollers and reconcile the CREATING records
+        whose upstream create may or may not have happened; nothing calls it at start-up yet (issue 9).
+        Needs: a consistent scan; it may miss records created concurrently.
         """
         ...
