@@ -1,4 +1,5 @@
-"""The embedded job record store (server/videogen_server/store), on real SQLite files."""
+"""The video store contract (services/ports.py), run against every engine: SQLite on real files, and the
+in-memory one. The tests of SQLite itself (schema, threads, query plan, two connections) run on SQLite."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from store_engines import ENGINES, new_store, reopen
 from videogen_server.domain.generation import GenerationMode
 from videogen_server.domain.video import OutputInfo, VideoRecord, VideoStatus
 from videogen_server.services.ports import VideoStore
-from videogen_server.store import DB_FILENAME, SqliteVideoStore, open_store
+from videogen_server.store import DB_FILENAME, MemoryVideoStore, SqliteVideoStore, open_store
 from videogen_server.store.codec import decode_record, encode_record
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -39,12 +41,16 @@ def make_record(**changes: Any) -> VideoRecord:
     return VideoRecord(**fields)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteVideoStore]:
-    s = open_store(str(tmp_path / "data"))
+@pytest.fixture(params=ENGINES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VideoStore]:
+    s = new_store(request.param, tmp_path)
     await s.open()
     yield s
     await s.close()
+
+
+# A test of SQLite itself: the `store` fixture on that engine only.
+sqlite_only = pytest.mark.parametrize("store", ["sqlite"], indirect=True)
 
 
 def full_record() -> VideoRecord:
@@ -102,7 +108,7 @@ def test_codec_naive_datetime_is_utc() -> None:
     assert back.create_time == naive.replace(tzinfo=UTC)
 
 
-async def test_round_trip_through_the_store(store: SqliteVideoStore) -> None:
+async def test_round_trip_through_the_store(store: VideoStore) -> None:
     full = full_record()
     minimal = make_record(seconds=None)  # defaults and None values
     failed = make_record(
@@ -111,19 +117,15 @@ async def test_round_trip_through_the_store(store: SqliteVideoStore) -> None:
     for rec in (full, minimal, failed):
         assert await store.claim(rec) == (rec, True)
     # Read back from disk, not only from the terminal-record cache.
-    await store.close()
-    reopened = SqliteVideoStore(store.path)
-    await reopened.open()
-    try:
+    async with reopen(store) as reopened:
         for rec in (full, minimal, failed):
             got = await reopened.get(rec.id)
             assert got == rec
             assert got is not None and got.create_time.tzinfo is not None
         assert await reopened.get("no-such-id") is None
-    finally:
-        await reopened.close()
 
 
+@sqlite_only
 async def test_schema_and_columns(store: SqliteVideoStore) -> None:
     rec = make_record(request_id="k", status=VideoStatus.QUEUED, update_time=T0)
     await store.claim(rec)
@@ -139,12 +141,14 @@ def test_protocol_conformance(tmp_path: Path) -> None:
     s: VideoStore = open_store(tmp_path / "d")  # also type-checked by mypy
     assert isinstance(s, VideoStore)
     assert (tmp_path / "d").is_dir()
+    m: VideoStore = MemoryVideoStore()
+    assert isinstance(m, VideoStore)
 
 
 # -- claim ---------------------------------------------------------------------------------------------
 
 
-async def test_claim_same_key_returns_the_first(store: SqliteVideoStore) -> None:
+async def test_claim_same_key_returns_the_first(store: VideoStore) -> None:
     first = make_record(request_id="key-1")
     second = make_record(request_id="key-1", prompt="something else")
     assert await store.claim(first) == (first, True)
@@ -152,7 +156,7 @@ async def test_claim_same_key_returns_the_first(store: SqliteVideoStore) -> None
     assert await store.get(second.id) is None
 
 
-async def test_claim_key_is_scoped_by_owner(store: SqliteVideoStore) -> None:
+async def test_claim_key_is_scoped_by_owner(store: VideoStore) -> None:
     a = make_record(owner="alice", request_id="same")
     b = make_record(owner="bob", request_id="same")
     assert await store.claim(a) == (a, True)
@@ -160,14 +164,14 @@ async def test_claim_key_is_scoped_by_owner(store: SqliteVideoStore) -> None:
     assert await store.get(a.id) == a and await store.get(b.id) == b
 
 
-async def test_claim_without_key_always_inserts(store: SqliteVideoStore) -> None:
+async def test_claim_without_key_always_inserts(store: VideoStore) -> None:
     recs = [make_record(request_id="") for _ in range(3)]
     for rec in recs:
         assert await store.claim(rec) == (rec, True)
     assert len(await store.list_unfinished()) == 3
 
 
-async def test_claim_duplicate_id_is_an_error(store: SqliteVideoStore) -> None:
+async def test_claim_duplicate_id_is_an_error(store: VideoStore) -> None:
     rec = make_record(request_id="k1")
     await store.claim(rec)
     with pytest.raises(ValueError):
@@ -177,7 +181,7 @@ async def test_claim_duplicate_id_is_an_error(store: SqliteVideoStore) -> None:
     assert await store.get(rec.id) == rec
 
 
-async def test_claim_concurrent_duplicates_exactly_one_inserted(store: SqliteVideoStore) -> None:
+async def test_claim_concurrent_duplicates_exactly_one_inserted(store: VideoStore) -> None:
     recs = [make_record(request_id="dup") for _ in range(50)]
     results = await asyncio.gather(*(store.claim(r) for r in recs))
     assert sum(inserted for _, inserted in results) == 1
@@ -205,7 +209,7 @@ async def test_claim_two_connections_on_one_file(tmp_path: Path) -> None:
         await b.close()
 
 
-async def test_delete_frees_the_key(store: SqliteVideoStore) -> None:
+async def test_delete_frees_the_key(store: VideoStore) -> None:
     rec = make_record(request_id="retry-me")
     await store.claim(rec)
     await store.delete(rec.id)
@@ -218,7 +222,7 @@ async def test_delete_frees_the_key(store: SqliteVideoStore) -> None:
 # -- save ----------------------------------------------------------------------------------------------
 
 
-async def test_save_progresses_and_returns_stored(store: SqliteVideoStore) -> None:
+async def test_save_progresses_and_returns_stored(store: VideoStore) -> None:
     rec = make_record(request_id="s")
     await store.claim(rec)
     queued = rec.replace(status=VideoStatus.QUEUED, upstream_id="u-1", upstream_status="PENDING")
@@ -228,7 +232,7 @@ async def test_save_progresses_and_returns_stored(store: SqliteVideoStore) -> No
     assert await store.get(rec.id) == running
 
 
-async def test_save_terminal_is_final(store: SqliteVideoStore) -> None:
+async def test_save_terminal_is_final(store: VideoStore) -> None:
     rec = make_record()
     await store.claim(rec)
     done = rec.replace(status=VideoStatus.COMPLETED, progress=100, outputs=(OutputInfo(0),), complete_time=T0)
@@ -238,16 +242,11 @@ async def test_save_terminal_is_final(store: SqliteVideoStore) -> None:
     assert await store.save(rec.replace(status=VideoStatus.CANCELLED)) == done
     assert await store.save(rec.replace(status=VideoStatus.FAILED)) == done
     assert await store.get(rec.id) == done
-    await store.close()
-    again = SqliteVideoStore(store.path)
-    await again.open()
-    try:
+    async with reopen(store) as again:
         assert await again.get(rec.id) == done
-    finally:
-        await again.close()
 
 
-async def test_save_cancelled_stays_cancelled(store: SqliteVideoStore) -> None:
+async def test_save_cancelled_stays_cancelled(store: VideoStore) -> None:
     rec = make_record(status=VideoStatus.IN_PROGRESS)
     await store.claim(rec)
     cancelled = rec.replace(status=VideoStatus.CANCELLED, upstream_status="CANCELLED")
@@ -258,7 +257,7 @@ async def test_save_cancelled_stays_cancelled(store: SqliteVideoStore) -> None:
     assert await store.get(rec.id) == cancelled
 
 
-async def test_save_fills_output_metadata_on_completed(store: SqliteVideoStore) -> None:
+async def test_save_fills_output_metadata_on_completed(store: VideoStore) -> None:
     rec = make_record()
     await store.claim(rec)
     done = rec.replace(status=VideoStatus.COMPLETED, outputs=(OutputInfo(0), OutputInfo(1)), complete_time=T0)
@@ -281,21 +280,16 @@ async def test_save_fills_output_metadata_on_completed(store: SqliteVideoStore) 
     assert await store.get(rec.id) == expected  # the cache follows
     # Known metadata is never erased by a save that lacks it.
     assert await store.save(done) == expected.replace(update_time=later)
-    await store.close()
-    again = SqliteVideoStore(store.path)
-    await again.open()
-    try:
+    async with reopen(store) as again:
         assert await again.get(rec.id) == expected
-    finally:
-        await again.close()
 
 
-async def test_save_unknown_id_is_keyerror(store: SqliteVideoStore) -> None:
+async def test_save_unknown_id_is_keyerror(store: VideoStore) -> None:
     with pytest.raises(KeyError):
         await store.save(make_record())
 
 
-async def test_save_cannot_change_owner_or_key(store: SqliteVideoStore) -> None:
+async def test_save_cannot_change_owner_or_key(store: VideoStore) -> None:
     rec = make_record(request_id="k")
     await store.claim(rec)
     with pytest.raises(ValueError):
@@ -305,7 +299,7 @@ async def test_save_cannot_change_owner_or_key(store: SqliteVideoStore) -> None:
     assert await store.get(rec.id) == rec
 
 
-async def test_concurrent_saves_terminal_wins(store: SqliteVideoStore) -> None:
+async def test_concurrent_saves_terminal_wins(store: VideoStore) -> None:
     rec = make_record()
     await store.claim(rec)
     done = rec.replace(status=VideoStatus.COMPLETED)
@@ -319,9 +313,8 @@ async def test_concurrent_saves_terminal_wins(store: SqliteVideoStore) -> None:
 # -- restart, list_unfinished, lifecycle --------------------------------------------------------------
 
 
-async def test_restart_keeps_records_and_keys(tmp_path: Path) -> None:
-    s = open_store(tmp_path)
-    await s.open()
+async def test_restart_keeps_records_and_keys(store: VideoStore) -> None:
+    s = store
     # create_time decides the order of list_unfinished (oldest first), then insertion order.
     creating = make_record(request_id="a", create_time=T0 + timedelta(seconds=2))
     queued = make_record(request_id="b", status=VideoStatus.QUEUED)
@@ -331,22 +324,18 @@ async def test_restart_keeps_records_and_keys(tmp_path: Path) -> None:
     cancelled = make_record(status=VideoStatus.CANCELLED)
     for rec in (creating, queued, running, done, failed, cancelled):
         await s.claim(rec)
-    await s.close()
 
-    s2 = open_store(tmp_path)
-    await s2.open()
-    try:
+    async with reopen(s) as s2:
         for rec in (creating, queued, running, done, failed, cancelled):
             assert await s2.get(rec.id) == rec
         assert await s2.claim(make_record(request_id="a")) == (creating, False)
         assert await s2.claim(make_record(request_id="c")) == (done, False)
         assert await s2.list_unfinished() == [queued, running, creating]
-    finally:
-        await s2.close()
 
 
-async def test_lifecycle_errors(tmp_path: Path) -> None:
-    s = open_store(tmp_path)
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_lifecycle_errors(tmp_path: Path, engine: str) -> None:
+    s = new_store(engine, tmp_path)
     with pytest.raises(RuntimeError, match="not open"):
         await s.get("x")
     async with s:
@@ -366,6 +355,7 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
         await open_store(tmp_path).open()
 
 
+@sqlite_only
 async def test_sqlite_runs_on_one_worker_thread_off_the_loop(
     store: SqliteVideoStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -383,6 +373,7 @@ async def test_sqlite_runs_on_one_worker_thread_off_the_loop(
     assert len(threads) == 1 and threading.get_ident() not in threads
 
 
+@sqlite_only
 async def test_unfinished_query_uses_the_partial_index(store: SqliteVideoStore) -> None:
     with closing(sqlite3.connect(store.path)) as conn:
         plan = conn.execute(

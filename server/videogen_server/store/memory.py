@@ -1,0 +1,108 @@
+"""The video store in this process's memory: the same contract as SQLite, nothing on disk.
+
+Shipped (not a test helper) so that the services can be exercised, and a second engine checked against the
+same contract tests, without a file or a thread. Nothing survives the process, and it cannot be shared
+between processes: it is no store for a running service.
+
+Atomicity: each method does all of its reading and writing without awaiting in between, so it is atomic
+with respect to every other call on the event loop. Each call first yields to the loop once, as a call
+to a real engine would, so that callers meet the same interleavings (and a caller cancelled at that point
+has written nothing). What `save` keeps is the model's rule (`VideoRecord.merged_with`), as in SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from videogen_server.domain.video import VideoRecord
+
+__all__ = ["MemoryVideoStore"]
+
+
+class MemoryVideoStore:
+    """VideoStore on two dicts: records by id, and the idempotency keys (owner, request_id) -> id."""
+
+    def __init__(self) -> None:
+        # Insertion order is kept (dicts are ordered, and a save replaces in place): it breaks ties between
+        # equal create_times in `list_unfinished`, as SQLite's rowid does.
+        self._records: dict[str, VideoRecord] = {}
+        self._keys: dict[tuple[str, str], str] = {}
+        self._opened = False
+        self._closed = False
+
+    async def __aenter__(self) -> MemoryVideoStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the video store is closed")
+        self._opened = True
+
+    async def close(self) -> None:
+        # Every call completes without awaiting once it has started: none is ever in flight here.
+        self._closed = True
+        self._records.clear()
+        self._keys.clear()
+
+    # -- VideoStore ------------------------------------------------------------------------------------
+
+    async def get(self, video_id: str, *, owner: str | None = None) -> VideoRecord | None:
+        await self._enter()
+        record = self._records.get(video_id)
+        if record is None or (owner is not None and record.owner != owner):
+            return None
+        return record
+
+    async def claim(self, record: VideoRecord) -> tuple[VideoRecord, bool]:
+        await self._enter()
+        key = (record.owner, record.request_id)
+        if record.request_id and key in self._keys:
+            return self._records[self._keys[key]], False
+        if record.id in self._records:
+            raise ValueError(f"video id {record.id!r} already exists")
+        self._records[record.id] = record
+        if record.request_id:
+            self._keys[key] = record.id
+        return record, True
+
+    async def save(self, record: VideoRecord) -> VideoRecord:
+        await self._enter()
+        stored = self._records.get(record.id)
+        if stored is None:
+            raise KeyError(record.id)
+        if (stored.owner, stored.request_id) != (record.owner, record.request_id):
+            raise ValueError(f"video {record.id!r}: owner and request_id cannot change")
+        new = stored.merged_with(record)
+        self._records[record.id] = new
+        return new
+
+    async def delete(self, video_id: str) -> None:
+        await self._enter()
+        record = self._records.pop(video_id, None)
+        if record is not None and record.request_id:
+            self._keys.pop((record.owner, record.request_id), None)
+
+    async def list_unfinished(self) -> list[VideoRecord]:
+        await self._enter()
+        unfinished = [r for r in self._records.values() if not r.status.terminal]
+        return sorted(unfinished, key=lambda r: r.create_time)  # stable: ties stay in insertion order
+
+    # -- plumbing --------------------------------------------------------------------------------------
+
+    async def _enter(self) -> None:
+        """Check the store is usable, yield to the loop once (as a real engine's call does), check again."""
+        self._check_open()
+        await asyncio.sleep(0)
+        self._check_open()
+
+    def _check_open(self) -> None:
+        if not self._opened or self._closed:
+            raise RuntimeError(
+                "the video store is closed" if self._closed else "the video store is not open (await open())"
+            )
