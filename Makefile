@@ -5,13 +5,18 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard protos/videogen/v1/*.proto)
+# The generated Python stubs live in the client distribution (clients/python), which the server depends on.
+STUBS := clients/python/gen
 
 .PHONY: install run test test-faults soak lint proto proto-check fmt clean node docs docs-check breaking bench
 
-$(STAMP): pyproject.toml
+## Two distributions, both editable from this checkout: the client (clients/python: client, CLI, stubs) and
+## the server (.), which depends on the client for the stubs. One pip call, so the server's requirement on
+## videogen-client is met by the checkout, never by an index.
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e './clients/python[cli]' -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -50,18 +55,18 @@ test-faults: install
 soak: install
 	$(PY) tools/soak.py $(if $(MINUTES),--minutes $(MINUTES))
 
-## Python stubs from the protos (committed; `proto-check` fails when they drift).
+## Python stubs from the protos into $(STUBS) (committed; `proto-check` fails when they drift).
 proto: install
 	$(BIN)/buf format -w
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m grpc_tools.protoc -Iprotos -Ithird_party \
-		--python_out=gen/python --grpc_python_out=gen/python \
-		--mypy_out=gen/python --mypy_grpc_out=gen/python $(PROTOS)
+		--python_out=$(STUBS) --grpc_python_out=$(STUBS) \
+		--mypy_out=$(STUBS) --mypy_grpc_out=$(STUBS) $(PROTOS)
 
 proto-check: install
 	@tmp=$$(mktemp -d) && \
 	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m grpc_tools.protoc -Iprotos -Ithird_party \
 		--python_out=$$tmp --grpc_python_out=$$tmp --mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTOS) >/dev/null && \
-	diff -r -q -x __init__.py -x py.typed -x __pycache__ $$tmp/videogen gen/python/videogen \
+	diff -r -q -x __init__.py -x py.typed -x __pycache__ $$tmp/videogen $(STUBS)/videogen \
 		|| { echo "generated stubs are stale: run 'make proto' and commit"; rm -rf $$tmp; exit 1; }; \
 	rm -rf $$tmp
 
@@ -78,10 +83,12 @@ breaking: install
 		echo "buf breaking --against '.git#branch=main'"; $(BIN)/buf breaking --against '.git#branch=main'; \
 	else echo "buf breaking: branch main has no protos yet, skipped"; fi
 
+## lint-imports: the layer rules ([tool.importlinter] in pyproject.toml).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/buf lint
 	$(BIN)/buf format -d --exit-code
 	$(MAKE) --no-print-directory breaking docs-check
@@ -91,4 +98,4 @@ fmt: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .videogen .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .videogen .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -1,4 +1,6 @@
-"""What `pip install .` gives: a version, both console scripts, py.typed, gRPC packages of one release."""
+"""What `make install` gives (the server `videogen` and the client `videogen-client`, both from the checkout):
+a version, both console scripts, py.typed, gRPC packages of one release. The client distribution on its
+own: tests/client/test_packaging.py."""
 
 from __future__ import annotations
 
@@ -19,8 +21,12 @@ def test_the_distribution_has_a_version_both_packages_report():
 
 
 def test_console_scripts_and_typing_markers():
-    dist = importlib.metadata.distribution("videogen")
-    scripts = {ep.name: ep.value for ep in dist.entry_points if ep.group == "console_scripts"}
+    scripts = {
+        ep.name: ep.value
+        for dist in ("videogen", "videogen-client")
+        for ep in importlib.metadata.distribution(dist).entry_points
+        if ep.group == "console_scripts"
+    }
     assert scripts == {"videogen-server": "videogen_server.main:main", "videogen": "videogen_client.cli:main"}
     for package in ("videogen_server", "videogen_client"):
         assert importlib.resources.files(package).joinpath("py.typed").is_file(), package

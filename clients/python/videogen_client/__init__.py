@@ -49,7 +49,7 @@ from .models import (
 )
 
 try:
-    __version__ = _version("videogen")  # the client ships in the `videogen` distribution with the server
+    __version__ = _version("videogen-client")  # its own distribution, released with the server
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 

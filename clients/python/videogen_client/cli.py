@@ -16,18 +16,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from videogen.v1 import video_pb2
 
 from .client import VideoClient
@@ -45,12 +33,39 @@ from .models import (
     video_to_dict,
 )
 
+# rich is the `cli` extra (pip install 'videogen-client[cli]'): the library installs without it, and then
+# main() says how to get it instead of failing at import with a traceback.
+try:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        SpinnerColumn,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+except ModuleNotFoundError as exc:
+    if (exc.name or "").partition(".")[0] != "rich":
+        raise
+    _RICH_MISSING = True
+else:
+    _RICH_MISSING = False
+
 EXIT_OK = 0
 EXIT_VIDEO_FAILED = 1
 EXIT_USAGE = 2
 EXIT_RPC_ERROR = 3
 EXIT_LOCAL_ERROR = 4
 EXIT_INTERRUPTED = 130
+
+MISSING_RICH = (
+    "videogen: the command line needs the 'cli' extra (rich), which is not installed.\n"
+    "Install it with:  pip install 'videogen-client[cli]'\n"
+)
 
 _SIZE_RE = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*$")
 
@@ -678,6 +693,9 @@ def read_pem(path: str | None, option: str) -> bytes | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI and returns its exit code (argparse exits with 2 on usage errors)."""
+    if _RICH_MISSING:
+        sys.stderr.write(MISSING_RICH)
+        return EXIT_LOCAL_ERROR
     parser = build_parser()
     args = parser.parse_args(argv)
     if (args.client_cert is None) != (args.client_key is None):
