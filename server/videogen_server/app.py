@@ -16,7 +16,8 @@ from grpc_reflection.v1alpha import reflection
 from videogen.v1 import video_service_pb2, video_service_pb2_grpc
 
 from videogen_server import __version__
-from videogen_server.api.interceptors import Authenticator, ServiceInterceptor
+from videogen_server.api.auth import Authenticator
+from videogen_server.api.error_mapping import ErrorMappingInterceptor
 from videogen_server.api.limits import StreamLimits
 from videogen_server.api.servicer import VideoServicer
 from videogen_server.api.telemetry_interceptor import TelemetryInterceptor
@@ -121,7 +122,7 @@ class App:
         )
         server = grpc.aio.server(
             # Telemetry first: it wraps the error mapping, so it counts the status callers really get.
-            interceptors=[TelemetryInterceptor(telemetry), ServiceInterceptor(Authenticator(cfg.api_keys))],
+            interceptors=[TelemetryInterceptor(telemetry), ErrorMappingInterceptor(Authenticator(cfg.api_keys))],
             options=SERVER_OPTIONS,
         )
         video_service_pb2_grpc.add_VideoServiceServicer_to_server(

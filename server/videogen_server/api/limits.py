@@ -7,7 +7,7 @@ stream and released however it ends (last message, error, caller cancel, server 
 
 Each caller may hold only its share of a cap (by default half of it), so that one caller holding streams
 open cannot lock every other caller out. The caller is the authenticated caller's name
-(api/interceptors.py ``current_caller``); without caller authentication every call comes from the same
+(api/auth.py ``current_caller``); without caller authentication every call comes from the same
 anonymous caller "", which then gets only that share.
 
 Why not grpc's ``maximum_concurrent_rpcs``: it counts every RPC, health checks included, so under load a

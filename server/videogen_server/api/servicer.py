@@ -12,8 +12,8 @@ from typing import Any
 import grpc
 from videogen.v1 import video_service_pb2, video_service_pb2_grpc
 
+from videogen_server.api.auth import current_caller
 from videogen_server.api.convert import generate_spec, video_message
-from videogen_server.api.interceptors import current_caller
 from videogen_server.api.limits import StreamLimits
 from videogen_server.domain.video import VideoRecord
 from videogen_server.services.content import Chunk, ContentRelay
