@@ -48,12 +48,12 @@ class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
         videos: Videos,
         tracker: TaskTracker,
         content: ContentRelay,
-        limits: StreamLimits | None = None,
+        limits: StreamLimits,
     ) -> None:
         self._videos = videos
         self._tracker = tracker
         self._content = content
-        self._limits = limits or StreamLimits.of(max_streams=256, max_watchers=10_000)
+        self._limits = limits  # from the Config: its caps and shares are defined there, once
 
     async def Generate(
         self, request: video_service_pb2.GenerateRequest, context: Context
