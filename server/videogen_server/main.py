@@ -9,7 +9,7 @@ import signal
 from typing import TYPE_CHECKING
 
 from videogen_server import __version__
-from videogen_server.app import App
+from videogen_server.api.server import App
 from videogen_server.config import (
     DEFAULT_METRICS_LISTEN,
     Config,
