@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import secrets
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -36,8 +35,6 @@ if TYPE_CHECKING:
 
     from videogen_server.observability.tracing import Tracing
     from videogen_server.simulator import RunwaySimulator
-
-log = logging.getLogger(__name__)
 
 
 class Transport(Protocol):
@@ -199,8 +196,7 @@ async def _stop_quietly(simulator: RunwaySimulator) -> None:
 def _tracing(provider: TracerProvider | None) -> Tracing | None:
     if provider is None:
         return None
-    from videogen_server.observability.tracing import (
-        Tracing,
-    )  # imports OpenTelemetry: only when tracing is on
+    # Imports OpenTelemetry: only when tracing is on.
+    from videogen_server.observability.tracing import Tracing
 
     return Tracing(provider, __version__)
