@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 import pytest
 from videogen.v1 import video_service_pb2_grpc
-from videogen_server.app import App
+from videogen_server.api.server import App
 from videogen_server.config import Config
 from videogen_server.simulator import RunwaySimulator, SimulatorConfig
 

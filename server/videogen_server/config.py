@@ -1,15 +1,25 @@
 """Configuration from the environment (design §4). The variable names are a contract: tools and tests outside
-this repository rely on them."""
+this repository rely on them.
+
+This module is the only reader of the environment, and each default is defined once: as a field default of
+`Config`, `LogSettings` or `TracingSettings` (or one of the constants below); `from_env` and the command
+line's `--help` derive theirs from them. The rest of the service takes the values these objects carry.
+(The OpenTelemetry SDK still reads its own OTEL_* variables, e.g. the exporter's endpoint and headers.)
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from videogen_server.api.limits import default_share
-
 DEFAULT_BASE_URL = "https://api.dev.runwayml.com"
+# /metrics when the service runs from the environment; a Config made in code (tests) serves none.
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
+# StreamContent chunk sizes the service accepts (bytes).
+MIN_CHUNK_SIZE = 64 * 1024
+MAX_CHUNK_SIZE = 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -23,7 +33,7 @@ class Config:
     runway_base_url: str = DEFAULT_BASE_URL
     listen: str = "127.0.0.1:50051"
     # Prometheus /metrics address ("host:port", port 0 picks one); "" serves none. The environment's default
-    # is 127.0.0.1:9464 (VIDEOGEN_METRICS_LISTEN=off turns it off); in-process (tests) it is off.
+    # is DEFAULT_METRICS_LISTEN (VIDEOGEN_METRICS_LISTEN=off turns it off); in-process (tests) it is off.
     metrics_listen: str = ""
     data_dir: str = "./.videogen"
     poll_interval: float = 5.0
@@ -57,22 +67,23 @@ class Config:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
         env = os.environ if env is None else env
+        default = cls()  # every default below is a field default
         secret = env.get("RUNWAYML_API_SECRET") or None
         return cls(
             runway_api_secret=secret,
-            runway_base_url=env.get("RUNWAYML_BASE_URL") or DEFAULT_BASE_URL,
-            listen=env.get("VIDEOGEN_LISTEN") or "127.0.0.1:50051",
+            runway_base_url=env.get("RUNWAYML_BASE_URL") or default.runway_base_url,
+            listen=env.get("VIDEOGEN_LISTEN") or default.listen,
             metrics_listen=_metrics_listen(env),
-            data_dir=env.get("VIDEOGEN_DATA_DIR") or "./.videogen",
-            poll_interval=_positive_float(env, "VIDEOGEN_POLL_INTERVAL", 5.0),
+            data_dir=env.get("VIDEOGEN_DATA_DIR") or default.data_dir,
+            poll_interval=_positive_float(env, "VIDEOGEN_POLL_INTERVAL", default.poll_interval),
             api_keys=parse_api_keys(env.get("VIDEOGEN_API_KEYS", "")),
-            shutdown_grace=_positive_float(env, "VIDEOGEN_SHUTDOWN_GRACE", 10.0),
-            chunk_size=_chunk_size(env),
+            shutdown_grace=_positive_float(env, "VIDEOGEN_SHUTDOWN_GRACE", default.shutdown_grace),
+            chunk_size=_chunk_size(env, default.chunk_size),
             tls_cert=env.get("VIDEOGEN_TLS_CERT") or None,
             tls_key=env.get("VIDEOGEN_TLS_KEY") or None,
             tls_client_ca=env.get("VIDEOGEN_TLS_CLIENT_CA") or None,
-            max_streams=_positive_int(env, "VIDEOGEN_MAX_STREAMS", 256),
-            max_watchers=_positive_int(env, "VIDEOGEN_MAX_WATCHERS", 10_000),
+            max_streams=_positive_int(env, "VIDEOGEN_MAX_STREAMS", default.max_streams),
+            max_watchers=_positive_int(env, "VIDEOGEN_MAX_WATCHERS", default.max_watchers),
             max_streams_per_caller=_optional_positive_int(env, "VIDEOGEN_MAX_STREAMS_PER_CALLER"),
             max_watchers_per_caller=_optional_positive_int(env, "VIDEOGEN_MAX_WATCHERS_PER_CALLER"),
         )
@@ -111,8 +122,13 @@ class Config:
                 raise ConfigError(f"{name}_PER_CALLER must be between 1 and {name} ({limit}), got {share}")
 
 
+def default_share(limit: int) -> int:
+    """A caller's share of `limit` when none is configured: half of it, at least 1."""
+    return max(1, limit // 2)
+
+
 def _metrics_listen(env: Mapping[str, str]) -> str:
-    raw = (env.get("VIDEOGEN_METRICS_LISTEN") or "127.0.0.1:9464").strip()
+    raw = (env.get("VIDEOGEN_METRICS_LISTEN") or DEFAULT_METRICS_LISTEN).strip()
     if raw.lower() in ("off", "none", "false"):
         return ""
     _, sep, port = raw.rpartition(":")
@@ -134,6 +150,76 @@ def trace_exporters(env: Mapping[str, str]) -> list[str]:
         return ["otlp"] if endpoint else []
     names = [n.strip().lower() for n in raw.split(",") if n.strip()]
     return list(dict.fromkeys(n for n in names if n != "none"))
+
+
+# The span exporters videogen can build, and the one OTLP protocol it speaks.
+TRACE_EXPORTERS = ("otlp", "console")
+OTLP_PROTOCOL = "http/protobuf"
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """What the OTEL_* variables ask of tracing; no exporters: off (OpenTelemetry is then never imported).
+
+    OTLP goes over HTTP/protobuf; the SDK reads the exporter's own settings (endpoint, headers, timeout,
+    compression), the sampler and the batch processor's from the environment itself."""
+
+    exporters: tuple[str, ...] = ()
+    service_name: str = "videogen"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.exporters)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TracingSettings:
+        env = os.environ if env is None else env
+        names = trace_exporters(env)
+        for name in names:
+            if name not in TRACE_EXPORTERS:
+                raise ConfigError(
+                    f"OTEL_TRACES_EXPORTER: unknown exporter {name!r} (videogen knows otlp, console, none)"
+                )
+            if name == "otlp":
+                protocol = (
+                    env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                    or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                    or ""
+                ).strip()
+                if protocol not in ("", OTLP_PROTOCOL):
+                    raise ConfigError(
+                        f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol} is not supported: videogen exports OTLP "
+                        f"over {OTLP_PROTOCOL} (a collector's port 4318)"
+                    )
+        return cls(exporters=tuple(names), service_name=env.get("OTEL_SERVICE_NAME") or cls.service_name)
+
+
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """VIDEOGEN_LOG_FORMAT and VIDEOGEN_LOG_LEVEL. A bad value is not fatal: its default is used instead and
+    `problem` says why, to be logged once logging is set up (a configuration error must reach the log)."""
+
+    format: str = "text"
+    level: str = "INFO"
+    problem: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LogSettings:
+        env = os.environ if env is None else env
+        default = cls()
+        problem = None
+        fmt = (env.get("VIDEOGEN_LOG_FORMAT") or default.format).strip().lower()
+        if fmt not in LOG_FORMATS:
+            problem = f"VIDEOGEN_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {fmt!r}"
+            fmt = default.format
+        level = (env.get("VIDEOGEN_LOG_LEVEL") or default.level).strip().upper()
+        if level not in logging.getLevelNamesMapping():
+            problem = problem or f"VIDEOGEN_LOG_LEVEL must be a level name like INFO or DEBUG, got {level!r}"
+            level = default.level
+        return cls(format=fmt, level=level, problem=problem)
 
 
 def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -169,16 +255,16 @@ def _optional_positive_int(env: Mapping[str, str], name: str) -> int | None:
     return _positive_int(env, name, 1)
 
 
-def _chunk_size(env: Mapping[str, str]) -> int:
+def _chunk_size(env: Mapping[str, str], default: int) -> int:
     raw = env.get("VIDEOGEN_CHUNK_SIZE")
     if not raw:
-        return 256 * 1024
+        return default
     try:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"VIDEOGEN_CHUNK_SIZE must be an integer, got {raw!r}") from None
-    if not 64 * 1024 <= value <= 1024 * 1024:
-        raise ConfigError("VIDEOGEN_CHUNK_SIZE must be between 65536 and 1048576 bytes")
+    if not MIN_CHUNK_SIZE <= value <= MAX_CHUNK_SIZE:
+        raise ConfigError(f"VIDEOGEN_CHUNK_SIZE must be between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE} bytes")
     return value
 
 

@@ -71,7 +71,9 @@ class OutOfRange(VideogenError):
 
 
 class Unauthenticated(VideogenError):
-    reason = "UNAUTHENTICATED"
+    """The caller sent no key, or one that is not configured (api/auth.py)."""
+
+    reason = "MISSING_OR_INVALID_CREDENTIALS"
 
 
 class ResourceExhausted(VideogenError):

@@ -5,26 +5,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 from typing import TYPE_CHECKING
 
 from videogen_server import __version__
-from videogen_server.app import App
-from videogen_server.config import Config, ConfigError, trace_exporters
+from videogen_server.api.server import App
+from videogen_server.config import (
+    DEFAULT_METRICS_LISTEN,
+    Config,
+    ConfigError,
+    LogSettings,
+    TracingSettings,
+)
 from videogen_server.observability import logs
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
+log = logging.getLogger(__name__)
 
-def _tracer_provider() -> TracerProvider | None:
-    """From the standard OTEL_* variables; None (OpenTelemetry not even imported) when they ask for none."""
-    if not trace_exporters(os.environ):
+
+def _tracer_provider(settings: TracingSettings) -> TracerProvider | None:
+    """None (OpenTelemetry not even imported) when the settings ask for no tracing."""
+    if not settings.enabled:
         return None
-    from videogen_server.observability.tracing import provider_from_env
+    from videogen_server.observability.tracing import tracer_provider
 
-    return provider_from_env(os.environ, version=__version__)
+    return tracer_provider(settings, version=__version__)
 
 
 async def serve(config: Config, tracer_provider: TracerProvider | None = None) -> None:
@@ -35,23 +42,27 @@ async def serve(config: Config, tracer_provider: TracerProvider | None = None) -
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    logging.getLogger(__name__).info("signal received: shutting down (grace %.0fs)", config.shutdown_grace)
+    log.info("signal received: shutting down (grace %.0fs)", config.shutdown_grace)
     await app.stop()
     if tracer_provider is not None:
         await asyncio.to_thread(tracer_provider.shutdown)  # flushes the last spans: network I/O
 
 
-_EPILOG = """\
+def _epilog() -> str:
+    """The variables most runs need, with their defaults (from config.py, where each is defined once)."""
+    config, logging_ = Config(), LogSettings()
+    grace = config.shutdown_grace
+    return f"""\
 configuration is by environment variable (the README's "Configuration" and "Operations" list them all):
   RUNWAYML_API_SECRET       Runway API key; unset: the built-in Runway simulator
-  VIDEOGEN_LISTEN           gRPC address (127.0.0.1:50051)
-  VIDEOGEN_METRICS_LISTEN   Prometheus /metrics address (127.0.0.1:9464; 'off' serves none)
-  VIDEOGEN_DATA_DIR         job store directory (./.videogen)
+  VIDEOGEN_LISTEN           gRPC address ({config.listen})
+  VIDEOGEN_METRICS_LISTEN   Prometheus /metrics address ({DEFAULT_METRICS_LISTEN}; 'off' serves none)
+  VIDEOGEN_DATA_DIR         job store directory ({config.data_dir})
   VIDEOGEN_API_KEYS         caller keys, name:key,name:key (unset: no caller auth)
-  VIDEOGEN_LOG_FORMAT       text or json (text); VIDEOGEN_LOG_LEVEL (INFO)
+  VIDEOGEN_LOG_FORMAT       text or json ({logging_.format}); VIDEOGEN_LOG_LEVEL ({logging_.level})
   OTEL_TRACES_EXPORTER      otlp or console turns tracing on (so does OTEL_EXPORTER_OTLP_ENDPOINT)
 
-stops on SIGTERM or SIGINT, giving streams in flight VIDEOGEN_SHUTDOWN_GRACE seconds (10).
+stops on SIGTERM or SIGINT, giving streams in flight VIDEOGEN_SHUTDOWN_GRACE seconds ({grace:g}).
 """
 
 
@@ -59,7 +70,7 @@ def _parse_args(argv: list[str] | None) -> None:
     parser = argparse.ArgumentParser(
         prog="videogen-server",
         description="Run the videogen gRPC service (videogen.v1.VideoService) in front of Runway.",
-        epilog=_EPILOG,
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -68,18 +79,18 @@ def _parse_args(argv: list[str] | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     _parse_args(argv)
-    problem = logs.configure()
-    log = logging.getLogger(__name__)
+    problem = logs.configure(LogSettings.from_env())
     if problem:
         log.warning("%s; using the default", problem)
     try:
         config = Config.from_env()
-        tracer_provider = _tracer_provider()
+        tracing = TracingSettings.from_env()
+        tracer_provider = _tracer_provider(tracing)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         raise SystemExit(2) from None
     if tracer_provider is not None:
-        log.info("tracing on: spans to %s", ", ".join(trace_exporters(os.environ)))
+        log.info("tracing on: spans to %s", ", ".join(tracing.exporters))
     asyncio.run(serve(config, tracer_provider))
 
 

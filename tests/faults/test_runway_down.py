@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rpc_helpers import ErrorDetails, details_of, expect_error, expect_stream_error, wait_terminal
 from videogen.v1 import video_pb2, video_service_pb2_grpc
 from videogen.v1 import video_service_pb2 as pb
-from videogen_server.app import App
+from videogen_server.api.server import App
 from videogen_server.config import Config
 from videogen_server.simulator import RunwaySimulator
 

@@ -64,6 +64,19 @@ async def test_startup_log_names_the_simulator(tmp_path, caplog):
         await stop_server(server)
 
 
+async def test_startup_log_gives_the_stream_limits_and_each_callers_share(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    keys = {"alice": "alice-key-0123456789", "bob": "bob-key-0123456789ab"}
+    server = await start_server(str(tmp_path), api_keys=keys, max_streams=10, max_watchers=40)
+    try:
+        assert any(
+            "limits: 10 streams (5 per caller), 40 watchers (20 per caller)" in r.getMessage()
+            for r in caplog.records
+        )
+    finally:
+        await stop_server(server)
+
+
 async def test_unexpected_exception_is_internal_with_a_generic_message(videogen_server, monkeypatch):
     store = videogen_server.app.store
 

@@ -10,7 +10,7 @@ import httpx
 from conftest import FAST_SIMULATOR, RunningServer
 from prometheus_client.parser import text_string_to_metric_families
 from videogen.v1 import video_service_pb2_grpc
-from videogen_server.app import App
+from videogen_server.api.server import App
 from videogen_server.config import Config
 from videogen_server.simulator import RunwaySimulator, SimulatorConfig
 

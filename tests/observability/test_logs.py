@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from conftest import start_server, stop_server
 from rpc_helpers import expect_error, read_content, wait_terminal
 from videogen.v1 import video_service_pb2 as pb
+from videogen_server.config import LogSettings
 from videogen_server.observability import logs
 
 CALLER_KEY = "caller-key-0123456789abcdef"
@@ -95,11 +96,16 @@ def test_log_settings_from_the_environment():
     root = logging.getLogger()
     before = (list(root.handlers), root.level)
     try:
-        assert logs.configure({"VIDEOGEN_LOG_FORMAT": "json", "VIDEOGEN_LOG_LEVEL": "debug"}, sink) is None
+        assert (
+            logs.configure(
+                LogSettings.from_env({"VIDEOGEN_LOG_FORMAT": "json", "VIDEOGEN_LOG_LEVEL": "debug"}), sink
+            )
+            is None
+        )
         assert root.level == logging.DEBUG
         logging.getLogger("videogen_server.x").debug("hello")
         assert json.loads(sink.getvalue())["message"] == "hello"
-        problem = logs.configure({"VIDEOGEN_LOG_FORMAT": "xml"}, sink)
+        problem = logs.configure(LogSettings.from_env({"VIDEOGEN_LOG_FORMAT": "xml"}), sink)
         assert problem is not None and "VIDEOGEN_LOG_FORMAT" in problem
         assert isinstance(root.handlers[0].formatter, logs.TextFormatter)
     finally:

@@ -13,7 +13,7 @@ from rpc_helpers import expect_error, expect_stream_error, read_content
 from videogen.v1 import video_pb2
 from videogen.v1 import video_service_pb2 as pb
 from videogen_server import __version__
-from videogen_server.app import App
+from videogen_server.api.server import App
 from videogen_server.config import Config, ConfigError
 from videogen_server.simulator import RunwaySimulator
 from videogen_server.simulator.faults import Fault

@@ -15,8 +15,13 @@ from opentelemetry.trace import SpanKind, StatusCode
 from rpc_helpers import expect_error, read_content, wait_terminal
 from videogen.v1 import video_pb2
 from videogen.v1 import video_service_pb2 as pb
-from videogen_server.config import ConfigError, trace_exporters
-from videogen_server.observability.tracing import provider_from_env
+from videogen_server.config import ConfigError, TracingSettings, trace_exporters
+from videogen_server.observability.tracing import tracer_provider
+
+
+def provider_from_env(env: dict[str, str], *, version: str = "") -> TracerProvider | None:
+    """What main.py does: the settings from the environment (config.py), then the provider they ask for."""
+    return tracer_provider(TracingSettings.from_env(env), version=version)
 
 
 def _server_span(spans: list[ReadableSpan], name: str) -> ReadableSpan:

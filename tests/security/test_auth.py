@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rpc_helpers import expect_error, expect_stream_error, read_content, wait_terminal
 from videogen.v1 import video_pb2
 from videogen.v1 import video_service_pb2 as pb
-from videogen_server.api.interceptors import Authenticator
+from videogen_server.api.auth import Authenticator
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 ALICE, BOB = "alice-key-7f3a9c", "bob-key-5e1d22a7c0"  # keys are at least 16 characters

@@ -15,7 +15,7 @@ from rpc_helpers import expect_error
 from videogen.v1 import video_pb2, video_service_pb2_grpc
 from videogen.v1 import video_service_pb2 as pb
 from videogen_client import AsyncVideoClient
-from videogen_server.app import App
+from videogen_server.api.server import App
 from videogen_server.config import Config, ConfigError
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")

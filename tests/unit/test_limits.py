@@ -6,8 +6,8 @@ from contextlib import ExitStack
 
 import pytest
 from videogen_server import errors
-from videogen_server.api.limits import ConcurrencyLimit, StreamLimits, default_share
-from videogen_server.config import Config, ConfigError
+from videogen_server.api.limits import ConcurrencyLimit, StreamLimits
+from videogen_server.config import Config, ConfigError, default_share
 
 
 def limit(cap: int, share: int | None = None) -> ConcurrencyLimit:

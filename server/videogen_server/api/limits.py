@@ -7,8 +7,8 @@ stream and released however it ends (last message, error, caller cancel, server 
 
 Each caller may hold only its share of a cap (by default half of it), so that one caller holding streams
 open cannot lock every other caller out. The caller is the authenticated caller's name
-(api/interceptors.py ``current_caller``); without caller authentication every call comes from the same
-anonymous caller "", which then gets only that share.
+(api/auth.py ``current_caller``); without caller authentication every call comes from the same
+anonymous caller "", whose share the configuration then makes the whole cap (config.py).
 
 Why not grpc's ``maximum_concurrent_rpcs``: it counts every RPC, health checks included, so under load a
 liveness probe would be refused and the orchestrator would restart a process that is merely busy. These
@@ -22,11 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from videogen_server import errors
-
-
-def default_share(limit: int) -> int:
-    """A caller's share of `limit` when none is configured: half of it, at least 1."""
-    return max(1, limit // 2)
+from videogen_server.config import default_share
 
 
 class ConcurrencyLimit:

@@ -1,4 +1,5 @@
-"""One helper both interceptors share: a copy of a grpc method handler with its behaviour wrapped.
+"""What both interceptors share: the `Handler` type and a copy of a grpc method handler with its behaviour
+wrapped.
 
 It also makes undecodable requests ordinary calls. grpc.aio deserializes a unary request before any
 interceptor's wrapper runs, and an exception there becomes `UNKNOWN: Unexpected <class 'DecodeError'>…`
@@ -19,6 +20,8 @@ import grpc
 from videogen_server.api.status import malformed_request_status
 
 if TYPE_CHECKING:
+    # A grpc method handler of any message types (the interceptors see every method). Only for type
+    # checking: grpc's classes are not subscriptable at run time.
     Handler = grpc.RpcMethodHandler[Any, Any]
 
 Wrap = Callable[[Any], Any]

@@ -12,8 +12,8 @@ from typing import Any
 import grpc
 from videogen.v1 import video_service_pb2, video_service_pb2_grpc
 
+from videogen_server.api.auth import current_caller
 from videogen_server.api.convert import generate_spec, video_message
-from videogen_server.api.interceptors import current_caller
 from videogen_server.api.limits import StreamLimits
 from videogen_server.domain.video import VideoRecord
 from videogen_server.services.content import Chunk, ContentRelay
@@ -48,12 +48,12 @@ class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
         videos: Videos,
         tracker: TaskTracker,
         content: ContentRelay,
-        limits: StreamLimits | None = None,
+        limits: StreamLimits,
     ) -> None:
         self._videos = videos
         self._tracker = tracker
         self._content = content
-        self._limits = limits or StreamLimits.of(max_streams=256, max_watchers=10_000)
+        self._limits = limits  # from the Config: its caps and shares are defined there, once
 
     async def Generate(
         self, request: video_service_pb2.GenerateRequest, context: Context

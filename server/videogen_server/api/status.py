@@ -121,17 +121,9 @@ def to_status(exc: errors.VideogenError) -> grpc.Status:
     return result
 
 
-def internal_status(message: str = "internal error") -> grpc.Status:
-    status = status_pb2.Status(
-        code=code_pb2.INTERNAL,
-        message=message,
-        details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN))],
-    )
-    result: grpc.Status = rpc_status.to_status(status)
-    return result
-
-
 def simple_status(code: int, reason: str, message: str) -> grpc.Status:
+    """A status whose only detail is its ErrorInfo: for refusals that no domain error stands for (an
+    undecodable request, an unexpected exception)."""
     status = status_pb2.Status(
         code=code,
         message=message,
@@ -149,3 +141,9 @@ def malformed_request_status() -> grpc.Status:
         "MALFORMED_REQUEST",
         "the request message could not be decoded (invalid protobuf, UTF-8 or nesting)",
     )
+
+
+def internal_status() -> grpc.Status:
+    """For an exception no domain error stands for. Generic on purpose: its text may name internals or
+    quote a secret (it is logged, never sent)."""
+    return simple_status(code_pb2.INTERNAL, "INTERNAL", "internal error")

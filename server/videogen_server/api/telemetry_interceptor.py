@@ -1,7 +1,7 @@
 """The outermost server interceptor: for every RPC (health and reflection included) a request id and a
 logging context, a span when tracing is on, the RPC metrics and one access log line.
 
-It must come first in the server's interceptor list: it then wraps the handler that ServiceInterceptor
+It must come first in the server's interceptor list: it then wraps the handler that ErrorMappingInterceptor
 already wrapped, so it sees the status that error mapping chose (an abort) and counts it by its code.
 """
 
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from videogen_server.api.auth import is_open
 from videogen_server.api.rewrap import rewrap
 from videogen_server.observability import logs
 from videogen_server.observability.metrics import split_method
@@ -26,17 +27,16 @@ from videogen_server.observability.telemetry import Telemetry
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    Handler = grpc.RpcMethodHandler[Any, Any]
+    from videogen_server.api.rewrap import Handler
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-access_log = logging.getLogger("videogen_server.access")
+# The access log: a logger of its own name, so that operators can route or silence it apart.
+log = logging.getLogger("videogen_server.access")
 
 STREAM_CONTENT = "/videogen.v1.VideoService/StreamContent"
 # A caller's own request id (x-request-id metadata) is kept when it is this tame; otherwise we make one.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-# Probes call these every few seconds: their access lines are DEBUG, not INFO.
-_QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 _STATUS_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -183,8 +183,9 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
                     if span is not None and tracing is not None:
                         tracing.finish_rpc(span, rpc.code, logs.video_id.get(), logs.task_id.get())
                     millis = elapsed * 1000
-                    access_log.log(
-                        logging.DEBUG if method.startswith(_QUIET_PREFIXES) else logging.INFO,
+                    log.log(
+                        # Probes call health every few seconds: their lines are DEBUG, not INFO.
+                        logging.DEBUG if is_open(method) else logging.INFO,
                         "%s %s %.1fms",
                         method,
                         rpc.code.name,

@@ -20,17 +20,18 @@ import contextlib
 import contextvars
 import json
 import logging
-import os
 import secrets
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from videogen_server.config import LOG_FORMATS
 from videogen_server.domain.ids import parse_uuid
 
-FORMATS = ("text", "json")
+if TYPE_CHECKING:
+    from videogen_server.config import LogSettings
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("videogen_request_id", default="")
 rpc_method: contextvars.ContextVar[str] = contextvars.ContextVar("videogen_rpc_method", default="")
@@ -213,34 +214,24 @@ class TextFormatter(logging.Formatter):
 
 
 def make_handler(fmt: str = "text", stream: TextIO | None = None) -> logging.Handler:
-    if fmt not in FORMATS:
-        raise ValueError(f"log format must be one of {', '.join(FORMATS)}")
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
     return handler
 
 
-def configure(env: Mapping[str, str] | None = None, stream: TextIO | None = None) -> str | None:
-    """Set up the root logger from VIDEOGEN_LOG_LEVEL and VIDEOGEN_LOG_FORMAT. Returns an error message
-    for a bad value (logging is then set up with the defaults, so the message can be logged)."""
-    env = os.environ if env is None else env
-    problem = None
-    fmt = (env.get("VIDEOGEN_LOG_FORMAT") or "text").strip().lower()
-    if fmt not in FORMATS:
-        problem = f"VIDEOGEN_LOG_FORMAT must be one of {', '.join(FORMATS)}, got {fmt!r}"
-        fmt = "text"
-    level_name = (env.get("VIDEOGEN_LOG_LEVEL") or "INFO").strip().upper()
-    level = logging.getLevelNamesMapping().get(level_name)
-    if level is None:
-        problem = problem or f"VIDEOGEN_LOG_LEVEL must be a level name like INFO or DEBUG, got {level_name!r}"
-        level = logging.INFO
+def configure(settings: LogSettings, stream: TextIO | None = None) -> str | None:
+    """Set up the root logger as `settings` say (config.LogSettings, from VIDEOGEN_LOG_FORMAT and
+    VIDEOGEN_LOG_LEVEL). Returns the settings' problem, a bad value replaced by its default, for the caller
+    to log now that logging works."""
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(make_handler(fmt, stream))
-    root.setLevel(level)
+    root.addHandler(make_handler(settings.format, stream))
+    root.setLevel(settings.level)
     # httpx logs every request URL at INFO; output URLs carry signed tokens, so keep it quiet.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    return problem
+    return settings.problem

@@ -1,11 +1,13 @@
-"""OpenTelemetry tracing: off by default, on with the standard OTEL_* variables.
+"""OpenTelemetry tracing: off by default, on with the standard OTEL_* variables (read by config.py into
+`TracingSettings`).
 
 - On when `OTEL_TRACES_EXPORTER` names an exporter (`otlp`, `console`), or when an OTLP endpoint is set
   (`OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) with no exporter named. Off when
   neither is set, with `OTEL_TRACES_EXPORTER=none`, or with `OTEL_SDK_DISABLED=true`.
-- OTLP goes over HTTP/protobuf (port 4318); the SDK reads the rest of the standard variables itself
-  (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`,
-  `OTEL_EXPORTER_OTLP_HEADERS`, ...). Spans are exported from the SDK's own thread, never from the loop.
+- OTLP goes over HTTP/protobuf (port 4318). config.py reads the exporters, the protocol and
+  `OTEL_SERVICE_NAME`; the SDK reads the rest of the standard variables itself (`OTEL_RESOURCE_ATTRIBUTES`,
+  `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_HEADERS`, ...). Spans are exported from the
+  SDK's own thread, never from the loop.
 - One SERVER span per RPC, child of the caller's `traceparent` metadata (`OTEL_PROPAGATORS`, default W3C
   trace context and baggage); one CLIENT span per upstream HTTP request under it, named by the route
   template (`GET /v1/tasks/{id}`, `GET output`): never a URL, which may carry a signed token, nor a key.
@@ -15,9 +17,9 @@ Nothing imports this module (nor OpenTelemetry) unless tracing is on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from opentelemetry import propagate, trace
@@ -26,8 +28,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from videogen_server.config import ConfigError, trace_exporters
 from videogen_server.observability.metrics import split_method
+
+if TYPE_CHECKING:
+    from videogen_server.config import TracingSettings
 
 # gRPC codes that make a server span an error (OpenTelemetry semantic conventions for gRPC servers).
 _SERVER_ERRORS = {
@@ -40,35 +44,27 @@ _SERVER_ERRORS = {
 }
 
 
-def _exporter(name: str, env: Mapping[str, str]) -> SpanExporter:
+def _exporter(name: str) -> SpanExporter:
     if name == "console":
         return ConsoleSpanExporter()
     if name == "otlp":
-        protocol = (
-            env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or ""
-        ).strip()
-        if protocol not in ("", "http/protobuf"):
-            raise ConfigError(
-                f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol} is not supported: videogen exports OTLP over "
-                "http/protobuf (a collector's port 4318)"
-            )
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        return OTLPSpanExporter()  # endpoint, headers, timeout, compression: from the OTEL_* variables
-    raise ConfigError(f"OTEL_TRACES_EXPORTER: unknown exporter {name!r} (videogen knows otlp, console, none)")
+        return (
+            OTLPSpanExporter()
+        )  # endpoint, headers, timeout, compression: the SDK reads its OTEL_* variables
+    raise ValueError(f"unknown span exporter {name!r}")  # config.TracingSettings lets none through
 
 
-def provider_from_env(env: Mapping[str, str], *, version: str = "") -> TracerProvider | None:
-    """A TracerProvider exporting where the environment says, or None when tracing is off."""
-    names = trace_exporters(env)
-    if not names:
+def tracer_provider(settings: TracingSettings, *, version: str = "") -> TracerProvider | None:
+    """A TracerProvider exporting where the settings say, or None when tracing is off."""
+    if not settings.enabled:
         return None
-    exporters = [_exporter(name, env) for name in names]
     attributes: dict[str, str] = {"service.version": version} if version else {}
-    attributes["service.name"] = env.get("OTEL_SERVICE_NAME") or "videogen"
+    attributes["service.name"] = settings.service_name
     provider = TracerProvider(resource=Resource.create(attributes))
-    for exporter in exporters:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+    for name in settings.exporters:
+        provider.add_span_processor(BatchSpanProcessor(_exporter(name)))
     return provider
 
 

@@ -1,0 +1,211 @@
+"""The gRPC server: VideoService behind its interceptors, health and reflection, TLS when configured; and
+`App`, the service (bootstrap.py) behind that server, which main.py runs as a process and tests start
+in-process on 127.0.0.1:0."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from videogen.v1 import video_service_pb2, video_service_pb2_grpc
+
+from videogen_server.api.auth import Authenticator
+from videogen_server.api.error_mapping import ErrorMappingInterceptor
+from videogen_server.api.servicer import VideoServicer
+from videogen_server.api.telemetry_interceptor import TelemetryInterceptor
+from videogen_server.api.tls import server_credentials, tls_mode
+from videogen_server.bootstrap import Service
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from videogen_server.api.limits import StreamLimits
+    from videogen_server.config import Config
+    from videogen_server.observability.metrics import Metrics
+    from videogen_server.observability.metrics_http import MetricsServer
+    from videogen_server.providers.runway import RunwayClient
+    from videogen_server.services.ports import VideoStore
+    from videogen_server.services.tracker import TaskTracker
+    from videogen_server.services.videos import Videos
+    from videogen_server.simulator import RunwaySimulator
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = video_service_pb2.DESCRIPTOR.services_by_name["VideoService"].full_name
+
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+SERVER_OPTIONS = [
+    # One process owns its port: a second server must fail to bind, not silently share it.
+    ("grpc.so_reuseport", 0),
+    # Find dead peers on long, quiet WatchStatus streams.
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # A Generate may carry one data: URI of up to 5 MiB (design §4); grpc's default 4 MiB would refuse it
+    # with RESOURCE_EXHAUSTED before validation. Anything over 8 MiB is still refused by grpc itself.
+    ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+]
+
+
+class GrpcServer:
+    """The grpc.aio server in front of one Service. Shutdown is driven by `Service.stop` (its Transport)."""
+
+    def __init__(self, service: Service) -> None:
+        self._config = service.config
+        self._server = grpc.aio.server(
+            # Telemetry first: it wraps the error mapping, so it counts the status callers really get.
+            interceptors=[
+                TelemetryInterceptor(service.telemetry),
+                ErrorMappingInterceptor(Authenticator(service.config.api_keys)),
+            ],
+            options=SERVER_OPTIONS,
+        )
+        video_service_pb2_grpc.add_VideoServiceServicer_to_server(
+            VideoServicer(service.videos, service.tracker, service.content, service.limits), self._server
+        )
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            self._server,
+        )
+        self._started = False
+        self.port = 0
+
+    async def start(self) -> int:
+        """Bind (TLS if configured), serve, and report SERVING. Returns the bound port."""
+        cfg = self._config
+        credentials = await server_credentials(cfg)
+        if credentials is None:
+            self.port = self._server.add_insecure_port(cfg.listen)
+        else:
+            self.port = self._server.add_secure_port(cfg.listen, credentials)
+        if self.port == 0:
+            raise OSError(f"could not listen on {cfg.listen}")
+        await self._server.start()
+        self._started = True
+        await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        return self.port
+
+    async def announce_shutdown(self) -> None:
+        await self._health.enter_graceful_shutdown()  # every service NOT_SERVING, for good
+
+    async def stop(self, grace: float) -> None:
+        if self._started:
+            await self._server.stop(grace)
+
+
+class App:
+    """The service behind its gRPC server: `await start()` -> the port; `await stop(grace)`. Its parts are
+    attributes (`videos`, `store`, `metrics`, ...) for tests to look at, once started."""
+
+    def __init__(
+        self,
+        config: Config,
+        simulator: RunwaySimulator | None = None,
+        *,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
+        self.config = config
+        self._simulator = simulator
+        self._tracer_provider = tracer_provider
+        self._service: Service | None = None
+        self._server: GrpcServer | None = None
+        self._stopped = False
+
+    async def start(self) -> int:
+        """Start the service, then serve it. A start that fails stops what it had started."""
+        self._service = await Service.start(
+            self.config, simulator=self._simulator, tracer_provider=self._tracer_provider
+        )
+        try:
+            self._server = GrpcServer(self._service)
+            port = await self._server.start()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+        cfg, limits = self.config, self._service.limits
+        log.info(
+            "videogen listening on %s:%d; upstream: %s; data dir %s; caller auth %s; TLS %s; "
+            "limits: %d streams (%d per caller), %d watchers (%d per caller)",
+            cfg.listen.rsplit(":", 1)[0],
+            port,
+            self._service.upstream,
+            cfg.data_dir,
+            "on" if cfg.api_keys else "off",
+            tls_mode(cfg).value,
+            limits.streams.limit,
+            limits.streams.per_caller,
+            limits.watchers.limit,
+            limits.watchers.per_caller,
+        )
+        return port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Health turns NOT_SERVING, new calls are refused, calls in flight get `grace` seconds (default:
+        the configured shutdown grace); then the service stops (bootstrap.Service.stop)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._service is not None:
+            grace = self.config.shutdown_grace if grace is None else grace
+            await self._service.stop(grace, self._server)
+        log.info("videogen stopped")
+
+    # -- the parts, for tests and tools --------------------------------------------------------------
+
+    @property
+    def service(self) -> Service:
+        if self._service is None:
+            raise RuntimeError("the app is not started")
+        return self._service
+
+    @property
+    def port(self) -> int:
+        return self._server.port if self._server is not None else 0
+
+    @property
+    def simulator(self) -> RunwaySimulator | None:
+        return self._service.simulator if self._service is not None else self._simulator
+
+    @property
+    def videos(self) -> Videos:
+        return self.service.videos
+
+    @property
+    def tracker(self) -> TaskTracker:
+        return self.service.tracker
+
+    @property
+    def store(self) -> VideoStore:
+        return self.service.store
+
+    @property
+    def runway(self) -> RunwayClient:
+        return self.service.runway
+
+    @property
+    def limits(self) -> StreamLimits:
+        return self.service.limits
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.service.metrics
+
+    @property
+    def metrics_server(self) -> MetricsServer | None:
+        return self.service.metrics_server
+
+    @property
+    def metrics_port(self) -> int:
+        return self.service.metrics_port
