@@ -26,7 +26,7 @@ from videogen_server.observability import logs
 from videogen_server.observability.metrics import Metrics
 from videogen_server.observability.metrics_http import MetricsServer
 from videogen_server.observability.telemetry import Telemetry
-from videogen_server.providers.runway import RunwayClient
+from videogen_server.providers.runway import RunwayProvider
 from videogen_server.services.content import ContentRelay
 from videogen_server.services.tracker import TaskTracker
 from videogen_server.services.videos import Videos
@@ -66,7 +66,7 @@ class App:
     port: int = 0
     server: grpc.aio.Server | None = None
     health: health.aio.HealthServicer | None = None
-    runway: RunwayClient | None = None
+    runway: RunwayProvider | None = None
     store: VideoStore | None = None
     tracker: TaskTracker | None = None
     videos: Videos | None = None
@@ -97,7 +97,9 @@ class App:
         telemetry = Telemetry(self.metrics, self._tracing())
         # Downloads get a pool of their own, one connection per allowed StreamContent call: held streams
         # can then never starve API calls, nor wait for a connection themselves.
-        self.runway = RunwayClient(base_url, api_key, observer=telemetry, max_downloads=cfg.max_streams)
+        self.runway = RunwayProvider.connect(
+            base_url, api_key, observer=telemetry, max_downloads=cfg.max_streams
+        )
         self.store = open_store(cfg.data_dir)
         await self.store.open()
         store = self.metrics.timed_store(self.store)

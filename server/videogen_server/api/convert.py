@@ -14,7 +14,6 @@ from videogen_server.domain.video import (
     MediaRef,
     VideoRecord,
     VideoStatus,
-    is_retryable_failure,
 )
 from videogen_server.errors import FieldViolation, InvalidArgument
 from videogen_server.providers.runway.catalog import (
@@ -173,5 +172,5 @@ def video_message(record: VideoRecord) -> video_pb2.Video:
     if record.status is VideoStatus.FAILED or record.error_code:
         video.error.code = record.error_code
         video.error.message = record.error_message
-        video.error.retryable = is_retryable_failure(record.error_code)
+        video.error.retryable = record.error_retryable
     return video

@@ -57,6 +57,7 @@ def apply_task(record: VideoRecord, task: UpstreamTask, now: datetime | None = N
         outputs=outputs,
         error_code=task.failure_code if status is VideoStatus.FAILED else "",
         error_message=(task.failure or "generation failed") if status is VideoStatus.FAILED else "",
+        error_retryable=task.failure_retryable if status is VideoStatus.FAILED else True,
         cost_credits=task.cost_credits if task.cost_credits is not None else record.cost_credits,
         estimated_credits=(
             task.estimated_credits if task.estimated_credits is not None else record.estimated_credits

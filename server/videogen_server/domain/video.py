@@ -34,17 +34,6 @@ class GenerationMode(enum.StrEnum):
     VIDEO_TO_VIDEO = "VIDEO_TO_VIDEO"
 
 
-# Runway's task status words.
-UPSTREAM_STATUS_MAP: dict[str, VideoStatus] = {
-    "PENDING": VideoStatus.QUEUED,
-    "THROTTLED": VideoStatus.QUEUED,
-    "RUNNING": VideoStatus.IN_PROGRESS,
-    "SUCCEEDED": VideoStatus.COMPLETED,
-    "FAILED": VideoStatus.FAILED,
-    "CANCELLED": VideoStatus.CANCELLED,
-}
-
-
 @dataclass(frozen=True)
 class MediaRef:
     uri: str
@@ -78,33 +67,29 @@ class GenerateSpec:
 
 @dataclass(frozen=True)
 class UpstreamRequest:
-    """What the catalog decided to send to Runway for a GenerateSpec."""
+    """A provider's plan for one GenerateSpec: what the video record needs. A provider subclasses it with
+    what it will send (opaque to the services, handed back to the same provider's create)."""
 
     mode: GenerationMode
-    path: str  # e.g. "/v1/text_to_video"
-    body: dict[str, Any]
     seconds: int | None  # the duration sent (None: the output follows the input video)
     size: str  # the normalized WxH ("" when the model takes no ratio)
 
 
 @dataclass(frozen=True)
 class UpstreamTask:
-    """A Runway task as read from GET /v1/tasks/{id}, in our terms."""
+    """A provider's task as last read, in our terms (the provider maps its own vocabulary)."""
 
     id: str
-    status: str  # Runway's word, verbatim
+    status: str  # the provider's own word, verbatim (shown to callers as upstream_status)
+    video_status: VideoStatus  # what that word means here
     progress: float | None = None  # 0..1
     outputs: tuple[str, ...] = ()  # signed URLs: never leave the server
     failure: str = ""
     failure_code: str = ""
+    failure_retryable: bool = True  # whether the same request might succeed when submitted again
     cost_credits: float | None = None
     estimated_credits: float | None = None
     created_at: datetime | None = None
-
-    @property
-    def video_status(self) -> VideoStatus:
-        # An unknown word from a newer API version is treated as still running, not as a failure.
-        return UPSTREAM_STATUS_MAP.get(self.status, VideoStatus.IN_PROGRESS)
 
 
 @dataclass(frozen=True)
@@ -140,13 +125,7 @@ class VideoRecord:
     expire_time: datetime | None = None
     cost_credits: float | None = None
     estimated_credits: float | None = None
+    error_retryable: bool = True  # the provider's verdict on error_code (see UpstreamTask.failure_retryable)
 
     def replace(self, **changes: Any) -> VideoRecord:
         return dataclasses.replace(self, **changes)
-
-
-def is_retryable_failure(code: str) -> bool:
-    """Whether a Runway failureCode suggests the same request might succeed when submitted again."""
-    return not code.startswith(
-        ("SAFETY.", "INPUT_PREPROCESSING.SAFETY", "ASSET.", "THIRD_PARTY.INPUT_VALIDATION")
-    )
