@@ -173,17 +173,18 @@ class RunwayClient:
         if not is_uuid(task_id):
             raise ValueError("task id must be a UUID")
 
-    async def _read(
+    async def _task_call(
         self,
         method: str,
-        path: str,
+        task_id: str,
         *,
         deadline: float | None,
         what: str,
         handle: Callable[[httpx.Response], _T],
     ) -> _T:
-        """An idempotent call, retried. `handle` maps a response to a value or raises (Retry to retry)."""
-        url = self._base_url + path
+        """A call on /v1/tasks/{id} (idempotent: retried). `handle` maps a response to a value or raises
+        (Retry to retry)."""
+        url = f"{self._base_url}/v1/tasks/{task_id}"
 
         async def attempt() -> _T:
             timeout = self._transport.attempt_timeout(deadline, what)
@@ -268,7 +269,7 @@ class RunwayClient:
                 raise errors.UpstreamProtocolError("Runway returned a different task than asked for")
             return task
 
-        return await self._read("GET", f"/v1/tasks/{task_id}", deadline=deadline, what=what, handle=handle)
+        return await self._task_call("GET", task_id, deadline=deadline, what=what, handle=handle)
 
     async def delete_task(self, task_id: str, *, deadline: float | None = None) -> bool:
         """True: cancelled/deleted (2xx). False: 404, already gone (the spec says safe to ignore)."""
@@ -283,4 +284,4 @@ class RunwayClient:
                 self._fail(response, what, idempotent=True)
             return True
 
-        return await self._read("DELETE", f"/v1/tasks/{task_id}", deadline=deadline, what=what, handle=handle)
+        return await self._task_call("DELETE", task_id, deadline=deadline, what=what, handle=handle)
