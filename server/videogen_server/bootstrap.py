@@ -23,7 +23,7 @@ from videogen_server.observability import logs
 from videogen_server.observability.metrics import Metrics
 from videogen_server.observability.metrics_http import MetricsServer
 from videogen_server.observability.telemetry import Telemetry
-from videogen_server.providers.runway import RunwayClient
+from videogen_server.providers.runway import RunwayProvider
 from videogen_server.services.content import ContentRelay
 from videogen_server.services.ports import VideoStore
 from videogen_server.services.tracker import TaskTracker
@@ -54,7 +54,7 @@ class Service:
     config: Config
     metrics: Metrics
     telemetry: Telemetry
-    runway: RunwayClient
+    runway: RunwayProvider
     store: VideoStore  # the store itself; the use cases get it wrapped in the metrics' timing
     tracker: TaskTracker
     videos: Videos
@@ -87,7 +87,7 @@ class Service:
             telemetry = Telemetry(metrics, _tracing(tracer_provider))
             # Downloads get a pool of their own, one connection per allowed StreamContent call: held streams
             # can then never starve API calls, nor wait for a connection themselves.
-            runway = RunwayClient(
+            runway = RunwayProvider.connect(
                 upstream.base_url, upstream.api_key, observer=telemetry, max_downloads=config.max_streams
             )
             started.push_async_callback(runway.aclose)

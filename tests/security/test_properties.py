@@ -22,7 +22,8 @@ from videogen.v1 import video_service_pb2_grpc
 from videogen_server.api.convert import generate_spec
 from videogen_server.domain.generation import GenerateSpec, MediaRef
 from videogen_server.errors import InvalidArgument
-from videogen_server.providers.runway.catalog import CATALOG, PATHS, build_upstream_request
+from videogen_server.providers.runway.catalog import CATALOG
+from videogen_server.providers.runway.mapping import PATHS, build_upstream_request
 from videogen_server.simulator.models import MODELS as SIMULATED
 from videogen_server.simulator.models import CreateRejected, validate_create
 

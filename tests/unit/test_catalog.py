@@ -6,12 +6,9 @@ from typing import Any
 import pytest
 from videogen_server.domain.generation import GenerateSpec, GenerationMode, MediaRef
 from videogen_server.errors import FieldViolation, InvalidArgument
-from videogen_server.providers.runway.catalog import (
-    CATALOG,
-    build_upstream_request,
-    utf16_len,
-    wire_path_to_field,
-)
+from videogen_server.providers.runway.catalog import CATALOG
+from videogen_server.providers.runway.mapping import build_upstream_request, wire_path_to_field
+from videogen_server.providers.runway.validation import utf16_len
 
 IMG = "https://example.com/cat.png"
 VID = "https://example.com/clip.mp4"

@@ -8,7 +8,7 @@ import pytest
 from videogen_server.domain.generation import GenerateSpec
 from videogen_server.errors import FieldViolation, InvalidArgument
 from videogen_server.providers.runway.assets import AssetKind, check_asset_uri
-from videogen_server.providers.runway.catalog import build_upstream_request
+from videogen_server.providers.runway.mapping import build_upstream_request
 
 IMG = "https://example.com/cat.png"
 VID = "https://example.com/clip.mp4"

@@ -22,7 +22,8 @@ from runwayml.types import (
 )
 from videogen_server.domain.generation import GenerateSpec, GenerationMode, MediaRef
 from videogen_server.errors import InvalidArgument
-from videogen_server.providers.runway.catalog import CATALOG, build_upstream_request
+from videogen_server.providers.runway.catalog import CATALOG
+from videogen_server.providers.runway.mapping import build_upstream_request
 
 MODULES: dict[GenerationMode, ModuleType] = {
     GenerationMode.TEXT_TO_VIDEO: t2v,

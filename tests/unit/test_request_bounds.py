@@ -12,8 +12,8 @@ from videogen.v1 import video_service_pb2 as pb
 from videogen_server.api import convert
 from videogen_server.domain.generation import GenerateSpec, MediaRef
 from videogen_server.errors import InvalidArgument
-from videogen_server.providers.runway import assets, catalog
-from videogen_server.providers.runway.catalog import build_upstream_request
+from videogen_server.providers.runway import assets, validation
+from videogen_server.providers.runway.mapping import build_upstream_request
 
 PROMPT_MAX = 20_000
 
@@ -28,7 +28,7 @@ def _violations(fn: Any, *args: Any) -> dict[str, str]:
 def scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The length of every string the catalog scans character by character or re-encodes."""
     seen: list[int] = []
-    bad_text, utf16_len = catalog._bad_text, catalog.utf16_len
+    bad_text, utf16_len = validation._bad_text, validation.utf16_len
 
     def spy_bad_text(s: str) -> bool:
         seen.append(len(s))
@@ -38,8 +38,8 @@ def scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         seen.append(len(s))
         return utf16_len(s)
 
-    monkeypatch.setattr(catalog, "_bad_text", spy_bad_text)
-    monkeypatch.setattr(catalog, "utf16_len", spy_utf16_len)
+    monkeypatch.setattr(validation, "_bad_text", spy_bad_text)
+    monkeypatch.setattr(validation, "utf16_len", spy_utf16_len)
     return seen
 
 
@@ -73,13 +73,13 @@ def test_a_huge_request_id_is_refused_by_its_length() -> None:
 
 def test_reference_counts_are_bounded_in_the_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
     checked: list[str] = []
-    check = catalog.check_asset_uri
+    check = validation.check_asset_uri
 
     def spy(uri: str, kind: Any) -> str | None:
         checked.append(uri)
         return check(uri, kind)
 
-    monkeypatch.setattr(catalog, "check_asset_uri", spy)
+    monkeypatch.setattr(validation, "check_asset_uri", spy)
     refs = tuple(MediaRef("https://example.com/a.png") for _ in range(10_000))
     spec = GenerateSpec(model="foo", prompt="p", references=refs, reference_images=refs)
     v = _violations(build_upstream_request, spec)
@@ -156,10 +156,10 @@ def test_option_shape_is_bounded_in_the_catalog_too() -> None:
 
 
 def test_the_c_speed_scans_refuse_exactly_what_the_per_character_loops_did() -> None:
-    # The loops that stalled the event loop were replaced by a regex (catalog._bad_text) and by
+    # The loops that stalled the event loop were replaced by a regex (validation._bad_text) and by
     # str.isprintable (assets._has_forbidden_chars); over every code point they decide the same.
     for cp in range(sys.maxunicode + 1):
         ch = chr(cp)
         category = unicodedata.category(ch)
-        assert catalog._bad_text(ch) is (ch not in "\n\r\t" and category in ("Cc", "Cs")), hex(cp)
+        assert validation._bad_text(ch) is (ch not in "\n\r\t" and category in ("Cc", "Cs")), hex(cp)
         assert assets._has_forbidden_chars(ch) is (ch.isspace() or category.startswith("C")), hex(cp)

@@ -9,7 +9,7 @@ import pytest
 from videogen_server import errors
 from videogen_server.observability.metrics import Metrics
 from videogen_server.observability.telemetry import Telemetry
-from videogen_server.providers.runway import RetryPolicy, RunwayClient
+from videogen_server.providers.runway import OutputDownloads, RetryPolicy, RunwayClient
 from videogen_server.providers.runway.breaker import CircuitBreaker
 
 KEY = "key_" + "cd34" * 32
@@ -163,8 +163,9 @@ async def test_client_fails_fast_while_open_and_recovers(caplog: pytest.LogCaptu
         assert info.value.metadata["circuit"] == "open" and info.value.retry_after == pytest.approx(2.0)
     assert upstream.api_requests() == 3
 
-    # Output downloads (another host) do not share the API's breaker.
-    async with runway.open_output(OUT) as out:
+    # Output downloads (another host, another class) do not share the API's breaker.
+    downloads = OutputDownloads(http=httpx.AsyncClient(transport=httpx.MockTransport(upstream)))
+    async with downloads.open_output(OUT) as out:
         assert b"".join([c async for c in out.iter_chunks(1024)]) == b"video"
 
     # Back up, cooldown over: the probe's 503 is a response, so the circuit closes (then the read retries).

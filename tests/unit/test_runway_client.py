@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 from videogen_server import errors
-from videogen_server.providers.runway import CreatedTask, RetryPolicy, RunwayClient
+from videogen_server.providers.runway import CreatedTask, OutputDownloads, RetryPolicy, RunwayClient
+from videogen_server.providers.runway.mapping import wire_path_to_field
 
 KEY = "key_" + "ab12" * 32
 BASE = "https://api.example.test"
@@ -38,7 +39,12 @@ class Recorder:
 
 def make(rec: Recorder, retry: RetryPolicy = FAST, timeout: float = 30.0) -> RunwayClient:
     http = httpx.AsyncClient(transport=httpx.MockTransport(rec))
-    return RunwayClient(BASE, KEY, retry=retry, http=http, timeout=timeout)
+    return RunwayClient(BASE, KEY, retry=retry, http=http, timeout=timeout, issue_field=wire_path_to_field)
+
+
+def downloads(rec: Recorder, retry: RetryPolicy = FAST) -> OutputDownloads:
+    """Output downloads are a class of their own (downloads.py), on a pool of their own."""
+    return OutputDownloads(retry=retry, http=httpx.AsyncClient(transport=httpx.MockTransport(rec)))
 
 
 def task(status: str = "RUNNING", **extra: Any) -> dict[str, Any]:
@@ -87,7 +93,7 @@ async def test_get_task_succeeded_and_failed_shapes() -> None:
 
 async def test_output_gets_no_credentials() -> None:
     rec = Recorder(httpx.Response(200, content=b"x" * 10, headers={"content-type": "video/mp4"}))
-    async with make(rec).open_output(OUT) as out:
+    async with downloads(rec).open_output(OUT) as out:
         data = b"".join([c async for c in out.iter_chunks(4)])
     assert data == b"x" * 10 and out.total_size == 10 and out.content_type == "video/mp4"
     h = rec.requests[0].headers
@@ -97,7 +103,7 @@ async def test_output_gets_no_credentials() -> None:
 async def test_output_no_credentials_even_from_client_defaults() -> None:
     rec = Recorder(httpx.Response(200, content=b"abc"))
     http = httpx.AsyncClient(transport=httpx.MockTransport(rec), headers={"Authorization": f"Bearer {KEY}"})
-    client = RunwayClient(BASE, KEY, retry=FAST, http=http)
+    client = OutputDownloads(retry=FAST, http=http)
     async with client.open_output(BASE + "/same-host.mp4") as out:
         assert b"".join([c async for c in out.iter_chunks(2)]) == b"abc"
     assert "authorization" not in rec.requests[0].headers
@@ -178,13 +184,6 @@ async def test_404_task_and_delete() -> None:
     assert await make(Recorder(httpx.Response(404, json={"error": "x"}))).delete_task(TID) is False
 
 
-async def test_organization() -> None:
-    org = {"creditBalance": 100, "tier": {"maxMonthlyCreditSpend": 1000, "models": {}}}
-    rec = Recorder(httpx.Response(200, json=org))
-    assert await make(rec).organization() == org
-    assert rec.requests[0].url.path == "/v1/organization"
-
-
 async def test_error_message_scrubs_key() -> None:
     rec = Recorder(httpx.Response(400, json={"error": f"weird {KEY}"}))
     with pytest.raises(errors.UpstreamRejected) as info:
@@ -262,7 +261,7 @@ async def test_retry_after_http_date() -> None:
     from datetime import UTC, datetime, timedelta
     from email.utils import format_datetime
 
-    from videogen_server.providers.runway.client import parse_retry_after
+    from videogen_server.providers.runway.transport import parse_retry_after
 
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     got = parse_retry_after(httpx.Headers({"Retry-After": when}))
@@ -372,7 +371,7 @@ async def test_output_range_206() -> None:
         return httpx.Response(206, content=b"456789", headers={"content-range": "bytes 4-9/10"})
 
     rec = Recorder(handler)
-    async with make(rec).open_output(OUT, start=4) as out:
+    async with downloads(rec).open_output(OUT, start=4) as out:
         assert (out.start, out.total_size) == (4, 10)
         assert b"".join([c async for c in out.iter_chunks(4)]) == b"456789"
 
@@ -382,23 +381,23 @@ async def test_output_range_with_end() -> None:
         assert request.headers["range"] == "bytes=2-4"
         return httpx.Response(206, content=b"234", headers={"content-range": "bytes 2-4/10"})
 
-    async with make(Recorder(handler)).open_output(OUT, start=2, end=5) as out:
+    async with downloads(Recorder(handler)).open_output(OUT, start=2, end=5) as out:
         assert b"".join([c async for c in out.iter_chunks(64)]) == b"234"
 
 
 async def test_output_server_ignores_range() -> None:
     rec = Recorder(httpx.Response(200, content=b"0123456789"))
-    async with make(rec).open_output(OUT, start=3, end=7) as out:
+    async with downloads(rec).open_output(OUT, start=3, end=7) as out:
         assert out.start == 3 and out.total_size == 10
         assert b"".join([c async for c in out.iter_chunks(2)]) == b"3456"
 
 
 async def test_output_416_is_out_of_range() -> None:
     with pytest.raises(errors.OutOfRange):
-        async with make(Recorder(httpx.Response(416))).open_output(OUT, start=100):
+        async with downloads(Recorder(httpx.Response(416))).open_output(OUT, start=100):
             pass
     with pytest.raises(errors.OutOfRange):
-        async with make(Recorder(httpx.Response(200, content=b"abc"))).open_output(OUT, start=3):
+        async with downloads(Recorder(httpx.Response(200, content=b"abc"))).open_output(OUT, start=3):
             pass
 
 
@@ -406,19 +405,19 @@ async def test_output_416_is_out_of_range() -> None:
 async def test_output_expired(status: int) -> None:
     rec = Recorder(httpx.Response(status))
     with pytest.raises(errors.OutputExpired):
-        async with make(rec).open_output(OUT):
+        async with downloads(rec).open_output(OUT):
             pass
     assert len(rec.requests) == 1
 
 
 async def test_output_open_retries_5xx() -> None:
     rec = Recorder(httpx.Response(503), httpx.ReadError("x"), httpx.Response(200, content=b"ok"))
-    async with make(rec).open_output(OUT) as out:
+    async with downloads(rec).open_output(OUT) as out:
         assert b"".join([c async for c in out.iter_chunks(8)]) == b"ok"
     assert len(rec.requests) == 3
     rec = Recorder(httpx.Response(500))
     with pytest.raises(errors.UpstreamUnavailable):
-        async with make(rec).open_output(OUT):
+        async with downloads(rec).open_output(OUT):
             pass
 
 
@@ -438,7 +437,7 @@ async def test_output_short_body_is_unavailable() -> None:
     resp = httpx.Response(200, headers={"content-length": "100"}, stream=_CutStream([b"a" * 40], None))
     got = b""
     with pytest.raises(errors.UpstreamUnavailable) as info:
-        async with make(Recorder(resp)).open_output(OUT) as out:
+        async with downloads(Recorder(resp)).open_output(OUT) as out:
             async for chunk in out.iter_chunks(16):
                 got += chunk
     assert "cut short" in str(info.value) and got == b"a" * 40
@@ -451,14 +450,14 @@ async def test_output_connection_cut_is_unavailable() -> None:
         stream=_CutStream([b"a" * 40], httpx.RemoteProtocolError("peer closed connection")),
     )
     with pytest.raises(errors.UpstreamUnavailable):
-        async with make(Recorder(resp)).open_output(OUT) as out:
+        async with downloads(Recorder(resp)).open_output(OUT) as out:
             async for _ in out.iter_chunks(16):
                 pass
 
 
 async def test_output_chunk_sizes() -> None:
     rec = Recorder(httpx.Response(200, content=b"z" * 1000))
-    async with make(rec).open_output(OUT) as out:
+    async with downloads(rec).open_output(OUT) as out:
         sizes = [len(c) async for c in out.iter_chunks(256)]
     assert sizes == [256, 256, 256, 232]
 

@@ -1,10 +1,11 @@
-"""RunwayClient keeps API calls and output downloads on separate HTTP clients (issue 8, item 3)."""
+"""RunwayProvider keeps API calls (RunwayClient) and output downloads (OutputDownloads) on separate HTTP
+clients (issue 8, item 3)."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
-from videogen_server.providers.runway import RetryPolicy, RunwayClient
+from videogen_server.providers.runway import RetryPolicy, RunwayProvider
 
 KEY = "key_" + "cd34" * 32
 BASE = "https://api.example.test"
@@ -30,7 +31,7 @@ async def test_injected_clients_split_api_calls_from_downloads() -> None:
         httpx.Response(200, json={"id": TID, "status": "RUNNING", "createdAt": "2026-08-11T06:12:01Z"})
     )
     cdn = Recorder(httpx.Response(200, content=b"video"))
-    client = RunwayClient(
+    client = RunwayProvider.connect(
         BASE,
         KEY,
         retry=FAST,
@@ -46,8 +47,8 @@ async def test_injected_clients_split_api_calls_from_downloads() -> None:
 
 
 async def test_own_pools_are_separate_sized_and_closed() -> None:
-    client = RunwayClient(BASE, KEY, max_downloads=7)
-    api, downloads = client._http, client._downloads
+    client = RunwayProvider.connect(BASE, KEY, max_downloads=7)
+    api, downloads = client._api._http, client._downloads._http
     assert api is not downloads
     # The download pool is sized to the stream limit; the API pool keeps its own size.
     assert downloads._transport._pool._max_connections == 7  # type: ignore[attr-defined]
@@ -58,8 +59,8 @@ async def test_own_pools_are_separate_sized_and_closed() -> None:
 
 async def test_injected_client_is_not_closed_and_serves_both() -> None:
     http = httpx.AsyncClient(transport=httpx.MockTransport(Recorder(httpx.Response(200))))
-    client = RunwayClient(BASE, KEY, http=http)
-    assert client._downloads is http
+    client = RunwayProvider.connect(BASE, KEY, http=http)
+    assert client._downloads._http is http
     await client.aclose()
     assert not http.is_closed
     await http.aclose()
@@ -67,4 +68,4 @@ async def test_injected_client_is_not_closed_and_serves_both() -> None:
 
 def test_download_pool_needs_a_size() -> None:
     with pytest.raises(ValueError, match="max_downloads"):
-        RunwayClient(BASE, KEY, max_downloads=0)
+        RunwayProvider.connect(BASE, KEY, max_downloads=0)

@@ -75,7 +75,11 @@ class FakeRunway:
             raise self.fail.pop(0)
         self.progress += 0.01  # every answer is news to the watchers
         outputs = ("https://cdn.example.test/out.mp4",) if self.status == "SUCCEEDED" else ()
-        return UpstreamTask(id=task_id, status=self.status, progress=self.progress, outputs=outputs)
+        # The provider maps its own status words (providers/runway/wire.py); this fake knows two.
+        mapped = VideoStatus.COMPLETED if self.status == "SUCCEEDED" else VideoStatus.IN_PROGRESS
+        return UpstreamTask(
+            id=task_id, status=self.status, video_status=mapped, progress=self.progress, outputs=outputs
+        )
 
     @property
     def calls(self) -> int:

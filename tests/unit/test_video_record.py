@@ -16,6 +16,7 @@ from videogen_server.domain.video import (
     VideoRecord,
     VideoStatus,
 )
+from videogen_server.providers.runway.wire import task_status
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 T1 = T0 + timedelta(seconds=30)
@@ -44,7 +45,8 @@ def record(**changes: Any) -> VideoRecord:
 
 
 def task(status: str, **changes: Any) -> UpstreamTask:
-    return UpstreamTask(id=TID, status=status, **changes)
+    # The provider maps its own words (Runway's, here) to a VideoStatus; the record reacts to the mapping.
+    return UpstreamTask(id=TID, status=status, video_status=task_status(status), **changes)
 
 
 def test_terminal_statuses() -> None:

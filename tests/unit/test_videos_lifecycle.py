@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from videogen_server import errors
 from videogen_server.domain.generation import GenerateSpec
+from videogen_server.domain.task import UpstreamRequest
 from videogen_server.domain.video import OUTCOME_UNKNOWN_CODE, VideoRecord, VideoStatus
+from videogen_server.providers.memory import MemoryProvider
 from videogen_server.providers.runway.wire import CreatedTask
 from videogen_server.services.videos import Videos
 from videogen_server.store import SqliteVideoStore, open_store
@@ -23,17 +25,16 @@ from videogen_server.store import SqliteVideoStore, open_store
 SPEC = GenerateSpec(model="gen4.5", prompt="a boat", seconds=5, request_id="key-1")
 
 
-class SlowUpstream:
-    """Runway whose POST answers only when the test says so: with a task, or with an error."""
+class SlowUpstream(MemoryProvider):
+    """A provider whose create answers only when the test says so: with a task, or with an error."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.sent = asyncio.Event()
         self.answer: asyncio.Future[CreatedTask] = asyncio.get_running_loop().create_future()
         self.posts = 0
 
-    async def create(
-        self, path: str, body: dict[str, object], *, deadline: float | None = None
-    ) -> CreatedTask:
+    async def create(self, plan: UpstreamRequest, *, deadline: float | None = None) -> CreatedTask:  # type: ignore[override]
         self.posts += 1
         self.sent.set()
         return await asyncio.shield(self.answer)
@@ -41,7 +42,7 @@ class SlowUpstream:
     async def get_task(self, task_id: str, *, deadline: float | None = None):  # pragma: no cover - unused
         raise AssertionError("not used")
 
-    async def delete_task(self, task_id: str, *, deadline: float | None = None) -> bool:  # pragma: no cover
+    async def cancel_task(self, task_id: str, *, deadline: float | None = None) -> bool:  # pragma: no cover
         raise AssertionError("not used")
 
 

@@ -9,7 +9,6 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from videogen.v1 import video_pb2, video_service_pb2
 
 from videogen_server.domain.generation import GenerateSpec, GenerationMode, MediaRef
-from videogen_server.domain.task import is_retryable_failure
 from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.errors import FieldViolation, InvalidArgument
 from videogen_server.providers.runway.catalog import (
@@ -168,5 +167,5 @@ def video_message(record: VideoRecord) -> video_pb2.Video:
     if record.status is VideoStatus.FAILED or record.error_code:
         video.error.code = record.error_code
         video.error.message = record.error_message
-        video.error.retryable = is_retryable_failure(record.error_code)
+        video.error.retryable = record.error_retryable
     return video

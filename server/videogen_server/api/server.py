@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from videogen_server.config import Config
     from videogen_server.observability.metrics import Metrics
     from videogen_server.observability.metrics_http import MetricsServer
-    from videogen_server.providers.runway import RunwayClient
+    from videogen_server.providers.runway import RunwayProvider
     from videogen_server.services.ports import VideoStore
     from videogen_server.services.tracker import TaskTracker
     from videogen_server.services.videos import Videos
@@ -191,7 +191,7 @@ class App:
         return self.service.store
 
     @property
-    def runway(self) -> RunwayClient:
+    def runway(self) -> RunwayProvider:
         return self.service.runway
 
     @property

@@ -79,6 +79,7 @@ class VideoRecord:
     expire_time: datetime | None = None
     cost_credits: float | None = None
     estimated_credits: float | None = None
+    error_retryable: bool = True  # the provider's verdict on error_code (see UpstreamTask.failure_retryable)
 
     def replace(self, **changes: Any) -> VideoRecord:
         return dataclasses.replace(self, **changes)
@@ -106,6 +107,7 @@ class VideoRecord:
             outputs=outputs,
             error_code=task.failure_code if status is VideoStatus.FAILED else "",
             error_message=(task.failure or "generation failed") if status is VideoStatus.FAILED else "",
+            error_retryable=task.failure_retryable if status is VideoStatus.FAILED else True,
             cost_credits=task.cost_credits if task.cost_credits is not None else self.cost_credits,
             estimated_credits=(
                 task.estimated_credits if task.estimated_credits is not None else self.estimated_credits

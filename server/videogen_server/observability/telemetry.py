@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from videogen_server.observability.metrics import Metrics
-from videogen_server.providers.runway.client import UpstreamCall
+from videogen_server.providers.runway.transport import UpstreamCall
 
 if TYPE_CHECKING:
     from videogen_server.observability.tracing import Tracing

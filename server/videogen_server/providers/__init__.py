@@ -1,0 +1,1 @@
+"""Implementations of the VideoProvider port (services/ports.py): Runway, and an in-memory one for tests."""

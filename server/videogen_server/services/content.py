@@ -13,35 +13,17 @@ import dataclasses
 import logging
 import random
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
 
 from videogen_server import errors
-from videogen_server.domain.task import UpstreamTask
 from videogen_server.domain.video import VideoRecord, VideoStatus
+from videogen_server.services.ports import OutputSource
 from videogen_server.services.videos import Videos
 
 log = logging.getLogger(__name__)
 
 _RESUME_ATTEMPTS = 5  # upstream reconnections per StreamContent call
 _URL_REFRESHES = 2  # times an expired output URL is replaced per call
-
-
-class OutputStreamLike(Protocol):
-    @property
-    def total_size(self) -> int | None: ...
-    @property
-    def content_type(self) -> str: ...
-    def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes]: ...
-
-
-class OutputSource(Protocol):
-    async def get_task(self, task_id: str, *, deadline: float | None = None) -> UpstreamTask: ...
-
-    def open_output(
-        self, url: str, *, start: int = 0, end: int | None = None, deadline: float | None = None
-    ) -> AbstractAsyncContextManager[OutputStreamLike]: ...
 
 
 @dataclass(frozen=True)

@@ -1,42 +1,21 @@
-"""The video use cases: Generate, Get and Cancel over the store, the catalog and Runway. No gRPC here."""
+"""The video use cases: Generate, Get and Cancel over the store and the video provider. No gRPC here."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
-from typing import Protocol
 
 from videogen_server import errors
 from videogen_server.domain.clock import utcnow
 from videogen_server.domain.generation import GenerateSpec
 from videogen_server.domain.ids import parse_uuid
-from videogen_server.domain.task import UpstreamRequest, UpstreamTask
+from videogen_server.domain.task import UpstreamRequest
 from videogen_server.domain.video import VideoRecord, VideoStatus
-from videogen_server.providers.runway.catalog import build_upstream_request
-from videogen_server.services.ports import VideoStore
+from videogen_server.services.ports import VideoProvider, VideoStore
 from videogen_server.services.tracker import TaskTracker
 
 log = logging.getLogger(__name__)
-
-
-class CreatedTaskLike(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def estimated_credits(self) -> float | None: ...
-
-
-class Upstream(Protocol):
-    """The part of the Runway adapter the use cases need."""
-
-    async def create(
-        self, path: str, body: dict[str, object], *, deadline: float | None = None
-    ) -> CreatedTaskLike: ...
-
-    async def get_task(self, task_id: str, *, deadline: float | None = None) -> UpstreamTask: ...
-
-    async def delete_task(self, task_id: str, *, deadline: float | None = None) -> bool: ...
 
 
 def parse_video_id(video_id: str) -> str:
@@ -117,9 +96,9 @@ class _InFlight:
 
 
 class Videos:
-    def __init__(self, store: VideoStore, upstream: Upstream, tracker: TaskTracker) -> None:
+    def __init__(self, store: VideoStore, provider: VideoProvider, tracker: TaskTracker) -> None:
         self._store = store
-        self._upstream = upstream
+        self._provider = provider
         self._tracker = tracker
         # Creates in flight in this process, by video id: concurrent duplicates of one request_id wait here,
         # and shutdown waits for them all (`drain`, `close`), whether or not a caller still listens.
@@ -127,7 +106,7 @@ class Videos:
         self._closed = False
 
     async def generate(self, owner: str, spec: GenerateSpec, *, deadline: float | None) -> VideoRecord:
-        request = build_upstream_request(spec)  # validation first: nothing invalid costs a credit
+        request = self._provider.plan(spec)  # validation first: nothing invalid costs a credit
         now = utcnow()
         record = VideoRecord(
             id=str(uuid.uuid4()),
@@ -182,7 +161,7 @@ class Videos:
         # Every write below is shielded: once Runway has answered (or may have), the record must reach the
         # store even if shutdown cancels this task meanwhile (the store runs what it was handed first).
         try:
-            created = await self._upstream.create(request.path, request.body, deadline=deadline)
+            created = await self._provider.create(request, deadline=deadline)
         except errors.UpstreamOutcomeUnknown as exc:
             saved = await asyncio.shield(self._store.save(record.outcome_unknown()))
             exc.metadata["id"] = saved.id
@@ -209,7 +188,7 @@ class Videos:
         updated = record.replace(
             upstream_id=created.id,
             status=VideoStatus.QUEUED,
-            upstream_status="PENDING",
+            upstream_status=created.status,
             estimated_credits=created.estimated_credits,
             update_time=now,
         )
@@ -283,7 +262,7 @@ class Videos:
                 reason="VIDEO_ALREADY_FINISHED",
                 metadata={"status": fresh.status.value},
             )
-        await self._upstream.delete_task(fresh.upstream_id, deadline=deadline)
+        await self._provider.cancel_task(fresh.upstream_id, deadline=deadline)
         saved = await self._store.save(fresh.cancelled())
         self._tracker.publish(saved)
         log.info("video %s cancelled (Runway task %s deleted)", saved.id, saved.upstream_id)

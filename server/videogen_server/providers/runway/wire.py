@@ -1,4 +1,5 @@
-"""Runway's JSON <-> our domain types (runway-api.md §2-§4). No HTTP here."""
+"""Runway's JSON <-> our domain types (runway-api.md §2-§4), and Runway's vocabulary: its task status words
+and failure codes, translated here so that nothing past the provider needs to know them. No HTTP here."""
 
 from __future__ import annotations
 
@@ -10,13 +11,41 @@ from typing import Any
 from videogen_server.domain.clock import parse_time
 from videogen_server.domain.ids import is_canonical_uuid
 from videogen_server.domain.task import UpstreamTask
+from videogen_server.domain.video import VideoStatus
 from videogen_server.errors import UpstreamProtocolError
+
+# Runway's task status words.
+TASK_STATUS: dict[str, VideoStatus] = {
+    "PENDING": VideoStatus.QUEUED,
+    "THROTTLED": VideoStatus.QUEUED,
+    "RUNNING": VideoStatus.IN_PROGRESS,
+    "SUCCEEDED": VideoStatus.COMPLETED,
+    "FAILED": VideoStatus.FAILED,
+    "CANCELLED": VideoStatus.CANCELLED,
+}
+# What a task is before Runway first reports on it: a create answers with an id only (runway-api.md §2).
+NEW_TASK_STATUS = "PENDING"
+# failureCode families that blame the request itself (its content or its inputs): sending it again as it
+# is would fail the same way (runway-api.md §3, failureCode families).
+_REQUEST_FAILURES = ("SAFETY.", "INPUT_PREPROCESSING.SAFETY", "ASSET.", "THIRD_PARTY.INPUT_VALIDATION")
+
+
+def task_status(word: str) -> VideoStatus:
+    """A Runway status word as our VideoStatus. An unknown word from a newer API version is treated as
+    still running, not as a failure."""
+    return TASK_STATUS.get(word, VideoStatus.IN_PROGRESS)
+
+
+def is_retryable_failure(code: str) -> bool:
+    """Whether a Runway failureCode suggests the same request might succeed when submitted again."""
+    return not code.startswith(_REQUEST_FAILURES)
 
 
 @dataclass(frozen=True)
 class CreatedTask:
     id: str
     estimated_credits: float | None = None
+    status: str = NEW_TASK_STATUS  # Runway's word for the new task (the create response carries none)
 
 
 @dataclass(frozen=True)
@@ -91,17 +120,31 @@ def parse_task(data: Any) -> UpstreamTask:
     if created is not None and not isinstance(created, str):
         raise UpstreamProtocolError("Runway task createdAt is not a string")
     assert isinstance(task_id, str)
+    failure_code = _string(data, "failureCode", what)
     return UpstreamTask(
         id=task_id,
         status=status,
+        video_status=task_status(status),
         progress=_number(data, "progress", what),
         outputs=outputs,
         failure=_string(data, "failure", what),
-        failure_code=_string(data, "failureCode", what),
+        failure_code=failure_code,
+        failure_retryable=is_retryable_failure(failure_code),
         cost_credits=_credits(data, "cost", what),
         estimated_credits=_credits(data, "estimatedCost", what),
         created_at=_created_at(created) if created else None,
     )
+
+
+def render_path(path: Sequence[str | int]) -> str:
+    """An issue path as Runway wrote it: ["keyframes", 0, "uri"] -> "keyframes[0].uri"."""
+    out = ""
+    for p in path:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += f".{p}" if out else p
+    return out
 
 
 def parse_error(data: Any) -> tuple[str, list[Issue]]:

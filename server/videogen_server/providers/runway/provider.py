@@ -1,0 +1,89 @@
+"""RunwayProvider: the VideoProvider port (services/ports.py) on Runway. It composes the three Runway-shaped
+parts the services never see: the mapping of a GenerateSpec to a create request (mapping.py), the /v1 client
+(api.py) and the output downloads (downloads.py), each with its own connection pool."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+
+import httpx
+
+from videogen_server.domain.generation import GenerateSpec
+from videogen_server.domain.task import UpstreamRequest, UpstreamTask
+from videogen_server.providers.runway.api import RunwayClient
+from videogen_server.providers.runway.breaker import CircuitBreaker
+from videogen_server.providers.runway.downloads import OutputDownloads, OutputStream
+from videogen_server.providers.runway.mapping import RunwayRequest, build_upstream_request, wire_path_to_field
+from videogen_server.providers.runway.retry import RetryPolicy
+from videogen_server.providers.runway.transport import UpstreamObserver
+from videogen_server.providers.runway.wire import CreatedTask
+
+
+class RunwayProvider:
+    def __init__(self, api: RunwayClient, downloads: OutputDownloads) -> None:
+        self._api = api
+        self._downloads = downloads
+
+    @classmethod
+    def connect(
+        cls,
+        base_url: str,
+        api_key: str,
+        *,
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, immutable default
+        http: httpx.AsyncClient | None = None,
+        downloads: httpx.AsyncClient | None = None,
+        max_downloads: int = 256,
+        timeout: float = 30.0,
+        observer: UpstreamObserver | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> RunwayProvider:
+        """The provider for one Runway account. `http` serves /v1 calls and `downloads` output downloads;
+        each is built (and closed by aclose) when not given. An injected `http` without `downloads` serves
+        both: the injector chose the transport (tests answer both kinds of request from one mock)."""
+        if http is not None and downloads is None:
+            downloads = http
+        api = RunwayClient(
+            base_url,
+            api_key,
+            retry=retry,
+            http=http,
+            timeout=timeout,
+            observer=observer,
+            breaker=breaker,
+            issue_field=wire_path_to_field,
+        )
+        return cls(
+            api,
+            OutputDownloads(
+                retry=retry, http=downloads, max_downloads=max_downloads, timeout=timeout, observer=observer
+            ),
+        )
+
+    def __repr__(self) -> str:
+        return f"RunwayProvider({self._api!r})"
+
+    async def aclose(self) -> None:
+        async with AsyncExitStack() as stack:  # each is closed even if closing the other fails
+            stack.push_async_callback(self._api.aclose)
+            stack.push_async_callback(self._downloads.aclose)
+
+    def plan(self, spec: GenerateSpec) -> RunwayRequest:
+        return build_upstream_request(spec)
+
+    async def create(self, plan: UpstreamRequest, *, deadline: float | None = None) -> CreatedTask:
+        if not isinstance(plan, RunwayRequest):
+            raise TypeError(f"RunwayProvider.create needs a plan of its own, not {type(plan).__name__}")
+        return await self._api.create(plan.path, plan.body, deadline=deadline)
+
+    async def get_task(self, task_id: str, *, deadline: float | None = None) -> UpstreamTask:
+        return await self._api.get_task(task_id, deadline=deadline)
+
+    async def cancel_task(self, task_id: str, *, deadline: float | None = None) -> bool:
+        # On Runway, DELETE cancels a task that is still running (and deletes a finished one).
+        return await self._api.delete_task(task_id, deadline=deadline)
+
+    def open_output(
+        self, url: str, *, start: int = 0, end: int | None = None, deadline: float | None = None
+    ) -> AbstractAsyncContextManager[OutputStream]:
+        return self._downloads.open_output(url, start=start, end=end, deadline=deadline)
