@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from videogen_server import errors
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 class CircuitBreaker:
@@ -75,7 +75,7 @@ class CircuitBreaker:
         self._open_until = None
         self._probing = False
         self._cooldown = self._base_cooldown
-        logger.info("%s reachable again: circuit closed", self._name)
+        log.info("%s reachable again: circuit closed", self._name)
         return True
 
     def connect_failed(self, probe: bool) -> bool:
@@ -87,7 +87,7 @@ class CircuitBreaker:
                 return False
             self._cooldown = self._base_cooldown
             self._open_until = now + self._cooldown
-            logger.warning(
+            log.warning(
                 "%s unreachable: %d connection attempts in a row failed; failing calls fast (circuit open)",
                 self._name,
                 self._failures,
@@ -97,7 +97,7 @@ class CircuitBreaker:
             self._probing = False
             self._cooldown = min(self._cooldown * 2, self._max_cooldown)
             self._open_until = now + self._cooldown
-            logger.debug("%s probe failed; circuit stays open for %.1f s", self._name, self._cooldown)
+            log.debug("%s probe failed; circuit stays open for %.1f s", self._name, self._cooldown)
         # Else: an attempt admitted before the circuit opened failed late; the circuit is already open.
         return False
 
