@@ -8,10 +8,7 @@ from typing import Any
 from google.protobuf import struct_pb2, timestamp_pb2
 from videogen.v1 import video_pb2, video_service_pb2
 
-from videogen_server.domain.generation import GenerateSpec, GenerationMode, MediaRef
-from videogen_server.domain.video import VideoRecord, VideoStatus
-from videogen_server.errors import FieldViolation, InvalidArgument
-from videogen_server.providers.runway.catalog import (
+from videogen_server.domain.bounds import (
     MAX_REFERENCE_IMAGES,
     MAX_REFERENCE_VIDEOS,
     OPTIONS_MAX_DEPTH,
@@ -19,6 +16,9 @@ from videogen_server.providers.runway.catalog import (
     OPTIONS_TOO_DEEP,
     OPTIONS_TOO_MANY,
 )
+from videogen_server.domain.generation import GenerateSpec, GenerationMode, MediaRef
+from videogen_server.domain.video import VideoRecord, VideoStatus
+from videogen_server.errors import FieldViolation, InvalidArgument
 
 _STATUS = {
     # CREATING is our own brief state before Runway answers; callers see it as queued.

@@ -26,8 +26,7 @@ if TYPE_CHECKING:
     from videogen_server.config import Config
     from videogen_server.observability.metrics import Metrics
     from videogen_server.observability.metrics_http import MetricsServer
-    from videogen_server.providers.runway import RunwayProvider
-    from videogen_server.services.ports import VideoStore
+    from videogen_server.services.ports import VideoProvider, VideoStore
     from videogen_server.services.tracker import TaskTracker
     from videogen_server.services.videos import Videos
     from videogen_server.simulator import RunwaySimulator
@@ -191,7 +190,7 @@ class App:
         return self.service.store
 
     @property
-    def runway(self) -> RunwayProvider:
+    def runway(self) -> VideoProvider:
         return self.service.runway
 
     @property

@@ -23,27 +23,8 @@ I2V = GenerationMode.IMAGE_TO_VIDEO
 V2V = GenerationMode.VIDEO_TO_VIDEO
 
 SEED_MAX = 4294967295
-# The idempotency key is stored forever and echoed in errors: bounded, printable.
-REQUEST_ID_MAX = 256
-
-# Hard bounds for every model, unknown ones included (issue 8 item 5). Checked first, on lengths alone, so
-# that nothing scans a 7.5M-character prompt or maps 400k references on the event loop. Each is what the
-# most generous Runway model takes (runwayml SDK 5.24 types, runway-api.md §5.1), so no request Runway
-# would accept is refused here:
-# - a prompt: 20,000 UTF-16 units (wan3; seedance2_5 takes 15,000, the first-party models 1,000);
-PROMPT_MAX_UTF16 = 20_000
-# - image references (`reference_images`, Runway's `references`): 30 (seedance2_5; others 4 to 10);
-MAX_REFERENCE_IMAGES = 30
-# - video references (`references`, Runway's `referenceVideos`): kling_4 states "up to 5"; the others
-#   bound only the combined length (15 or 30 s), so 10 leaves room for short clips and no more;
-MAX_REFERENCE_VIDEOS = 10
-# - provider_options, a free-form Struct: Runway's richest option values are small (aleph2 keyframes:
-#   at most 5 items of {uri, at|seconds, range{start_seconds, end_seconds}}, 4 levels deep; kling
-#   providerSettings.multiPrompt[]), so 1,000 values in all (lists and objects count, like their items)
-#   and 8 levels of nesting leave ample room; one string may be as long as a data URI (a keyframe can
-#   be one), and the whole message is under grpc's 8 MiB cap anyway.
-OPTIONS_MAX_VALUES = 1000
-OPTIONS_MAX_DEPTH = 8
+# One string in provider_options may be as long as a data URI (an aleph2 keyframe can be one); the other
+# hard bounds on a request hold for every provider and live in domain/bounds.py.
 OPTION_STRING_MAX = DATA_URI_MAX
 DEFAULT_SIZE = "1280x720"
 PUBLIC_FIGURE_THRESHOLDS = ("auto", "low")
@@ -300,10 +281,3 @@ def _option_assets() -> dict[str, AssetKind]:
 
 
 OPTION_ASSETS: Mapping[str, AssetKind] = MappingProxyType(_option_assets())
-
-# What a request over the provider_options bounds is told (also by api/convert.py, which applies the same
-# bounds while converting the Struct).
-OPTIONS_TOO_MANY = (
-    f"must hold at most {OPTIONS_MAX_VALUES} values in all (every list item and object member counts)"
-)
-OPTIONS_TOO_DEEP = f"must nest at most {OPTIONS_MAX_DEPTH} levels deep"

@@ -16,21 +16,23 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from videogen_server.domain.generation import GenerateSpec, GenerationMode, MediaRef
-from videogen_server.errors import FieldViolation, InvalidArgument
-from videogen_server.providers.runway.assets import AssetKind, check_asset_uri
-from videogen_server.providers.runway.catalog import (
-    I2V,
+from videogen_server.domain.bounds import (
     MAX_REFERENCE_IMAGES,
     MAX_REFERENCE_VIDEOS,
-    OPTION_STRING_MAX,
     OPTIONS_MAX_DEPTH,
     OPTIONS_MAX_VALUES,
     OPTIONS_TOO_DEEP,
     OPTIONS_TOO_MANY,
     PROMPT_MAX_UTF16,
-    PUBLIC_FIGURE_THRESHOLDS,
     REQUEST_ID_MAX,
+)
+from videogen_server.domain.generation import GenerateSpec, GenerationMode, MediaRef
+from videogen_server.errors import FieldViolation, InvalidArgument
+from videogen_server.providers.runway.assets import AssetKind, check_asset_uri
+from videogen_server.providers.runway.catalog import (
+    I2V,
+    OPTION_STRING_MAX,
+    PUBLIC_FIGURE_THRESHOLDS,
     SEED_MAX,
     T2V,
     V2V,
