@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import pytest
+from hypothesis import settings
 from videogen.v1 import video_service_pb2_grpc
 from videogen_server.api.server import App
 from videogen_server.config import Config
 from videogen_server.simulator import RunwaySimulator, SimulatorConfig
+
+# Property tests draw the same examples on every run (`make test` and CI must not pass or fail by luck);
+# HYPOTHESIS_PROFILE=explore searches afresh, for a session spent looking for new counterexamples.
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore", max_examples=5000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 FAST_SIMULATOR = SimulatorConfig(
     pending_seconds=0.15,

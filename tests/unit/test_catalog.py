@@ -385,3 +385,12 @@ def test_wire_path_to_field(path: list[str | int], expected: str) -> None:
 def test_provider_options_must_be_json() -> None:
     v = bad(model="wan9", prompt="p", provider_options={"x": float("nan"), "y": object()})
     assert {"provider_options.x", "provider_options.y"} <= fields(v)
+
+
+@pytest.mark.parametrize("value", ["16:9", 1.5, -0.1, True])
+def test_kling_cfg_scale_must_be_a_number_from_0_to_1(value: object) -> None:
+    # Found by the SDK-oracle property test: the catalog passed any value through (the SDK types a float).
+    spec = GenerateSpec(model="kling2.5_turbo_pro", prompt="a boat", provider_options={"cfgScale": value})
+    with pytest.raises(InvalidArgument) as refused:
+        build_upstream_request(spec)
+    assert "provider_options.cfgScale" in {v.field for v in refused.value.violations}

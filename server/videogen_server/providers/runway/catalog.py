@@ -76,11 +76,13 @@ class DurationSpec:
 
 @dataclass(frozen=True)
 class OptionRule:
-    """A provider_options key a model is known to take. kind: "text" | "enum" | "any"."""
+    """A provider_options key a model is known to take. kind: "text" | "enum" | "number" | "any"."""
 
     kind: str = "any"
     values: tuple[str, ...] = ()
     max_utf16: int | None = None
+    minimum: float | None = None  # "number": the inclusive range, where Runway documents one
+    maximum: float | None = None
     asset: AssetKind | None = None  # the media kind of the URIs the value carries (keyframes: images)
 
 
@@ -229,7 +231,9 @@ _MODELS: tuple[ModelSpec, ...] = (
         duration=DurationSpec((5, 10), default=5),  # SDK: "Defaults to 5"
         prompt_max_utf16=None,  # not documented
         seed=False,
-        options={"cfgScale": OptionRule("any")},
+        # SDK: a float; "0 gives the model maximum creative freedom, 1 makes it follow the prompt most
+        # strictly".
+        options={"cfgScale": OptionRule("number", minimum=0.0, maximum=1.0)},
         third_party=True,
     ),
     # --- legacy names users know from other gateways: rejected locally, never sent ---

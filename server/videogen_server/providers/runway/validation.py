@@ -275,6 +275,16 @@ class SpecChecks:
         if rule.kind == "enum" and value not in rule.values:
             self.bad(fname, f"must be one of {join(rule.values)} for {model}")
             return False
+        if rule.kind == "number":
+            # JSON numbers only (a bool is not one, though Python says so); NaN/inf never reach here.
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                self.bad(fname, f"must be a number for {model}")
+                return False
+            low = float("-inf") if rule.minimum is None else rule.minimum
+            high = float("inf") if rule.maximum is None else rule.maximum
+            if not low <= value <= high:
+                self.bad(fname, f"must be a number from {low:g} to {high:g} for {model}")
+                return False
         if rule.kind == "text":
             if not isinstance(value, str) or not value.strip():
                 self.bad(fname, "must be a non-empty string")
