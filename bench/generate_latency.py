@@ -13,7 +13,7 @@ import time
 import httpx
 from videogen.v1 import video_service_pb2
 from videogen_server.domain.generation import GenerateSpec
-from videogen_server.providers.runway.catalog import build_upstream_request
+from videogen_server.providers.runway.mapping import build_upstream_request
 
 from bench.common import SERVICE, SIM_KEY, percentile, report, stack
 
