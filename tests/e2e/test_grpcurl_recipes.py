@@ -58,9 +58,15 @@ async def run_recipe(block: str, address: str, workdir: Path) -> tuple[int, str]
     return proc.returncode or 0, out.decode("utf-8", "replace")
 
 
-def test_the_section_has_the_three_recipe_blocks() -> None:
+def recipe_block(containing: str) -> str:
+    """The one recipe block that contains `containing` (a block added before it does not shift it)."""
+    (block,) = [b for b in recipe_blocks() if containing in b]
+    return block
+
+
+def test_the_section_has_the_four_recipe_blocks() -> None:
     blocks = recipe_blocks()
-    assert len(blocks) == 3, blocks
+    assert len(blocks) == 4, blocks
     for block in blocks:
         assert block.startswith("ADDR=${ADDR:-127.0.0.1:50051}\n"), block.splitlines()[0]
 
@@ -111,6 +117,31 @@ async def test_an_upstream_outage_shows_retry_info(videogen_server: RunningServe
     assert "Code: Unavailable" in out
     assert _detail(out, "google.rpc.ErrorInfo")["reason"] == "UPSTREAM_OUTCOME_UNKNOWN"
     assert _detail(out, "google.rpc.RetryInfo")["retry_delay"] == "1s"
+
+
+async def test_list_models_and_an_unknown_model(videogen_server: RunningServer, tmp_path: Path) -> None:
+    code, out = await run_recipe(recipe_block("VideoService/ListModels"), videogen_server.address, tmp_path)
+    assert code == 0, out  # the failing Generate is followed by `|| echo "exit $?"`
+    listing, refused = out.split("ERROR:", 1)
+    lines = listing.splitlines()
+    models = (await videogen_server.stub.ListModels(video_service_pb2.ListModelsRequest())).models
+    assert [line.split()[0] for line in lines] == [m.id for m in models]
+    gen45 = next(line for line in lines if line.startswith("gen4.5 "))
+    assert gen45 == (
+        "gen4.5 MODEL_STATUS_CURRENT ['GENERATION_MODE_TEXT_TO_VIDEO', 'GENERATION_MODE_IMAGE_TO_VIDEO'] "
+        "seconds: [2, 3, 4, 5, 6, 7, 8, 9, 10] default: 5 use: -"
+    )
+    assert any(line.startswith("aleph2 ") and "seconds: input" in line for line in lines), lines
+    assert any(
+        line.startswith("gen4_aleph MODEL_STATUS_LEGACY") and line.endswith("use: aleph2") for line in lines
+    )
+
+    assert refused.endswith("exit 67\n"), refused
+    assert "Code: InvalidArgument" in refused
+    assert "known models: gen4.5, gen4_turbo, veo3.1" in refused
+    violation = _detail(refused, "google.rpc.BadRequest")["field_violations"][0]
+    assert violation["field"] == "model" and "gen4.5" in violation["description"]
+    assert _detail(refused, "google.rpc.ErrorInfo")["reason"] == "UPSTREAM_REJECTED"
 
 
 def _detail(output: str, type_name: str) -> dict[str, Any]:

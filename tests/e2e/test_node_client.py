@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import RunningServer
+from videogen.v1 import video_pb2, video_service_pb2
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_DIR = REPO / "clients" / "node"
@@ -79,6 +80,35 @@ async def test_invalid_argument_details_are_decoded(videogen_server: RunningServ
     assert "4, 6, 8" in error["fieldViolations"][0]["description"]
     types = {d["@type"] for d in error["details"]}
     assert types == {"google.rpc.ErrorInfo", "google.rpc.BadRequest"}
+
+
+async def test_list_models(videogen_server: RunningServer) -> None:
+    """ListModels from Node: the same models, modes, sizes and durations the server lists (snake_case, enum
+    names as strings, as the client documents)."""
+    code, events, stderr = await run_example("--target", videogen_server.address, "--models")
+    assert code == 0, (events, stderr)
+    expected = (await videogen_server.stub.ListModels(video_service_pb2.ListModelsRequest())).models
+    assert [e["event"] for e in events] == ["model"] * len(expected)
+    assert [e["id"] for e in events] == [m.id for m in expected]
+    for event, model in zip(events, expected, strict=True):
+        assert event["status"] == video_service_pb2.ModelStatus.Name(model.status)
+        modes = [(m["mode"], m["sizes"], m["default_size"], m["prompt"]) for m in event["modes"]]
+        assert modes == [
+            (
+                video_pb2.GenerationMode.Name(m.mode),
+                list(m.sizes),
+                m.default_size,
+                video_service_pb2.PromptRequirement.Name(m.prompt),
+            )
+            for m in model.modes
+        ], model.id
+        durations = event["durations"]
+        if model.HasField("durations"):
+            assert durations["allowed_seconds"] == list(model.durations.allowed_seconds), model.id
+            assert durations["default_seconds"] == model.durations.default_seconds, model.id
+        else:
+            assert durations is None, model.id
+        assert [o["key"] for o in event["provider_options"]] == [o.key for o in model.provider_options]
 
 
 async def test_download_resumes_a_partial_file(videogen_server: RunningServer, tmp_path: Path) -> None:

@@ -5,15 +5,17 @@
 //   node examples/generate_watch_download.js --target 127.0.0.1:50051 --out boat.mp4 \
 //       [--model gen4.5] [--prompt "a paper boat"] [--seconds 5] [--api-key KEY]
 //   node examples/generate_watch_download.js --target 127.0.0.1:50051 --invalid
+//   node examples/generate_watch_download.js --target 127.0.0.1:50051 --models
 //
 // --invalid sends a request the server rejects, to show the decoded google.rpc details
-// (BadRequest field violations, ErrorInfo reason). Exit codes: 0 done, 1 the video did not complete,
+// (BadRequest field violations, ErrorInfo reason). --models lists the models (ListModels): one
+// {"event": "model", ...} line per model, with its modes, sizes, durations and options. Exit codes: 0 done, 1 the video did not complete,
 // 2 usage, 3 the server answered with an error (printed as {"event": "error", ...}).
 
 const { parseArgs } = require('node:util');
 const { VideoClient, VideogenError } = require('../src/client');
 
-const USAGE = 'usage: generate_watch_download.js --target HOST:PORT (--out FILE | --invalid) '
+const USAGE = 'usage: generate_watch_download.js --target HOST:PORT (--out FILE | --invalid | --models) '
   + '[--model M] [--prompt P] [--seconds N] [--api-key KEY]';
 
 function emit(event) {
@@ -31,10 +33,11 @@ function parse() {
         seconds: { type: 'string', default: '5' },
         'api-key': { type: 'string', default: process.env.VIDEOGEN_API_KEY || '' },
         invalid: { type: 'boolean', default: false },
+        models: { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
       },
     });
-    if (values.help || (!values.invalid && !values.out)) return null;
+    if (values.help || (!values.invalid && !values.models && !values.out)) return null;
     return values;
   } catch (err) {
     process.stderr.write(`${err.message}\n`);
@@ -43,6 +46,10 @@ function parse() {
 }
 
 async function run(args, client) {
+  if (args.models) {
+    for (const model of await client.listModels()) emit({ event: 'model', ...model });
+    return 0;
+  }
   if (args.invalid) {
     // veo3.1 takes 4, 6 or 8 seconds: rejected locally with a BadRequest naming `seconds`.
     await client.generate({ model: 'veo3.1', prompt: 'x', seconds: 5 });

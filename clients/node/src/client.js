@@ -90,6 +90,15 @@ class VideoClient {
     return (await this._unary('Generate', body, timeoutMs)).video;
   }
 
+  /**
+   * Every model the server's catalog knows (current ones first), each a Model object: `id`, `status`,
+   * `modes` (with `sizes`, `default_size`, `prompt`), `durations`, `audio`, `seed`, `provider_options`...
+   * A model it does not list may still be accepted: the server passes unknown ids to Runway.
+   */
+  async listModels({ timeoutMs } = {}) {
+    return (await this._unary('ListModels', {}, timeoutMs)).models;
+  }
+
   async get(id, { timeoutMs } = {}) {
     return (await this._unary('Get', { id }, timeoutMs)).video;
   }

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from videogen.v1 import video_pb2
+from videogen.v1 import video_pb2, video_service_pb2
 
 from .client import VideoClient
 from .download import PART_SUFFIX, Deadline
@@ -27,6 +27,7 @@ from .models import (
     ENV_TARGET,
     is_terminal,
     mode_name,
+    model_to_dict,
     parse_option_value,
     resolve_target,
     status_name,
@@ -92,6 +93,7 @@ examples:
   videogen watch "$ID"                 # live progress until COMPLETED, FAILED or CANCELLED
   videogen download "$ID" cat.mp4      # an interrupted download resumes from cat.mp4.part
   videogen generate --help             # every generation option (image/video inputs, size, seed, ...)
+  videogen models                      # the model ids, their modes, sizes, durations and options
 """
 
 
@@ -328,6 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument(
         "--no-resume", dest="resume", action="store_false", help="ignore an existing FILE.part and start over"
     )
+
+    add(
+        "models",
+        "list the models and what each takes",
+        "List every model the server knows (ListModels), one row per mode: its status (legacy ones name "
+        "their replacement), whether a prompt is needed, the sizes (* marks the default), the durations "
+        "in seconds (the default in parentheses), audio, seed, references and the provider_options keys. "
+        "--json prints each model as one JSON object per line, with everything (option values too).",
+        "videogen models",
+    )
     return parser
 
 
@@ -447,6 +459,102 @@ def format_update(video: video_pb2.Video) -> str:
     if video.HasField("error"):
         line += f"  {video.error.code or 'error'}: {video.error.message}"
     return line
+
+
+_MODE_WORDS = {
+    video_pb2.GENERATION_MODE_TEXT_TO_VIDEO: "text",
+    video_pb2.GENERATION_MODE_IMAGE_TO_VIDEO: "image",
+    video_pb2.GENERATION_MODE_VIDEO_TO_VIDEO: "video",
+}
+_PROMPT_WORDS = {
+    video_service_pb2.PROMPT_REQUIREMENT_REQUIRED: "required",
+    video_service_pb2.PROMPT_REQUIREMENT_OPTIONAL: "optional",
+    video_service_pb2.PROMPT_REQUIREMENT_NOT_ACCEPTED: "none",
+}
+_SIZES_PER_LINE = 3
+
+
+def _model_status(model: video_service_pb2.Model) -> str:
+    if model.status == video_service_pb2.MODEL_STATUS_LEGACY:
+        return f"legacy: use {model.replacement}" if model.replacement else "legacy"
+    return "current, third-party" if model.third_party else "current"
+
+
+def _seconds(model: video_service_pb2.Model) -> str:
+    if not model.HasField("durations"):
+        return "from input"
+    values = list(model.durations.allowed_seconds)
+    if len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
+        allowed = f"{values[0]}-{values[-1]}"
+    else:
+        allowed = ",".join(str(v) for v in values)
+    return f"{allowed} ({model.durations.default_seconds})"
+
+
+def _sizes(mode: video_service_pb2.ModelMode) -> list[str]:
+    if not mode.sizes:
+        return ["from input"]
+    marked = [f"{size}*" if size == mode.default_size else size for size in mode.sizes]
+    return [" ".join(marked[i : i + _SIZES_PER_LINE]) for i in range(0, len(marked), _SIZES_PER_LINE)]
+
+
+def _references(mode: video_service_pb2.ModelMode) -> list[str]:
+    lines = []
+    for label, present, refs in (
+        ("images", mode.HasField("reference_images"), mode.reference_images),
+        ("videos", mode.HasField("references"), mode.references),
+    ):
+        if present:
+            lines.append(f"{label} <={refs.max_count}" if refs.HasField("max_count") else label)
+    return lines or ["-"]
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def format_models(models: Sequence[video_service_pb2.Model]) -> str:
+    """The models as a table, one row per mode; a cell may take several lines (sizes, options)."""
+    header = [
+        "MODEL",
+        "STATUS",
+        "MODE",
+        "PROMPT",
+        "SIZES",
+        "SECONDS",
+        "AUDIO",
+        "SEED",
+        "REFERENCES",
+        "OPTIONS",
+    ]
+    rows: list[list[list[str]]] = []
+    for model in models:
+        for i, mode in enumerate(model.modes):
+            first = i == 0
+            options = [o.key for o in model.provider_options] or ["-"]
+            rows.append(
+                [
+                    [model.id if first else ""],
+                    [_model_status(model) if first else ""],
+                    [_MODE_WORDS.get(mode.mode, mode_name(mode.mode).lower())],
+                    [_PROMPT_WORDS.get(mode.prompt, "?")],
+                    _sizes(mode),
+                    [_seconds(model) if first else ""],
+                    [_yes(model.audio) if first else ""],
+                    [_yes(model.seed) if first else ""],
+                    _references(mode),
+                    options if first else [""],
+                ]
+            )
+    widths = [len(h) for h in header]
+    for row in rows:
+        widths = [max(w, *(len(line) for line in cell)) for w, cell in zip(widths, row, strict=True)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    for row in rows:
+        for n in range(max(len(cell) for cell in row)):
+            cells = [cell[n] if n < len(cell) else "" for cell in row]
+            out.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+    return "\n".join(out)
 
 
 class _Output:
@@ -664,12 +772,24 @@ def _cmd_download(client: VideoClient, args: argparse.Namespace, ui: _Output, de
     return EXIT_OK
 
 
+def _cmd_models(client: VideoClient, args: argparse.Namespace, ui: _Output, deadline: Deadline) -> int:
+    models = client.list_models(timeout=deadline.remaining())
+    if ui.json:
+        for model in models:
+            ui.emit(model_to_dict(model))
+    else:
+        ui.out.print(format_models(models), markup=False)
+        ui.note("* the size sent when --size is not given; --json shows option values and prompt limits")
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[VideoClient, argparse.Namespace, _Output, Deadline], int]] = {
     "generate": _cmd_generate,
     "get": _cmd_get,
     "watch": _cmd_watch,
     "cancel": _cmd_cancel,
     "download": _cmd_download,
+    "models": _cmd_models,
 }
 
 

@@ -171,6 +171,16 @@ class VideoClient:
         )
         return resp.video
 
+    def list_models(self, *, timeout: float | None = None) -> list[video_service_pb2.Model]:
+        """Every model the server's catalog knows, current ones first: its modes, sizes, durations, options
+        and status (a model it does not list may still be accepted: the server passes it to Runway)."""
+        stub = self._get_stub()
+        req = video_service_pb2.ListModelsRequest()
+        resp = self._unary(
+            lambda t: stub.ListModels(req, metadata=self._metadata, timeout=t), Deadline(timeout)
+        )
+        return list(resp.models)
+
     def get(self, id: str, *, timeout: float | None = None) -> video_pb2.Video:
         """The video's current state."""
         stub = self._get_stub()

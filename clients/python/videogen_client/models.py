@@ -23,6 +23,7 @@ Video = video_pb2.Video
 VideoStatus = video_pb2.VideoStatus
 GenerationMode = video_pb2.GenerationMode
 MediaReference = video_service_pb2.MediaReference
+Model = video_service_pb2.Model  # one entry of list_models(): a model id and what it takes
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 ENV_TARGET = "VIDEOGEN_TARGET"
@@ -89,6 +90,11 @@ def raise_for_status(video: video_pb2.Video) -> video_pb2.Video:
 def video_to_dict(video: video_pb2.Video) -> dict[str, Any]:
     """The video as JSON-ready data (proto JSON mapping: camelCase names, enum names, RFC 3339 times)."""
     return json_format.MessageToDict(video)
+
+
+def model_to_dict(model: video_service_pb2.Model) -> dict[str, Any]:
+    """A model description as JSON-ready data (the same mapping as :func:`video_to_dict`)."""
+    return json_format.MessageToDict(model)
 
 
 def resolve_target(target: str | None) -> str:

@@ -17,6 +17,15 @@ from videogen_server.domain.bounds import (
     OPTIONS_TOO_MANY,
 )
 from videogen_server.domain.generation import GenerateSpec, GenerationMode, MediaRef
+from videogen_server.domain.model_info import (
+    ModeInfo,
+    ModelInfo,
+    ModelStatus,
+    OptionInfo,
+    OptionType,
+    PromptNeed,
+    ReferencesInfo,
+)
 from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.errors import FieldViolation, InvalidArgument
 
@@ -34,6 +43,24 @@ _MODE = {
     GenerationMode.TEXT_TO_VIDEO: video_pb2.GENERATION_MODE_TEXT_TO_VIDEO,
     GenerationMode.IMAGE_TO_VIDEO: video_pb2.GENERATION_MODE_IMAGE_TO_VIDEO,
     GenerationMode.VIDEO_TO_VIDEO: video_pb2.GENERATION_MODE_VIDEO_TO_VIDEO,
+}
+
+_MODEL_STATUS = {
+    ModelStatus.CURRENT: video_service_pb2.MODEL_STATUS_CURRENT,
+    ModelStatus.LEGACY: video_service_pb2.MODEL_STATUS_LEGACY,
+}
+
+_PROMPT = {
+    PromptNeed.REQUIRED: video_service_pb2.PROMPT_REQUIREMENT_REQUIRED,
+    PromptNeed.OPTIONAL: video_service_pb2.PROMPT_REQUIREMENT_OPTIONAL,
+    PromptNeed.NOT_ACCEPTED: video_service_pb2.PROMPT_REQUIREMENT_NOT_ACCEPTED,
+}
+
+_OPTION_TYPE = {
+    OptionType.TEXT: video_service_pb2.PROVIDER_OPTION_TYPE_TEXT,
+    OptionType.ENUM: video_service_pb2.PROVIDER_OPTION_TYPE_ENUM,
+    OptionType.NUMBER: video_service_pb2.PROVIDER_OPTION_TYPE_NUMBER,
+    OptionType.JSON: video_service_pb2.PROVIDER_OPTION_TYPE_JSON,
 }
 
 
@@ -169,3 +196,58 @@ def video_message(record: VideoRecord) -> video_pb2.Video:
         video.error.message = record.error_message
         video.error.retryable = record.error_retryable
     return video
+
+
+def _references(info: ReferencesInfo | None) -> video_service_pb2.ModelReferences | None:
+    if info is None:
+        return None
+    refs = video_service_pb2.ModelReferences()
+    if info.max_count is not None:
+        refs.max_count = info.max_count
+    return refs
+
+
+def _mode_message(info: ModeInfo) -> video_service_pb2.ModelMode:
+    return video_service_pb2.ModelMode(
+        mode=_MODE[info.mode],
+        sizes=info.sizes,
+        default_size=info.default_size,
+        prompt=_PROMPT[info.prompt],
+        reference_images=_references(info.reference_images),
+        references=_references(info.references),
+    )
+
+
+def _option_message(info: OptionInfo) -> video_service_pb2.ProviderOption:
+    option = video_service_pb2.ProviderOption(
+        key=info.key, type=_OPTION_TYPE[info.type], allowed_values=info.allowed_values
+    )
+    if info.minimum is not None:
+        option.minimum = info.minimum
+    if info.maximum is not None:
+        option.maximum = info.maximum
+    if info.max_length is not None:
+        option.max_length = info.max_length
+    return option
+
+
+def model_message(info: ModelInfo) -> video_service_pb2.Model:
+    model = video_service_pb2.Model(
+        id=info.id,
+        status=_MODEL_STATUS[info.status],
+        replacement=info.replacement,
+        status_reason=info.status_reason,
+        third_party=info.third_party,
+        modes=[_mode_message(m) for m in info.modes],
+        audio=info.audio,
+        seed=info.seed,
+        content_moderation=info.content_moderation,
+        provider_options=[_option_message(o) for o in info.options],
+        provider_options_closed=info.options_closed,
+    )
+    if info.durations is not None:
+        model.durations.allowed_seconds.extend(info.durations.allowed_seconds)
+        model.durations.default_seconds = info.durations.default_seconds
+    if info.prompt_max_length is not None:
+        model.prompt_max_length = info.prompt_max_length
+    return model

@@ -13,8 +13,9 @@ import grpc
 from videogen.v1 import video_service_pb2, video_service_pb2_grpc
 
 from videogen_server.api.auth import current_caller
-from videogen_server.api.convert import generate_spec, video_message
+from videogen_server.api.convert import generate_spec, model_message, video_message
 from videogen_server.api.limits import StreamLimits
+from videogen_server.domain.model_info import ModelInfo
 from videogen_server.domain.video import VideoRecord
 from videogen_server.services.content import Chunk, ContentRelay
 from videogen_server.services.tracker import TaskTracker
@@ -40,6 +41,12 @@ def _get_response(record: VideoRecord) -> video_service_pb2.GetResponse:
 @functools.lru_cache(maxsize=4096)
 def _watch_response(record: VideoRecord) -> video_service_pb2.WatchStatusResponse:
     return video_service_pb2.WatchStatusResponse(video=video_message(record))
+
+
+# The provider's catalog is data, so its description is converted once (keyed by value, like the above).
+@functools.lru_cache(maxsize=8)
+def _list_models_response(models: tuple[ModelInfo, ...]) -> video_service_pb2.ListModelsResponse:
+    return video_service_pb2.ListModelsResponse(models=[model_message(m) for m in models])
 
 
 class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
@@ -74,6 +81,14 @@ class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
     ) -> video_service_pb2.CancelResponse:
         record = await self._videos.cancel(current_caller.get(), request.id, deadline=deadline_of(context))
         return video_service_pb2.CancelResponse(video=video_message(record))
+
+    async def ListModels(
+        self, request: video_service_pb2.ListModelsRequest, context: Context
+    ) -> video_service_pb2.ListModelsResponse:
+        # A normal call: it needs a caller key when keys are configured (the interceptor checks it), as
+        # every VideoService RPC does. The catalog is no secret, but an open method would be the one
+        # exception to "VideoService needs a key", for no caller that lacks one.
+        return _list_models_response(self._videos.models())
 
     async def WatchStatus(  # type: ignore[override]
         self, request: video_service_pb2.WatchStatusRequest, context: Context

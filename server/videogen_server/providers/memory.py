@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from videogen_server import errors
 from videogen_server.domain.generation import GenerateSpec, GenerationMode
+from videogen_server.domain.model_info import ModelInfo
 from videogen_server.domain.task import UpstreamRequest, UpstreamTask
 from videogen_server.domain.video import VideoStatus
 
@@ -59,9 +60,11 @@ class MemoryOutput:
 
 
 class MemoryProvider:
-    """`credits` is the estimate every create reports. `calls` counts the calls made, by method name."""
+    """`credits` is the estimate every create reports. `calls` counts the calls made, by method name.
+    `models` is what `models()` lists: a fake has no catalog of its own (`plan` takes any model id)."""
 
-    def __init__(self, *, credits: float | None = 10.0) -> None:
+    def __init__(self, *, credits: float | None = 10.0, models: tuple[ModelInfo, ...] = ()) -> None:
+        self.model_infos = models
         self.tasks: dict[str, UpstreamTask] = {}
         self.plans: dict[str, MemoryPlan] = {}  # the plan each task was created from
         self.calls: defaultdict[str, int] = defaultdict(int)
@@ -72,8 +75,8 @@ class MemoryProvider:
     # --- driving it (tests) ----------------------------------------------------------------------------
 
     def fail_next(self, method: str, error: BaseException) -> None:
-        """The next call of `method` ("plan", "create", "get_task", "cancel_task", "open_output") raises
-        `error`; several are raised in the order given."""
+        """The next call of `method` ("models", "plan", "create", "get_task", "cancel_task", "open_output")
+        raises `error`; several are raised in the order given."""
         self._failures[method].append(error)
 
     def start(self, task_id: str, progress: float = 0.0) -> None:
@@ -112,6 +115,10 @@ class MemoryProvider:
             raise failures.popleft()
 
     # --- the port ----------------------------------------------------------------------------------------
+
+    def models(self) -> tuple[ModelInfo, ...]:
+        self._call("models")
+        return self.model_infos
 
     def plan(self, spec: GenerateSpec) -> MemoryPlan:
         self._call("plan")

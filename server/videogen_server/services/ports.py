@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
 from videogen_server.domain.generation import GenerateSpec
+from videogen_server.domain.model_info import ModelInfo
 from videogen_server.domain.task import UpstreamRequest, UpstreamTask
 from videogen_server.domain.video import VideoRecord
 
@@ -145,6 +146,11 @@ class OutputSource(Protocol):
 
 class VideoProvider(OutputSource, Protocol):
     """A generation provider, in the domain's terms."""
+
+    def models(self) -> tuple[ModelInfo, ...]:
+        """The models this provider describes (ListModels): the ones `plan` validates, as its catalog says,
+        current ones first. Models it does not list may still be planned (passed through upstream)."""
+        ...
 
     def plan(self, spec: GenerateSpec) -> UpstreamRequest:
         """Validate `spec` and decide what to send: raises InvalidArgument with every violation. The plan's

@@ -1,4 +1,5 @@
-"""The video use cases: Generate, Get and Cancel over the store and the video provider. No gRPC here."""
+"""The video use cases: Generate, Get and Cancel over the store and the video provider, and the models that
+can be generated with (ListModels). No gRPC here."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from videogen_server import errors
 from videogen_server.domain.clock import utcnow
 from videogen_server.domain.generation import GenerateSpec
 from videogen_server.domain.ids import parse_uuid
+from videogen_server.domain.model_info import ModelInfo
 from videogen_server.domain.task import UpstreamRequest
 from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.services.ports import VideoProvider, VideoStore
@@ -104,6 +106,10 @@ class Videos:
         # and shutdown waits for them all (`drain`, `close`), whether or not a caller still listens.
         self._creating: dict[str, _InFlight] = {}
         self._closed = False
+
+    def models(self) -> tuple[ModelInfo, ...]:
+        """The models the provider describes, as its catalog says (the same for every caller)."""
+        return self._provider.models()
 
     async def generate(self, owner: str, spec: GenerateSpec, *, deadline: float | None) -> VideoRecord:
         request = self._provider.plan(spec)  # validation first: nothing invalid costs a credit

@@ -8,10 +8,14 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 
 import httpx
 
+from videogen_server import errors
 from videogen_server.domain.generation import GenerateSpec
+from videogen_server.domain.model_info import ModelInfo
 from videogen_server.domain.task import UpstreamRequest, UpstreamTask
 from videogen_server.providers.runway.api import RunwayClient
 from videogen_server.providers.runway.breaker import CircuitBreaker
+from videogen_server.providers.runway.catalog import CATALOG
+from videogen_server.providers.runway.describe import CURRENT_MODEL_IDS, MODELS
 from videogen_server.providers.runway.downloads import OutputDownloads, OutputStream
 from videogen_server.providers.runway.mapping import RunwayRequest, build_upstream_request, wire_path_to_field
 from videogen_server.providers.runway.retry import RetryPolicy
@@ -68,13 +72,22 @@ class RunwayProvider:
             stack.push_async_callback(self._api.aclose)
             stack.push_async_callback(self._downloads.aclose)
 
+    def models(self) -> tuple[ModelInfo, ...]:
+        return MODELS
+
     def plan(self, spec: GenerateSpec) -> RunwayRequest:
         return build_upstream_request(spec)
 
     async def create(self, plan: UpstreamRequest, *, deadline: float | None = None) -> CreatedTask:
         if not isinstance(plan, RunwayRequest):
             raise TypeError(f"RunwayProvider.create needs a plan of its own, not {type(plan).__name__}")
-        return await self._api.create(plan.path, plan.body, deadline=deadline)
+        try:
+            return await self._api.create(plan.path, plan.body, deadline=deadline)
+        except errors.UpstreamRejected as exc:
+            named = _unknown_model(exc, plan.body.get("model"))
+            if named is exc:
+                raise
+            raise named from exc
 
     async def get_task(self, task_id: str, *, deadline: float | None = None) -> UpstreamTask:
         return await self._api.get_task(task_id, deadline=deadline)
@@ -87,3 +100,24 @@ class RunwayProvider:
         self, url: str, *, start: int = 0, end: int | None = None, deadline: float | None = None
     ) -> AbstractAsyncContextManager[OutputStream]:
         return self._downloads.open_output(url, start=start, end=end, deadline=deadline)
+
+
+def _unknown_model(exc: errors.UpstreamRejected, model: object) -> errors.UpstreamRejected:
+    """Runway's 400 for a model id the catalog does not know, when it blames `model` (Runway's words are
+    "Invalid input"): the message and the `model` violation name the models Runway accepts, first, so that
+    the bounds on error sizes never cut them off. Any other rejection is returned as it is. (Unknown ids
+    are still sent: Runway may have added the model since the catalog was written.)"""
+    if not isinstance(model, str) or model in CATALOG or not any(v.field == "model" for v in exc.violations):
+        return exc
+    known = ", ".join(CURRENT_MODEL_IDS)
+    said = exc.message
+    violations = [
+        errors.FieldViolation(
+            "model", f"Runway does not accept {model!r}; known models: {known} (Runway: {v.description})"
+        )
+        if v.field == "model"
+        else v
+        for v in exc.violations
+    ]
+    message = f"Runway does not accept model {model!r}; known models: {known} (ListModels describes them)"
+    return errors.UpstreamRejected(f"{message}. Runway said: {said}" if said else message, violations)

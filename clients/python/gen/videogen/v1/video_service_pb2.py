@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from videogen.v1 import video_pb2 as videogen_dot_v1_dot_video__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fvideogen/v1/video_service.proto\x12\x0bvideogen.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17videogen/v1/video.proto\"6\n\x0eMediaReference\x12\x11\n\x03uri\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03tag\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\":\n\x11\x43ontentModeration\x12%\n\x17public_figure_threshold\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\"\xff\x03\n\x0fGenerateRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06prompt\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1d\n\x0finput_reference\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x07seconds\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x12\n\x04size\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\x04seed\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x01\x88\x01\x01\x12\x18\n\x05\x61udio\x18\x07 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x02\x88\x01\x01\x12\x17\n\tvideo_uri\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\x12\x35\n\nreferences\x18\t \x03(\x0b\x32\x1b.videogen.v1.MediaReferenceB\x04\xe2\x41\x01\x01\x12@\n\x12\x63ontent_moderation\x18\n \x01(\x0b\x32\x1e.videogen.v1.ContentModerationB\x04\xe2\x41\x01\x01\x12;\n\x10reference_images\x18\x0b \x03(\x0b\x32\x1b.videogen.v1.MediaReferenceB\x04\xe2\x41\x01\x01\x12\x37\n\x10provider_options\x18\x0c \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\r \x01(\tB\x04\xe2\x41\x01\x01\x42\n\n\x08_secondsB\x07\n\x05_seedB\x08\n\x06_audio\";\n\x10GenerateResponse\x12\'\n\x05video\x18\x01 \x01(\x0b\x32\x12.videogen.v1.VideoB\x04\xe2\x41\x01\x03\"\x1e\n\nGetRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"6\n\x0bGetResponse\x12\'\n\x05video\x18\x01 \x01(\x0b\x32\x12.videogen.v1.VideoB\x04\xe2\x41\x01\x03\"h\n\x14StreamContentRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05index\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x14\n\x06offset\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x13\n\x05limit\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x01\"w\n\x15StreamContentResponse\x12\x12\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x42\x04\xe2\x41\x01\x03\x12\x14\n\x06offset\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x63ontent_type\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\ntotal_size\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\"!\n\rCancelRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"9\n\x0e\x43\x61ncelResponse\x12\'\n\x05video\x18\x01 \x01(\x0b\x32\x12.videogen.v1.VideoB\x04\xe2\x41\x01\x03\"&\n\x12WatchStatusRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\">\n\x13WatchStatusResponse\x12\'\n\x05video\x18\x01 \x01(\x0b\x32\x12.videogen.v1.VideoB\x04\xe2\x41\x01\x03\x32\x82\x03\n\x0cVideoService\x12G\n\x08Generate\x12\x1c.videogen.v1.GenerateRequest\x1a\x1d.videogen.v1.GenerateResponse\x12\x38\n\x03Get\x12\x17.videogen.v1.GetRequest\x1a\x18.videogen.v1.GetResponse\x12X\n\rStreamContent\x12!.videogen.v1.StreamContentRequest\x1a\".videogen.v1.StreamContentResponse0\x01\x12\x41\n\x06\x43\x61ncel\x12\x1a.videogen.v1.CancelRequest\x1a\x1b.videogen.v1.CancelResponse\x12R\n\x0bWatchStatus\x12\x1f.videogen.v1.WatchStatusRequest\x1a .videogen.v1.WatchStatusResponse0\x01\x42\x62\n\x0f\x63om.videogen.v1B\x11VideoServiceProtoP\x01Z:github.com/videogen/videogen/gen/go/videogen/v1;videogenv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fvideogen/v1/video_service.proto\x12\x0bvideogen.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17videogen/v1/video.proto\"6\n\x0eMediaReference\x12\x11\n\x03uri\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03tag\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\":\n\x11\x43ontentModeration\x12%\n\x17public_figure_threshold\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\"\xff\x03\n\x0fGenerateRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06prompt\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1d\n\x0finput_reference\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x07seconds\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x12\n\x04size\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\x04seed\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x01\x88\x01\x01\x12\x18\n\x05\x61udio\x18\x07 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x02\x88\x01\x01\x12\x17\n\tvideo_uri\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\x12\x35\n\nreferences\x18\t \x03(\x0b\x32\x1b.videogen.v1.MediaReferenceB\x04\xe2\x41\x01\x01\x12@\n\x12\x63ontent_moderation\x18\n \x01(\x0b\x32\x1e.videogen.v1.ContentModerationB\x04\xe2\x41\x01\x01\x12;\n\x10reference_images\x18\x0b \x03(\x0b\x32\x1b.videogen.v1.MediaReferenceB\x04\xe2\x41\x01\x01\x12\x37\n\x10provider_options\x18\x0c \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\r \x01(\tB\x04\xe2\x41\x01\x01\x42\n\n\x08_secondsB\x07\n\x05_seedB\x08\n\x06_audio\";\n\x10GenerateResponse\x12\'\n\x05video\x18\x01 \x01(\x0b\x32\x12.videogen.v1.VideoB\x04\xe2\x41\x01\x03\"\x1e\n\nGetRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"6\n\x0bGetResponse\x12\'\n\x05video\x18\x01 \x01(\x0b\x32\x12.videogen.v1.VideoB\x04\xe2\x41\x01\x03\"h\n\x14StreamContentRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05index\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x14\n\x06offset\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x13\n\x05limit\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x01\"w\n\x15StreamContentResponse\x12\x12\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x42\x04\xe2\x41\x01\x03\x12\x14\n\x06offset\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x63ontent_type\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\ntotal_size\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\"!\n\rCancelRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"9\n\x0e\x43\x61ncelResponse\x12\'\n\x05video\x18\x01 \x01(\x0b\x32\x12.videogen.v1.VideoB\x04\xe2\x41\x01\x03\"&\n\x12WatchStatusRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\">\n\x13WatchStatusResponse\x12\'\n\x05video\x18\x01 \x01(\x0b\x32\x12.videogen.v1.VideoB\x04\xe2\x41\x01\x03\"\x13\n\x11ListModelsRequest\">\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x12.videogen.v1.ModelB\x04\xe2\x41\x01\x03\"\xea\x03\n\x05Model\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x18.videogen.v1.ModelStatusB\x04\xe2\x41\x01\x03\x12\x19\n\x0breplacement\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rstatus_reason\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0bthird_party\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12+\n\x05modes\x18\x06 \x03(\x0b\x32\x16.videogen.v1.ModelModeB\x04\xe2\x41\x01\x03\x12\x34\n\tdurations\x18\x07 \x01(\x0b\x32\x1b.videogen.v1.ModelDurationsB\x04\xe2\x41\x01\x03\x12\x13\n\x05\x61udio\x18\x08 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x12\n\x04seed\x18\t \x01(\x08\x42\x04\xe2\x41\x01\x03\x12 \n\x12\x63ontent_moderation\x18\n \x01(\x08\x42\x04\xe2\x41\x01\x03\x12$\n\x11prompt_max_length\x18\x0b \x01(\x05\x42\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x12;\n\x10provider_options\x18\x0c \x03(\x0b\x32\x1b.videogen.v1.ProviderOptionB\x04\xe2\x41\x01\x03\x12%\n\x17provider_options_closed\x18\r \x01(\x08\x42\x04\xe2\x41\x01\x03\x42\x14\n\x12_prompt_max_length\"\x99\x02\n\tModelMode\x12/\n\x04mode\x18\x01 \x01(\x0e\x32\x1b.videogen.v1.GenerationModeB\x04\xe2\x41\x01\x03\x12\x13\n\x05sizes\x18\x02 \x03(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x64\x65\x66\x61ult_size\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\x06prompt\x18\x04 \x01(\x0e\x32\x1e.videogen.v1.PromptRequirementB\x04\xe2\x41\x01\x03\x12<\n\x10reference_images\x18\x05 \x01(\x0b\x32\x1c.videogen.v1.ModelReferencesB\x04\xe2\x41\x01\x03\x12\x36\n\nreferences\x18\x06 \x01(\x0b\x32\x1c.videogen.v1.ModelReferencesB\x04\xe2\x41\x01\x03\"=\n\x0fModelReferences\x12\x1c\n\tmax_count\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x42\x0c\n\n_max_count\"N\n\x0eModelDurations\x12\x1d\n\x0f\x61llowed_seconds\x18\x01 \x03(\x05\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x64\x65\x66\x61ult_seconds\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x03\"\xf4\x01\n\x0eProviderOption\x12\x11\n\x03key\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\x04type\x18\x02 \x01(\x0e\x32\x1f.videogen.v1.ProviderOptionTypeB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x61llowed_values\x18\x03 \x03(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x07minimum\x18\x04 \x01(\x01\x42\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x12\x1a\n\x07maximum\x18\x05 \x01(\x01\x42\x04\xe2\x41\x01\x03H\x01\x88\x01\x01\x12\x1d\n\nmax_length\x18\x06 \x01(\x05\x42\x04\xe2\x41\x01\x03H\x02\x88\x01\x01\x42\n\n\x08_minimumB\n\n\x08_maximumB\r\n\x0b_max_length*^\n\x0bModelStatus\x12\x1c\n\x18MODEL_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14MODEL_STATUS_CURRENT\x10\x01\x12\x17\n\x13MODEL_STATUS_LEGACY\x10\x02*\x9e\x01\n\x11PromptRequirement\x12\"\n\x1ePROMPT_REQUIREMENT_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPROMPT_REQUIREMENT_REQUIRED\x10\x01\x12\x1f\n\x1bPROMPT_REQUIREMENT_OPTIONAL\x10\x02\x12#\n\x1fPROMPT_REQUIREMENT_NOT_ACCEPTED\x10\x03*\xb8\x01\n\x12ProviderOptionType\x12$\n PROVIDER_OPTION_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19PROVIDER_OPTION_TYPE_TEXT\x10\x01\x12\x1d\n\x19PROVIDER_OPTION_TYPE_ENUM\x10\x02\x12\x1f\n\x1bPROVIDER_OPTION_TYPE_NUMBER\x10\x03\x12\x1d\n\x19PROVIDER_OPTION_TYPE_JSON\x10\x04\x32\xd1\x03\n\x0cVideoService\x12G\n\x08Generate\x12\x1c.videogen.v1.GenerateRequest\x1a\x1d.videogen.v1.GenerateResponse\x12\x38\n\x03Get\x12\x17.videogen.v1.GetRequest\x1a\x18.videogen.v1.GetResponse\x12X\n\rStreamContent\x12!.videogen.v1.StreamContentRequest\x1a\".videogen.v1.StreamContentResponse0\x01\x12\x41\n\x06\x43\x61ncel\x12\x1a.videogen.v1.CancelRequest\x1a\x1b.videogen.v1.CancelResponse\x12R\n\x0bWatchStatus\x12\x1f.videogen.v1.WatchStatusRequest\x1a .videogen.v1.WatchStatusResponse0\x01\x12M\n\nListModels\x12\x1e.videogen.v1.ListModelsRequest\x1a\x1f.videogen.v1.ListModelsResponseBb\n\x0f\x63om.videogen.v1B\x11VideoServiceProtoP\x01Z:github.com/videogen/videogen/gen/go/videogen/v1;videogenv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -97,6 +97,70 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHSTATUSREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_WATCHSTATUSRESPONSE'].fields_by_name['video']._loaded_options = None
   _globals['_WATCHSTATUSRESPONSE'].fields_by_name['video']._serialized_options = b'\342A\001\003'
+  _globals['_LISTMODELSRESPONSE'].fields_by_name['models']._loaded_options = None
+  _globals['_LISTMODELSRESPONSE'].fields_by_name['models']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['id']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['status']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['status']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['replacement']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['replacement']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['status_reason']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['status_reason']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['third_party']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['third_party']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['modes']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['modes']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['durations']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['durations']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['audio']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['audio']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['seed']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['seed']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['content_moderation']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['content_moderation']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['prompt_max_length']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['prompt_max_length']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['provider_options']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['provider_options']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['provider_options_closed']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['provider_options_closed']._serialized_options = b'\342A\001\003'
+  _globals['_MODELMODE'].fields_by_name['mode']._loaded_options = None
+  _globals['_MODELMODE'].fields_by_name['mode']._serialized_options = b'\342A\001\003'
+  _globals['_MODELMODE'].fields_by_name['sizes']._loaded_options = None
+  _globals['_MODELMODE'].fields_by_name['sizes']._serialized_options = b'\342A\001\003'
+  _globals['_MODELMODE'].fields_by_name['default_size']._loaded_options = None
+  _globals['_MODELMODE'].fields_by_name['default_size']._serialized_options = b'\342A\001\003'
+  _globals['_MODELMODE'].fields_by_name['prompt']._loaded_options = None
+  _globals['_MODELMODE'].fields_by_name['prompt']._serialized_options = b'\342A\001\003'
+  _globals['_MODELMODE'].fields_by_name['reference_images']._loaded_options = None
+  _globals['_MODELMODE'].fields_by_name['reference_images']._serialized_options = b'\342A\001\003'
+  _globals['_MODELMODE'].fields_by_name['references']._loaded_options = None
+  _globals['_MODELMODE'].fields_by_name['references']._serialized_options = b'\342A\001\003'
+  _globals['_MODELREFERENCES'].fields_by_name['max_count']._loaded_options = None
+  _globals['_MODELREFERENCES'].fields_by_name['max_count']._serialized_options = b'\342A\001\003'
+  _globals['_MODELDURATIONS'].fields_by_name['allowed_seconds']._loaded_options = None
+  _globals['_MODELDURATIONS'].fields_by_name['allowed_seconds']._serialized_options = b'\342A\001\003'
+  _globals['_MODELDURATIONS'].fields_by_name['default_seconds']._loaded_options = None
+  _globals['_MODELDURATIONS'].fields_by_name['default_seconds']._serialized_options = b'\342A\001\003'
+  _globals['_PROVIDEROPTION'].fields_by_name['key']._loaded_options = None
+  _globals['_PROVIDEROPTION'].fields_by_name['key']._serialized_options = b'\342A\001\003'
+  _globals['_PROVIDEROPTION'].fields_by_name['type']._loaded_options = None
+  _globals['_PROVIDEROPTION'].fields_by_name['type']._serialized_options = b'\342A\001\003'
+  _globals['_PROVIDEROPTION'].fields_by_name['allowed_values']._loaded_options = None
+  _globals['_PROVIDEROPTION'].fields_by_name['allowed_values']._serialized_options = b'\342A\001\003'
+  _globals['_PROVIDEROPTION'].fields_by_name['minimum']._loaded_options = None
+  _globals['_PROVIDEROPTION'].fields_by_name['minimum']._serialized_options = b'\342A\001\003'
+  _globals['_PROVIDEROPTION'].fields_by_name['maximum']._loaded_options = None
+  _globals['_PROVIDEROPTION'].fields_by_name['maximum']._serialized_options = b'\342A\001\003'
+  _globals['_PROVIDEROPTION'].fields_by_name['max_length']._loaded_options = None
+  _globals['_PROVIDEROPTION'].fields_by_name['max_length']._serialized_options = b'\342A\001\003'
+  _globals['_MODELSTATUS']._serialized_start=2592
+  _globals['_MODELSTATUS']._serialized_end=2686
+  _globals['_PROMPTREQUIREMENT']._serialized_start=2689
+  _globals['_PROMPTREQUIREMENT']._serialized_end=2847
+  _globals['_PROVIDEROPTIONTYPE']._serialized_start=2850
+  _globals['_PROVIDEROPTIONTYPE']._serialized_end=3034
   _globals['_MEDIAREFERENCE']._serialized_start=136
   _globals['_MEDIAREFERENCE']._serialized_end=190
   _globals['_CONTENTMODERATION']._serialized_start=192
@@ -121,6 +185,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHSTATUSREQUEST']._serialized_end=1274
   _globals['_WATCHSTATUSRESPONSE']._serialized_start=1276
   _globals['_WATCHSTATUSRESPONSE']._serialized_end=1338
-  _globals['_VIDEOSERVICE']._serialized_start=1341
-  _globals['_VIDEOSERVICE']._serialized_end=1727
+  _globals['_LISTMODELSREQUEST']._serialized_start=1340
+  _globals['_LISTMODELSREQUEST']._serialized_end=1359
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1361
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1423
+  _globals['_MODEL']._serialized_start=1426
+  _globals['_MODEL']._serialized_end=1916
+  _globals['_MODELMODE']._serialized_start=1919
+  _globals['_MODELMODE']._serialized_end=2200
+  _globals['_MODELREFERENCES']._serialized_start=2202
+  _globals['_MODELREFERENCES']._serialized_end=2263
+  _globals['_MODELDURATIONS']._serialized_start=2265
+  _globals['_MODELDURATIONS']._serialized_end=2343
+  _globals['_PROVIDEROPTION']._serialized_start=2346
+  _globals['_PROVIDEROPTION']._serialized_end=2590
+  _globals['_VIDEOSERVICE']._serialized_start=3037
+  _globals['_VIDEOSERVICE']._serialized_end=3502
 # @@protoc_insertion_point(module_scope)

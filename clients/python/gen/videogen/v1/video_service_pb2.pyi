@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from videogen.v1 import video_pb2 as _video_pb2
 import builtins as _builtins
 import sys
@@ -19,6 +20,98 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _ModelStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ModelStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MODEL_STATUS_UNSPECIFIED: _ModelStatus.ValueType  # 0
+    """Never set by the server; the zero value means "not set"."""
+    MODEL_STATUS_CURRENT: _ModelStatus.ValueType  # 1
+    """Runway accepts the model; Generate validates requests for it against this description."""
+    MODEL_STATUS_LEGACY: _ModelStatus.ValueType  # 2
+    """A name callers know from other gateways that Runway no longer accepts: Generate refuses it with
+    INVALID_ARGUMENT naming `replacement`, and sends nothing to Runway.
+    """
+
+class ModelStatus(_ModelStatus, metaclass=_ModelStatusEnumTypeWrapper):
+    """Whether a model may be used."""
+
+MODEL_STATUS_UNSPECIFIED: ModelStatus.ValueType  # 0
+"""Never set by the server; the zero value means "not set"."""
+MODEL_STATUS_CURRENT: ModelStatus.ValueType  # 1
+"""Runway accepts the model; Generate validates requests for it against this description."""
+MODEL_STATUS_LEGACY: ModelStatus.ValueType  # 2
+"""A name callers know from other gateways that Runway no longer accepts: Generate refuses it with
+INVALID_ARGUMENT naming `replacement`, and sends nothing to Runway.
+"""
+Global___ModelStatus: _TypeAlias = ModelStatus  # noqa: Y015
+
+class _PromptRequirement:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PromptRequirementEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PromptRequirement.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROMPT_REQUIREMENT_UNSPECIFIED: _PromptRequirement.ValueType  # 0
+    """Never set by the server; the zero value means "not set"."""
+    PROMPT_REQUIREMENT_REQUIRED: _PromptRequirement.ValueType  # 1
+    """A non-blank `prompt` is required."""
+    PROMPT_REQUIREMENT_OPTIONAL: _PromptRequirement.ValueType  # 2
+    """`prompt` may be set or left empty."""
+    PROMPT_REQUIREMENT_NOT_ACCEPTED: _PromptRequirement.ValueType  # 3
+    """`prompt` must be left empty."""
+
+class PromptRequirement(_PromptRequirement, metaclass=_PromptRequirementEnumTypeWrapper):
+    """Whether a mode of a model needs a text prompt."""
+
+PROMPT_REQUIREMENT_UNSPECIFIED: PromptRequirement.ValueType  # 0
+"""Never set by the server; the zero value means "not set"."""
+PROMPT_REQUIREMENT_REQUIRED: PromptRequirement.ValueType  # 1
+"""A non-blank `prompt` is required."""
+PROMPT_REQUIREMENT_OPTIONAL: PromptRequirement.ValueType  # 2
+"""`prompt` may be set or left empty."""
+PROMPT_REQUIREMENT_NOT_ACCEPTED: PromptRequirement.ValueType  # 3
+"""`prompt` must be left empty."""
+Global___PromptRequirement: _TypeAlias = PromptRequirement  # noqa: Y015
+
+class _ProviderOptionType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProviderOptionTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProviderOptionType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROVIDER_OPTION_TYPE_UNSPECIFIED: _ProviderOptionType.ValueType  # 0
+    """Never set by the server; the zero value means "not set"."""
+    PROVIDER_OPTION_TYPE_TEXT: _ProviderOptionType.ValueType  # 1
+    """A non-empty string of text (at most `max_length` UTF-16 code units when set)."""
+    PROVIDER_OPTION_TYPE_ENUM: _ProviderOptionType.ValueType  # 2
+    """One of `allowed_values`."""
+    PROVIDER_OPTION_TYPE_NUMBER: _ProviderOptionType.ValueType  # 3
+    """A number (from `minimum` to `maximum` when they are set)."""
+    PROVIDER_OPTION_TYPE_JSON: _ProviderOptionType.ValueType  # 4
+    """Any JSON value in Runway's shape for the key (e.g. a list of objects); URIs in it pass the same checks
+    as the typed URI fields.
+    """
+
+class ProviderOptionType(_ProviderOptionType, metaclass=_ProviderOptionTypeEnumTypeWrapper):
+    """The kind of value a `provider_options` key takes."""
+
+PROVIDER_OPTION_TYPE_UNSPECIFIED: ProviderOptionType.ValueType  # 0
+"""Never set by the server; the zero value means "not set"."""
+PROVIDER_OPTION_TYPE_TEXT: ProviderOptionType.ValueType  # 1
+"""A non-empty string of text (at most `max_length` UTF-16 code units when set)."""
+PROVIDER_OPTION_TYPE_ENUM: ProviderOptionType.ValueType  # 2
+"""One of `allowed_values`."""
+PROVIDER_OPTION_TYPE_NUMBER: ProviderOptionType.ValueType  # 3
+"""A number (from `minimum` to `maximum` when they are set)."""
+PROVIDER_OPTION_TYPE_JSON: ProviderOptionType.ValueType  # 4
+"""Any JSON value in Runway's shape for the key (e.g. a list of objects); URIs in it pass the same checks
+as the typed URI fields.
+"""
+Global___ProviderOptionType: _TypeAlias = ProviderOptionType  # noqa: Y015
 
 @_typing.final
 class MediaReference(_message.Message):
@@ -399,3 +492,298 @@ class WatchStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchStatusResponse: _TypeAlias = WatchStatusResponse  # noqa: Y015
+
+@_typing.final
+class ListModelsRequest(_message.Message):
+    """Request for VideoService.ListModels. Every model comes in one response (the catalog is small), so there
+    is no paging.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModelsRequest: _TypeAlias = ListModelsRequest  # noqa: Y015
+
+@_typing.final
+class ListModelsResponse(_message.Message):
+    """Response for VideoService.ListModels."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODELS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___Model]:
+        """Every model in the catalog: the current ones first, then the legacy ones."""
+
+    def __init__(
+        self,
+        *,
+        models: _abc.Iterable[Global___Model] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModelsResponse: _TypeAlias = ListModelsResponse  # noqa: Y015
+
+@_typing.final
+class Model(_message.Message):
+    """A model a caller may name in GenerateRequest.model, as the service's catalog describes it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REPLACEMENT_FIELD_NUMBER: _builtins.int
+    STATUS_REASON_FIELD_NUMBER: _builtins.int
+    THIRD_PARTY_FIELD_NUMBER: _builtins.int
+    MODES_FIELD_NUMBER: _builtins.int
+    DURATIONS_FIELD_NUMBER: _builtins.int
+    AUDIO_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    CONTENT_MODERATION_FIELD_NUMBER: _builtins.int
+    PROMPT_MAX_LENGTH_FIELD_NUMBER: _builtins.int
+    PROVIDER_OPTIONS_FIELD_NUMBER: _builtins.int
+    PROVIDER_OPTIONS_CLOSED_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The model id to send as GenerateRequest.model, e.g. `gen4.5`."""
+    status: Global___ModelStatus.ValueType
+    """Whether the model may be used (CURRENT) or is a retired name (LEGACY)."""
+    replacement: _builtins.str
+    """For a LEGACY model: the model id to use instead. Empty otherwise."""
+    status_reason: _builtins.str
+    """For a LEGACY model: why, i.e. what Runway does with the name today. Empty otherwise."""
+    third_party: _builtins.bool
+    """Whether a third party (e.g. ByteDance's Seedance, Kuaishou's Kling) makes the model, which Runway hosts."""
+    audio: _builtins.bool
+    """Whether the model generates audio, i.e. accepts GenerateRequest.audio (`audio: false` is accepted by
+    every model).
+    """
+    seed: _builtins.bool
+    """Whether the model accepts GenerateRequest.seed."""
+    content_moderation: _builtins.bool
+    """Whether the model accepts GenerateRequest.content_moderation."""
+    prompt_max_length: _builtins.int
+    """The longest prompt the model takes, in UTF-16 code units (an emoji outside the BMP counts 2). Unset
+    when Runway documents no limit (Runway then decides, within the service's own bound for every model).
+    """
+    provider_options_closed: _builtins.bool
+    """Whether `provider_options` may hold only the keys listed in `provider_options` (Runway refuses others
+    for this model). When false, other keys are passed to Runway as they are, except keys that only other
+    models accept.
+    """
+    @_builtins.property
+    def modes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelMode]:
+        """The generation modes the model supports, with what each takes; the request's inputs pick the mode."""
+
+    @_builtins.property
+    def durations(self) -> Global___ModelDurations:
+        """The durations the model takes. Unset when it takes none: its output follows the input video (leave
+        GenerateRequest.seconds unset).
+        """
+
+    @_builtins.property
+    def provider_options(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderOption]:
+        """The `provider_options` keys the model is known to accept, sorted by key."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        status: Global___ModelStatus.ValueType = ...,
+        replacement: _builtins.str = ...,
+        status_reason: _builtins.str = ...,
+        third_party: _builtins.bool = ...,
+        modes: _abc.Iterable[Global___ModelMode] | None = ...,
+        durations: Global___ModelDurations | None = ...,
+        audio: _builtins.bool = ...,
+        seed: _builtins.bool = ...,
+        content_moderation: _builtins.bool = ...,
+        prompt_max_length: _builtins.int | None = ...,
+        provider_options: _abc.Iterable[Global___ProviderOption] | None = ...,
+        provider_options_closed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_prompt_max_length", b"_prompt_max_length", "durations", b"durations", "prompt_max_length", b"prompt_max_length"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_prompt_max_length", b"_prompt_max_length", "audio", b"audio", "content_moderation", b"content_moderation", "durations", b"durations", "id", b"id", "modes", b"modes", "prompt_max_length", b"prompt_max_length", "provider_options", b"provider_options", "provider_options_closed", b"provider_options_closed", "replacement", b"replacement", "seed", b"seed", "status", b"status", "status_reason", b"status_reason", "third_party", b"third_party"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__prompt_max_length: _TypeAlias = _typing.Literal["prompt_max_length"]  # noqa: Y015
+    _WhichOneofArgType__prompt_max_length: _TypeAlias = _typing.Literal["_prompt_max_length", b"_prompt_max_length"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__prompt_max_length) -> _WhichOneofReturnType__prompt_max_length | None: ...
+
+Global___Model: _TypeAlias = Model  # noqa: Y015
+
+@_typing.final
+class ModelMode(_message.Message):
+    """What a model takes in one generation mode."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODE_FIELD_NUMBER: _builtins.int
+    SIZES_FIELD_NUMBER: _builtins.int
+    DEFAULT_SIZE_FIELD_NUMBER: _builtins.int
+    PROMPT_FIELD_NUMBER: _builtins.int
+    REFERENCE_IMAGES_FIELD_NUMBER: _builtins.int
+    REFERENCES_FIELD_NUMBER: _builtins.int
+    mode: _video_pb2.GenerationMode.ValueType
+    """The mode."""
+    default_size: _builtins.str
+    """The size sent when GenerateRequest.size is empty. Empty when the mode takes no size, or when none is
+    sent and Runway picks its own.
+    """
+    prompt: Global___PromptRequirement.ValueType
+    """Whether GenerateRequest.prompt is required, optional or not accepted in this mode."""
+    @_builtins.property
+    def sizes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The sizes GenerateRequest.size may be, as `WxH` (e.g. `1280x720`). Empty when the mode takes no size:
+        the output follows the input (leave `size` empty).
+        """
+
+    @_builtins.property
+    def reference_images(self) -> Global___ModelReferences:
+        """Whether this mode accepts GenerateRequest.reference_images (image references), and how many. Unset:
+        not accepted.
+        """
+
+    @_builtins.property
+    def references(self) -> Global___ModelReferences:
+        """Whether this mode accepts GenerateRequest.references (video references), and how many. Unset: not
+        accepted.
+        """
+
+    def __init__(
+        self,
+        *,
+        mode: _video_pb2.GenerationMode.ValueType = ...,
+        sizes: _abc.Iterable[_builtins.str] | None = ...,
+        default_size: _builtins.str = ...,
+        prompt: Global___PromptRequirement.ValueType = ...,
+        reference_images: Global___ModelReferences | None = ...,
+        references: Global___ModelReferences | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reference_images", b"reference_images", "references", b"references"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_size", b"default_size", "mode", b"mode", "prompt", b"prompt", "reference_images", b"reference_images", "references", b"references", "sizes", b"sizes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelMode: _TypeAlias = ModelMode  # noqa: Y015
+
+@_typing.final
+class ModelReferences(_message.Message):
+    """How many references of one kind a mode accepts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_COUNT_FIELD_NUMBER: _builtins.int
+    max_count: _builtins.int
+    """The most references of this kind the model takes. Unset when it states no limit of its own (the
+    service's own bound for every model still applies).
+    """
+    def __init__(
+        self,
+        *,
+        max_count: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_count", b"_max_count", "max_count", b"max_count"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_count", b"_max_count", "max_count", b"max_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_count: _TypeAlias = _typing.Literal["max_count"]  # noqa: Y015
+    _WhichOneofArgType__max_count: _TypeAlias = _typing.Literal["_max_count", b"_max_count"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_count) -> _WhichOneofReturnType__max_count | None: ...
+
+Global___ModelReferences: _TypeAlias = ModelReferences  # noqa: Y015
+
+@_typing.final
+class ModelDurations(_message.Message):
+    """The durations a model takes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWED_SECONDS_FIELD_NUMBER: _builtins.int
+    DEFAULT_SECONDS_FIELD_NUMBER: _builtins.int
+    default_seconds: _builtins.int
+    """The duration sent when GenerateRequest.seconds is unset."""
+    @_builtins.property
+    def allowed_seconds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The values GenerateRequest.seconds may take, ascending."""
+
+    def __init__(
+        self,
+        *,
+        allowed_seconds: _abc.Iterable[_builtins.int] | None = ...,
+        default_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_seconds", b"allowed_seconds", "default_seconds", b"default_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelDurations: _TypeAlias = ModelDurations  # noqa: Y015
+
+@_typing.final
+class ProviderOption(_message.Message):
+    """A `provider_options` key a model accepts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    ALLOWED_VALUES_FIELD_NUMBER: _builtins.int
+    MINIMUM_FIELD_NUMBER: _builtins.int
+    MAXIMUM_FIELD_NUMBER: _builtins.int
+    MAX_LENGTH_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """The key, in Runway's camelCase (e.g. `negativePrompt`)."""
+    type: Global___ProviderOptionType.ValueType
+    """The kind of value it takes."""
+    minimum: _builtins.float
+    """For NUMBER: the smallest value allowed, when there is one."""
+    maximum: _builtins.float
+    """For NUMBER: the largest value allowed, when there is one."""
+    max_length: _builtins.int
+    """For TEXT: the longest value, in UTF-16 code units, when there is a limit."""
+    @_builtins.property
+    def allowed_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """For ENUM: the values it may take. Empty otherwise."""
+
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        type: Global___ProviderOptionType.ValueType = ...,
+        allowed_values: _abc.Iterable[_builtins.str] | None = ...,
+        minimum: _builtins.float | None = ...,
+        maximum: _builtins.float | None = ...,
+        max_length: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_length", b"_max_length", "_maximum", b"_maximum", "_minimum", b"_minimum", "max_length", b"max_length", "maximum", b"maximum", "minimum", b"minimum"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_length", b"_max_length", "_maximum", b"_maximum", "_minimum", b"_minimum", "allowed_values", b"allowed_values", "key", b"key", "max_length", b"max_length", "maximum", b"maximum", "minimum", b"minimum", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_length: _TypeAlias = _typing.Literal["max_length"]  # noqa: Y015
+    _WhichOneofArgType__max_length: _TypeAlias = _typing.Literal["_max_length", b"_max_length"]  # noqa: Y015
+    _WhichOneofReturnType__maximum: _TypeAlias = _typing.Literal["maximum"]  # noqa: Y015
+    _WhichOneofArgType__maximum: _TypeAlias = _typing.Literal["_maximum", b"_maximum"]  # noqa: Y015
+    _WhichOneofReturnType__minimum: _TypeAlias = _typing.Literal["minimum"]  # noqa: Y015
+    _WhichOneofArgType__minimum: _TypeAlias = _typing.Literal["_minimum", b"_minimum"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_length) -> _WhichOneofReturnType__max_length | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__maximum) -> _WhichOneofReturnType__maximum | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__minimum) -> _WhichOneofReturnType__minimum | None: ...
+
+Global___ProviderOption: _TypeAlias = ProviderOption  # noqa: Y015

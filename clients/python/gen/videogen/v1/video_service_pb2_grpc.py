@@ -64,6 +64,11 @@ class VideoServiceStub:
                 request_serializer=videogen_dot_v1_dot_video__service__pb2.WatchStatusRequest.SerializeToString,
                 response_deserializer=videogen_dot_v1_dot_video__service__pb2.WatchStatusResponse.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/videogen.v1.VideoService/ListModels',
+                request_serializer=videogen_dot_v1_dot_video__service__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=videogen_dot_v1_dot_video__service__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
 
 
 class VideoServiceServicer:
@@ -120,6 +125,19 @@ class VideoServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListModels(self, request, context):
+        """Lists every model the service's catalog knows: its modes, and per mode the sizes and whether a prompt
+        is needed; its durations and default; whether it takes audio, a seed, content moderation and
+        references; its prompt limit; whether it is current or legacy (and what replaces it); and the
+        `provider_options` keys it accepts. Read from the same catalog that validates Generate, so what it
+        says is what Generate enforces. A model id it does not list is still passed through to Runway, which
+        may have added it since. Needs a caller key when the server has caller keys configured, like every
+        VideoService call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VideoServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +165,11 @@ def add_VideoServiceServicer_to_server(servicer, server):
                     servicer.WatchStatus,
                     request_deserializer=videogen_dot_v1_dot_video__service__pb2.WatchStatusRequest.FromString,
                     response_serializer=videogen_dot_v1_dot_video__service__pb2.WatchStatusResponse.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=videogen_dot_v1_dot_video__service__pb2.ListModelsRequest.FromString,
+                    response_serializer=videogen_dot_v1_dot_video__service__pb2.ListModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -289,6 +312,33 @@ class VideoService:
             '/videogen.v1.VideoService/WatchStatus',
             videogen_dot_v1_dot_video__service__pb2.WatchStatusRequest.SerializeToString,
             videogen_dot_v1_dot_video__service__pb2.WatchStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/videogen.v1.VideoService/ListModels',
+            videogen_dot_v1_dot_video__service__pb2.ListModelsRequest.SerializeToString,
+            videogen_dot_v1_dot_video__service__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

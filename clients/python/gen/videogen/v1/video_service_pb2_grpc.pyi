@@ -63,6 +63,15 @@ class VideoServiceStub:
     """Streams the video's state: the current state at once, then every change, and ends (OK) after a
     terminal state. Quiet streams re-send the current state now and then. Errors: NOT_FOUND.
     """
+    ListModels: _grpc.UnaryUnaryMultiCallable[_video_service_pb2.ListModelsRequest, _video_service_pb2.ListModelsResponse]
+    """Lists every model the service's catalog knows: its modes, and per mode the sizes and whether a prompt
+    is needed; its durations and default; whether it takes audio, a seed, content moderation and
+    references; its prompt limit; whether it is current or legacy (and what replaces it); and the
+    `provider_options` keys it accepts. Read from the same catalog that validates Generate, so what it
+    says is what Generate enforces. A model id it does not list is still passed through to Runway, which
+    may have added it since. Needs a caller key when the server has caller keys configured, like every
+    VideoService call.
+    """
 
 @_typing.type_check_only
 class VideoServiceAsyncStub(VideoServiceStub):
@@ -98,6 +107,15 @@ class VideoServiceAsyncStub(VideoServiceStub):
     WatchStatus: _aio.UnaryStreamMultiCallable[_video_service_pb2.WatchStatusRequest, _video_service_pb2.WatchStatusResponse]  # type: ignore[assignment]
     """Streams the video's state: the current state at once, then every change, and ends (OK) after a
     terminal state. Quiet streams re-send the current state now and then. Errors: NOT_FOUND.
+    """
+    ListModels: _aio.UnaryUnaryMultiCallable[_video_service_pb2.ListModelsRequest, _video_service_pb2.ListModelsResponse]  # type: ignore[assignment]
+    """Lists every model the service's catalog knows: its modes, and per mode the sizes and whether a prompt
+    is needed; its durations and default; whether it takes audio, a seed, content moderation and
+    references; its prompt limit; whether it is current or legacy (and what replaces it); and the
+    `provider_options` keys it accepts. Read from the same catalog that validates Generate, so what it
+    says is what Generate enforces. A model id it does not list is still passed through to Runway, which
+    may have added it since. Needs a caller key when the server has caller keys configured, like every
+    VideoService call.
     """
 
 class VideoServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -161,6 +179,21 @@ class VideoServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_video_service_pb2.WatchStatusResponse], _abc.AsyncIterator[_video_service_pb2.WatchStatusResponse]]:
         """Streams the video's state: the current state at once, then every change, and ends (OK) after a
         terminal state. Quiet streams re-send the current state now and then. Errors: NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def ListModels(
+        self,
+        request: _video_service_pb2.ListModelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_video_service_pb2.ListModelsResponse, _abc.Awaitable[_video_service_pb2.ListModelsResponse]]:
+        """Lists every model the service's catalog knows: its modes, and per mode the sizes and whether a prompt
+        is needed; its durations and default; whether it takes audio, a seed, content moderation and
+        references; its prompt limit; whether it is current or legacy (and what replaces it); and the
+        `provider_options` keys it accepts. Read from the same catalog that validates Generate, so what it
+        says is what Generate enforces. A model id it does not list is still passed through to Runway, which
+        may have added it since. Needs a caller key when the server has caller keys configured, like every
+        VideoService call.
         """
 
 def add_VideoServiceServicer_to_server(servicer: VideoServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
