@@ -9,6 +9,7 @@ line's `--help` derive theirs from them. The rest of the service takes the value
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Mapping
@@ -24,6 +25,20 @@ MAX_CHUNK_SIZE = 1024 * 1024
 
 class ConfigError(ValueError):
     """A configuration value is malformed; the message names the variable, never its secret value."""
+
+
+def listen_error(variable: str, address: str, error: OSError | None = None) -> ConfigError:
+    """The start-up error for an address the server cannot listen on (`error`: the bind's, when known): one
+    line naming the variable and the address, like every other configuration error (main.py: exit 2)."""
+    if error is None or error.errno is None:
+        why = "it is in use, or not an address of this host"
+    elif error.errno == errno.EADDRINUSE:
+        why = "the address is in use (another server on that port?)"
+    elif error.errno > 0:
+        why = os.strerror(error.errno)
+    else:  # a name that does not resolve (socket.gaierror)
+        why = error.strerror or str(error)
+    return ConfigError(f"{variable}={address}: cannot listen there: {why}")
 
 
 @dataclass(frozen=True)

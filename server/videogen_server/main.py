@@ -35,17 +35,21 @@ def _tracer_provider(settings: TracingSettings) -> TracerProvider | None:
 
 
 async def serve(config: Config, tracer_provider: TracerProvider | None = None) -> None:
-    app = App(config, tracer_provider=tracer_provider)
-    await app.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("signal received: shutting down (grace %.0fs)", config.shutdown_grace)
-    await app.stop()
-    if tracer_provider is not None:
-        await asyncio.to_thread(tracer_provider.shutdown)  # flushes the last spans: network I/O
+    """Serve until SIGTERM or SIGINT. A start that fails (a taken port: ConfigError) raises, having stopped
+    what it had started."""
+    try:
+        app = App(config, tracer_provider=tracer_provider)
+        await app.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("signal received: shutting down (grace %gs)", config.shutdown_grace)
+        await app.stop()
+    finally:
+        if tracer_provider is not None:
+            await asyncio.to_thread(tracer_provider.shutdown)  # flushes the last spans: network I/O
 
 
 def _epilog() -> str:
@@ -91,7 +95,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     if tracer_provider is not None:
         log.info("tracing on: spans to %s", ", ".join(tracing.exporters))
-    asyncio.run(serve(config, tracer_provider))
+    try:
+        asyncio.run(serve(config, tracer_provider))
+    except ConfigError as exc:  # found at start-up: a taken port
+        log.error("configuration error: %s", exc)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
