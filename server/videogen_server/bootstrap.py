@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from videogen_server import __version__
 from videogen_server.api.limits import StreamLimits
-from videogen_server.config import Config
+from videogen_server.config import Config, listen_error
 from videogen_server.observability import logs
 from videogen_server.observability.metrics import Metrics
 from videogen_server.observability.metrics_http import MetricsServer
@@ -125,7 +125,10 @@ class Service:
             )
             if config.metrics_listen:
                 service.metrics_server = MetricsServer(metrics.registry, config.metrics_listen)
-                service.metrics_port = await service.metrics_server.start()
+                try:
+                    service.metrics_port = await service.metrics_server.start()
+                except OSError as exc:  # the port is taken: one line naming the variable, not a traceback
+                    raise listen_error("VIDEOGEN_METRICS_LISTEN", config.metrics_listen, exc) from None
         except BaseException:
             await started.aclose()
             raise

@@ -9,10 +9,12 @@ line's `--help` derive theirs from them. The rest of the service takes the value
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_BASE_URL = "https://api.dev.runwayml.com"
 # /metrics when the service runs from the environment; a Config made in code (tests) serves none.
@@ -24,6 +26,20 @@ MAX_CHUNK_SIZE = 1024 * 1024
 
 class ConfigError(ValueError):
     """A configuration value is malformed; the message names the variable, never its secret value."""
+
+
+def listen_error(variable: str, address: str, error: OSError | None = None) -> ConfigError:
+    """The start-up error for an address the server cannot listen on (`error`: the bind's, when known): one
+    line naming the variable and the address, like every other configuration error (main.py: exit 2)."""
+    if error is None or error.errno is None:
+        why = "it is in use, or not an address of this host"
+    elif error.errno == errno.EADDRINUSE:
+        why = "the address is in use (another server on that port?)"
+    elif error.errno > 0:
+        why = os.strerror(error.errno)
+    else:  # a name that does not resolve (socket.gaierror)
+        why = error.strerror or str(error)
+    return ConfigError(f"{variable}={address}: cannot listen there: {why}")
 
 
 @dataclass(frozen=True)
@@ -155,6 +171,7 @@ def trace_exporters(env: Mapping[str, str]) -> list[str]:
 # The span exporters videogen can build, and the one OTLP protocol it speaks.
 TRACE_EXPORTERS = ("otlp", "console")
 OTLP_PROTOCOL = "http/protobuf"
+DEFAULT_OTLP_ENDPOINT = "http://localhost:4318"  # the SDK's, for OTLP over HTTP
 
 
 @dataclass(frozen=True)
@@ -166,6 +183,8 @@ class TracingSettings:
 
     exporters: tuple[str, ...] = ()
     service_name: str = "videogen"
+    # Where OTLP spans go, as the SDK resolves it, for the start-up log: no credentials (see `_loggable`).
+    otlp_endpoint: str = ""
 
     @property
     def enabled(self) -> bool:
@@ -191,7 +210,38 @@ class TracingSettings:
                         f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol} is not supported: videogen exports OTLP "
                         f"over {OTLP_PROTOCOL} (a collector's port 4318)"
                     )
-        return cls(exporters=tuple(names), service_name=env.get("OTEL_SERVICE_NAME") or cls.service_name)
+        return cls(
+            exporters=tuple(names),
+            service_name=env.get("OTEL_SERVICE_NAME") or cls.service_name,
+            otlp_endpoint=_loggable(otlp_traces_endpoint(env)) if "otlp" in names else "",
+        )
+
+
+def otlp_traces_endpoint(env: Mapping[str, str]) -> str:
+    """The URL the OTLP/HTTP span exporter posts to, resolved as the SDK does: the traces endpoint as given,
+    else the general endpoint (or the SDK's default) with /v1/traces appended."""
+    if traces := env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return traces
+    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or DEFAULT_OTLP_ENDPOINT
+    return f"{base.removesuffix('/')}/v1/traces"
+
+
+def _loggable(url: str) -> str:
+    """`url` without what may be a credential: user and password, query, fragment. (The headers,
+    OTEL_EXPORTER_OTLP_HEADERS, are never read here, let alone logged.)"""
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "(an endpoint that is not a URL)"
+    if not parts.netloc:  # not scheme://host...: what precedes an '@' may still be a user and password
+        return url.rpartition("@")[2].split("?")[0].split("#")[0]
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 LOG_FORMATS = ("text", "json")

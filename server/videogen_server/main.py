@@ -20,12 +20,16 @@ from videogen_server.config import (
 from videogen_server.observability import logs
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
+    from videogen_server.observability.tracing import BoundedTracerProvider
 
 log = logging.getLogger(__name__)
 
+# After the service stopped (within VIDEOGEN_SHUTDOWN_GRACE), the last spans get this long to leave: an
+# exporter retrying an endpoint where nothing listens must not hold the exit.
+TRACING_FLUSH_SECONDS = 1.0
 
-def _tracer_provider(settings: TracingSettings) -> TracerProvider | None:
+
+def _tracer_provider(settings: TracingSettings) -> BoundedTracerProvider | None:
     """None (OpenTelemetry not even imported) when the settings ask for no tracing."""
     if not settings.enabled:
         return None
@@ -34,18 +38,27 @@ def _tracer_provider(settings: TracingSettings) -> TracerProvider | None:
     return tracer_provider(settings, version=__version__)
 
 
-async def serve(config: Config, tracer_provider: TracerProvider | None = None) -> None:
-    app = App(config, tracer_provider=tracer_provider)
-    await app.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("signal received: shutting down (grace %.0fs)", config.shutdown_grace)
-    await app.stop()
-    if tracer_provider is not None:
-        await asyncio.to_thread(tracer_provider.shutdown)  # flushes the last spans: network I/O
+async def serve(config: Config, tracer_provider: BoundedTracerProvider | None = None) -> None:
+    """Serve until SIGTERM or SIGINT. A start that fails (a taken port: ConfigError) raises, having stopped
+    what it had started."""
+    try:
+        app = App(config, tracer_provider=tracer_provider)
+        await app.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("signal received: shutting down (grace %gs)", config.shutdown_grace)
+        await app.stop()
+    finally:
+        if tracer_provider is not None:
+            # Flushes the last spans (network I/O, off the loop), for a bounded time.
+            flushed = await asyncio.to_thread(tracer_provider.shutdown_within, TRACING_FLUSH_SECONDS)
+            if not flushed:
+                log.warning(
+                    "tracing: the last spans could not be exported within %gs: dropped", TRACING_FLUSH_SECONDS
+                )
 
 
 def _epilog() -> str:
@@ -90,8 +103,17 @@ def main(argv: list[str] | None = None) -> None:
         log.error("configuration error: %s", exc)
         raise SystemExit(2) from None
     if tracer_provider is not None:
-        log.info("tracing on: spans to %s", ", ".join(tracing.exporters))
-    asyncio.run(serve(config, tracer_provider))
+        log.info("tracing on: spans to %s", ", ".join(_destinations(tracing)))
+    try:
+        asyncio.run(serve(config, tracer_provider))
+    except ConfigError as exc:  # found at start-up: a taken port
+        log.error("configuration error: %s", exc)
+        raise SystemExit(2) from None
+
+
+def _destinations(tracing: TracingSettings) -> list[str]:
+    """'otlp (http://collector:4318/v1/traces)', 'console': the endpoint without credentials (config.py)."""
+    return [f"{name} ({tracing.otlp_endpoint})" if name == "otlp" else name for name in tracing.exporters]
 
 
 if __name__ == "__main__":

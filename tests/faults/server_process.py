@@ -120,3 +120,26 @@ async def start_process(
         await server.close()
         raise
     return server
+
+
+async def run_to_exit(env: dict[str, str], *, limit: float = 30.0) -> tuple[int, str]:
+    """Run `python -m videogen_server` with `env` over this process's environment (without a Runway key: the
+    built-in simulator) until it exits by itself; its exit code and its output (stdout and stderr)."""
+    full = {k: v for k, v in os.environ.items() if k != "RUNWAYML_API_SECRET"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "videogen_server",
+        env={**full, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=limit)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"the server did not exit within {limit:g}s") from None
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace")

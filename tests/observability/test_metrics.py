@@ -176,7 +176,7 @@ async def test_a_taken_metrics_port_fails_the_start(tmp_path):
             simulator=RunwaySimulator(api_key="key_test"),
         )
         try:
-            with pytest.raises(OSError):
+            with pytest.raises(ConfigError, match=f"VIDEOGEN_METRICS_LISTEN={taken}: cannot listen there"):
                 await second.start()
         finally:
             await second.stop(grace=0)

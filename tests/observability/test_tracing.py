@@ -4,19 +4,23 @@ it, the caller's traceparent honoured; and which OTEL_* settings turn tracing on
 from __future__ import annotations
 
 import secrets
+import threading
+import time
+from collections.abc import Sequence
 
 import pytest
 from conftest import stop_server
 from observability.helpers import start_app
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from rpc_helpers import expect_error, read_content, wait_terminal
 from videogen.v1 import video_pb2
 from videogen.v1 import video_service_pb2 as pb
-from videogen_server.config import ConfigError, TracingSettings, trace_exporters
-from videogen_server.observability.tracing import tracer_provider
+from videogen_server.config import ConfigError, TracingSettings, otlp_traces_endpoint, trace_exporters
+from videogen_server.observability.tracing import BoundedTracerProvider, tracer_provider
 
 
 def provider_from_env(env: dict[str, str], *, version: str = "") -> TracerProvider | None:
@@ -119,3 +123,67 @@ def test_provider_from_env_builds_the_named_exporters_and_refuses_what_it_cannot
         provider_from_env({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
     with pytest.raises(ConfigError, match="unknown exporter"):
         provider_from_env({"OTEL_TRACES_EXPORTER": "zipkin"})
+
+
+def test_the_otlp_endpoint_for_the_start_up_log_is_the_sdks_without_credentials(monkeypatch):
+    def endpoint(env: dict[str, str]) -> str:
+        return TracingSettings.from_env({"OTEL_TRACES_EXPORTER": "otlp", **env}).otlp_endpoint
+
+    assert endpoint({}) == "http://localhost:4318/v1/traces"
+    assert endpoint({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://u:p@collector:4318/"}) == (
+        "https://collector:4318/v1/traces"
+    )
+    traces = "http://[::1]:4318/custom/traces?token=t0ps3cret#x"
+    both = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://other:4318", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": traces}
+    assert endpoint(both) == "http://[::1]:4318/custom/traces"
+    assert endpoint({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "u:pw@collector:4318?k=v"}) == "collector:4318"
+    assert TracingSettings.from_env({"OTEL_TRACES_EXPORTER": "console"}).otlp_endpoint == ""
+    # The same URL the SDK's exporter posts to (it reads os.environ itself).
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    for env in ({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/"}, both):
+        for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        exporter = OTLPSpanExporter()
+        try:
+            assert otlp_traces_endpoint(env) == exporter._endpoint
+        finally:
+            exporter.shutdown()
+
+
+class _StuckExporter(SpanExporter):
+    """An export that hangs until the exporter is shut down, like the OTLP exporter's retries."""
+
+    def __init__(self) -> None:
+        self.exporting = threading.Event()
+        self.closed = threading.Event()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.exporting.set()
+        self.closed.wait(30)
+        return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        self.closed.set()
+
+
+def test_shutdown_within_closes_an_exporter_that_holds_the_flush():
+    provider = BoundedTracerProvider(Resource.create({}))
+    stuck = _StuckExporter()
+    provider.export_to(stuck)
+    provider.get_tracer("test").start_span("one").end()
+    started = time.monotonic()
+    assert not provider.shutdown_within(0.5)  # not flushed: the exporter was closed
+    assert time.monotonic() - started < 5  # unbounded, the export would hold shutdown for 30 s
+    assert stuck.exporting.is_set() and stuck.closed.is_set()
+
+
+def test_shutdown_within_says_when_the_spans_left_in_time():
+    provider = BoundedTracerProvider(Resource.create({}))
+    exporter = InMemorySpanExporter()
+    provider.export_to(exporter)
+    provider.get_tracer("test").start_span("one").end()
+    assert provider.shutdown_within(5)
+    assert [span.name for span in exporter.get_finished_spans()] == ["one"]

@@ -5,6 +5,8 @@ in-process on 127.0.0.1:0."""
 from __future__ import annotations
 
 import logging
+import re
+import socket
 from typing import TYPE_CHECKING
 
 import grpc
@@ -18,6 +20,7 @@ from videogen_server.api.servicer import VideoServicer
 from videogen_server.api.telemetry_interceptor import TelemetryInterceptor
 from videogen_server.api.tls import server_credentials, tls_mode
 from videogen_server.bootstrap import Service
+from videogen_server.config import listen_error
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -84,12 +87,19 @@ class GrpcServer:
         """Bind (TLS if configured), serve, and report SERVING. Returns the bound port."""
         cfg = self._config
         credentials = await server_credentials(cfg)
-        if credentials is None:
-            self.port = self._server.add_insecure_port(cfg.listen)
-        else:
-            self.port = self._server.add_secure_port(cfg.listen, credentials)
+        # Tried first: grpc's own failure is a bare RuntimeError, after a log line of its own on stderr.
+        problem = unbindable(cfg.listen)
+        if problem is not None:
+            raise listen_error("VIDEOGEN_LISTEN", cfg.listen, problem)
+        try:
+            if credentials is None:
+                self.port = self._server.add_insecure_port(cfg.listen)
+            else:
+                self.port = self._server.add_secure_port(cfg.listen, credentials)
+        except RuntimeError:  # "Failed to bind to address ...": taken since, or a form tried by grpc only
+            raise listen_error("VIDEOGEN_LISTEN", cfg.listen) from None
         if self.port == 0:
-            raise OSError(f"could not listen on {cfg.listen}")
+            raise listen_error("VIDEOGEN_LISTEN", cfg.listen)
         await self._server.start()
         self._started = True
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -102,6 +112,41 @@ class GrpcServer:
     async def stop(self, grace: float) -> None:
         if self._started:
             await self._server.stop(grace)
+
+
+# grpc's address forms other than host:port: left to grpc itself.
+_URI = re.compile(r"^(unix|unix-abstract|vsock|ipv4|ipv6|dns):")
+
+
+def unbindable(listen: str) -> OSError | None:
+    """Why grpc could not bind `listen` (host:port), found by binding it as grpc does (SO_REUSEADDR, any of
+    the addresses the host names will do; a wildcard host dual-stack or IPv4); None when one binds, or when
+    `listen` is not a plain host:port with a fixed port (grpc is then left to say)."""
+    host, sep, port = listen.strip().rpartition(":")
+    if not sep or not port.isdigit() or int(port) == 0 or _URI.match(listen):
+        return None
+    host = host.strip("[]")
+    wildcard = host in ("", "0.0.0.0", "::")
+    try:
+        candidates = (
+            [(socket.AF_INET6, ("::", int(port))), (socket.AF_INET, ("0.0.0.0", int(port)))]
+            if wildcard
+            else [(info[0], info[4]) for info in socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)]
+        )
+    except OSError as exc:  # a name that does not resolve
+        return exc
+    first: OSError | None = None
+    for family, address in candidates:
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if wildcard and family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                sock.bind(address)
+                return None
+        except OSError as exc:
+            first = first or exc
+    return first
 
 
 class App:

@@ -11,12 +11,17 @@
 - One SERVER span per RPC, child of the caller's `traceparent` metadata (`OTEL_PROPAGATORS`, default W3C
   trace context and baggage); one CLIENT span per upstream HTTP request under it, named by the route
   template (`GET /v1/tasks/{id}`, `GET output`): never a URL, which may carry a signed token, nor a key.
+- On SIGTERM the last spans get a bounded time to leave (`BoundedTracerProvider.shutdown_within`): the OTLP
+  exporter alone would retry an endpoint where nothing listens for up to its timeout (10 s) and hold the
+  exit that long.
 
 Nothing imports this module (nor OpenTelemetry) unless tracing is on.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -24,8 +29,13 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from videogen_server.observability.metrics import split_method
@@ -50,21 +60,72 @@ def _exporter(name: str) -> SpanExporter:
     if name == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        return (
-            OTLPSpanExporter()
-        )  # endpoint, headers, timeout, compression: the SDK reads its OTEL_* variables
+        # endpoint, headers, timeout, compression: the SDK reads its OTEL_* variables
+        return OTLPSpanExporter()
     raise ValueError(f"unknown span exporter {name!r}")  # config.TracingSettings lets none through
 
 
-def tracer_provider(settings: TracingSettings, *, version: str = "") -> TracerProvider | None:
+class _ClosableExporter(SpanExporter):
+    """An exporter that can be shut down early, and only once. Shutting the OTLP exporter down ends its
+    retries at once (it waits on an event between them) and closes its connections: the batch processor's
+    worker thread, held in an export, then returns."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._inner.export(spans)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._closed:
+                return  # the batch processor shuts its exporter down too, after an early close
+            self._closed = True
+        self._inner.shutdown()
+
+
+class BoundedTracerProvider(TracerProvider):
+    """A TracerProvider whose shutdown can be given a time limit (`shutdown_within`)."""
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource=resource)
+        self._exporters: list[_ClosableExporter] = []
+
+    def export_to(self, exporter: SpanExporter) -> None:
+        closable = _ClosableExporter(exporter)
+        self._exporters.append(closable)
+        self.add_span_processor(BatchSpanProcessor(closable))
+
+    def shutdown_within(self, seconds: float) -> bool:
+        """Flush the spans still queued and shut down, giving up after about `seconds`: the exporters are
+        then closed (an export in progress ends, its spans are dropped) and, should the SDK still not return,
+        it is left behind on a daemon thread. True when the spans were flushed in time, False when dropped."""
+        end = time.monotonic() + seconds
+        worker = threading.Thread(target=self.shutdown, name="videogen-tracing-shutdown", daemon=True)
+        worker.start()
+        worker.join(seconds * 0.8)  # the export's own time; the rest is for closing
+        if not worker.is_alive():
+            return True
+        for exporter in self._exporters:
+            exporter.shutdown()
+        worker.join(max(0.0, end - time.monotonic()))
+        return False
+
+
+def tracer_provider(settings: TracingSettings, *, version: str = "") -> BoundedTracerProvider | None:
     """A TracerProvider exporting where the settings say, or None when tracing is off."""
     if not settings.enabled:
         return None
     attributes: dict[str, str] = {"service.version": version} if version else {}
     attributes["service.name"] = settings.service_name
-    provider = TracerProvider(resource=Resource.create(attributes))
+    provider = BoundedTracerProvider(Resource.create(attributes))
     for name in settings.exporters:
-        provider.add_span_processor(BatchSpanProcessor(_exporter(name)))
+        provider.export_to(_exporter(name))
     return provider
 
 
