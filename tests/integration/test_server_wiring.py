@@ -91,6 +91,17 @@ async def test_unexpected_exception_is_internal_with_a_generic_message(videogen_
     assert err.reason == "INTERNAL"
 
 
+async def test_a_method_the_server_does_not_implement_is_unimplemented(videogen_server, monkeypatch):
+    # What the generated base servicer does for an RPC of a newer proto: raise NotImplementedError.
+    async def not_here(*args: object, **kwargs: object) -> None:
+        raise NotImplementedError("Method not implemented!")
+
+    monkeypatch.setattr(videogen_server.app.videos, "get", not_here)
+    request = pb.GetRequest(id="8c5b1c2e-4d5a-4d2b-9a8e-0d6c1a2b3c4d")
+    err = await expect_error(videogen_server.stub.Get(request))
+    assert err.code == grpc.StatusCode.UNIMPLEMENTED and err.reason == "UNIMPLEMENTED"
+
+
 async def test_unexpected_exception_in_a_stream_is_internal(videogen_server, monkeypatch):
     store = videogen_server.app.store
 

@@ -2,8 +2,8 @@
 
 - The caller is authenticated (api/auth.py) before the handler runs; health and reflection are left alone.
 - Domain errors, `errors.Unauthenticated` included, become their gRPC status with details (api/status.py).
-  Any other exception becomes INTERNAL with a generic message: grpc.aio would otherwise send UNKNOWN with
-  the exception's text to the caller.
+  NotImplementedError (a method of a newer proto) becomes UNIMPLEMENTED. Any other exception becomes INTERNAL
+  with a generic message: grpc.aio would otherwise send UNKNOWN with the exception's text to the caller.
 
 Both jobs live in one interceptor on purpose: one wrapper per call (and per streamed message) instead of two.
 """
@@ -20,7 +20,7 @@ import grpc
 from videogen_server import errors
 from videogen_server.api.auth import Authenticator, current_caller, enter_caller, is_open
 from videogen_server.api.rewrap import rewrap
-from videogen_server.api.status import internal_status, to_status
+from videogen_server.api.status import internal_status, to_status, unimplemented_status
 
 if TYPE_CHECKING:
     from videogen_server.api.rewrap import Handler
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 async def _abort_for(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
     if isinstance(exc, errors.VideogenError):
         await context.abort_with_status(to_status(exc))
+    if isinstance(exc, NotImplementedError):
+        await context.abort_with_status(unimplemented_status())
     log.error("unexpected error in %s", type(exc).__name__, exc_info=exc)
     await context.abort_with_status(internal_status())
 

@@ -143,6 +143,12 @@ def malformed_request_status() -> grpc.Status:
     )
 
 
+def unimplemented_status() -> grpc.Status:
+    """A method the proto declares and this server does not implement (the generated base servicer raises
+    NotImplementedError): UNIMPLEMENTED, so that a client built from a newer proto can tell, not INTERNAL."""
+    return simple_status(code_pb2.UNIMPLEMENTED, "UNIMPLEMENTED", "this server does not implement the method")
+
+
 def internal_status() -> grpc.Status:
     """For an exception no domain error stands for. Generic on purpose: its text may name internals or
     quote a secret (it is logged, never sent)."""
