@@ -64,7 +64,7 @@ def test_the_client_declares_only_grpc_and_protobuf() -> None:
     assert {extra: [_name(r) for r in reqs] for extra, reqs in client["optional-dependencies"].items()} == {
         "cli": ["rich"]
     }
-    assert client["scripts"] == {"videogen": "videogen_client.cli:main"}
+    assert client["scripts"] == {"videogen": "videogen_client._console:main"}
 
 
 def test_the_server_takes_its_stubs_from_the_client_release() -> None:

@@ -27,7 +27,10 @@ def test_console_scripts_and_typing_markers():
         for ep in importlib.metadata.distribution(dist).entry_points
         if ep.group == "console_scripts"
     }
-    assert scripts == {"videogen-server": "videogen_server.main:main", "videogen": "videogen_client.cli:main"}
+    assert scripts == {
+        "videogen-server": "videogen_server.main:main",
+        "videogen": "videogen_client._console:main",
+    }
     for package in ("videogen_server", "videogen_client"):
         assert importlib.resources.files(package).joinpath("py.typed").is_file(), package
 

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from videogen.v1 import video_pb2, video_service_pb2
 
+from ._console import command_finished
+from ._console import main as console_main
 from .client import VideoClient
 from .download import PART_SUFFIX, Deadline
 from .errors import VideogenError
@@ -74,17 +76,21 @@ MAIN_EPILOG = f"""\
 environment:
   {ENV_TARGET}     server address when --target is not given (default {DEFAULT_TARGET})
   {ENV_API_KEY}    API key when --api-key is not given (sent as "authorization: Bearer <key>")
+  GRPC_VERBOSITY      grpc's own log lines on stderr (default here: NONE; set DEBUG/INFO/ERROR to see them)
 
 exit codes:
   0    success
-  1    the video ended FAILED or CANCELLED (generate --wait/--output, watch)
+  1    the video is FAILED or CANCELLED: the one generate returned or waited for (with or without
+       --wait), or the one get or watch shows (cancel exits 0 once the video is CANCELLED: it did what
+       was asked)
   2    usage error (bad arguments)
   3    the server answered with an error: "error: <CODE>: <message>", each bad field, then a "hint:"
        saying what to do (with --json: one JSON object on stderr, {{"error": {{"code": ..., "message": ...,
        "reason": ..., "field_violations": [...], "retry_after": ..., "hint": ...}}}})
   4    a local error (e.g. the output file cannot be written, a --ca-cert/--client-cert/--client-key
        file cannot be read)
-  130  interrupted (Ctrl-C); an interrupted download keeps FILE.part and resumes next time
+  130  interrupted (Ctrl-C, at any moment: one line "interrupted"); an interrupted download keeps
+       FILE.part and resumes from it next time
 
 examples:
   videogen generate --model gen4.5 --prompt "a cat on a skateboard" --seconds 5 --wait --output cat.mp4
@@ -367,8 +373,8 @@ _HINTS: dict[str, str] = {
     "ALREADY_EXISTS": "this --request-id was already used for a different request; use a new one",
     "PERMISSION_DENIED": "your API key may not do this",
     "RESOURCE_EXHAUSTED": "a quota or limit was reached; retry later",
-    "FAILED_PRECONDITION": "the video is not in a state that allows this (content needs COMPLETED; a "
-    "finished video cannot be cancelled), or the service's Runway account has no credits left",
+    "FAILED_PRECONDITION": "the video is not in a state that allows this (see the message above; "
+    "`videogen get ID` shows its state)",
     "ABORTED": "the operation was interrupted by a concurrent change; retry",
     "OUT_OF_RANGE": "the requested offset is past the end of the content; run download with --no-resume",
     "UNIMPLEMENTED": "the server does not support this call (is it an older version?)",
@@ -379,8 +385,68 @@ _HINTS: dict[str, str] = {
 }
 
 
-def error_hint(err: VideogenError, target: str | None = None) -> str:
-    """A one-line suggestion of what to do next about an error."""
+def _failed_precondition_hint(err: VideogenError) -> str:
+    """FAILED_PRECONDITION covers several situations; the ErrorInfo reason (and its ``status`` metadata)
+    says which, so the hint does too."""
+    status = err.metadata.get("status", "")
+    if err.reason == "VIDEO_NOT_COMPLETED":
+        if status in ("FAILED", "CANCELLED"):
+            return f"the video is {status} and has no content; generate it again"
+        return (
+            f"the video is {status or 'not COMPLETED'} yet: wait for it (`videogen watch ID`) and download "
+            "it once it is COMPLETED"
+        )
+    if err.reason == "VIDEO_ALREADY_FINISHED":
+        return (
+            f"the video already ended {status or 'COMPLETED'}; there is nothing to cancel (cancelling a "
+            "finished video would delete its output)"
+        )
+    if err.reason == "VIDEO_CREATING":
+        return "the video is still being created at Runway; run the cancel again in a moment"
+    if err.reason == "VIDEO_OUTPUT_GONE":
+        return (
+            "Runway no longer has this video's output (outputs expire after about a day, and the built-in "
+            "simulator forgets them when the server restarts); generate it again"
+        )
+    if err.reason == "UPSTREAM_INSUFFICIENT_CREDITS":
+        return "the service's Runway account has no credits left; ask its operator to add credits"
+    return _HINTS["FAILED_PRECONDITION"]
+
+
+def _connection_hint(err: VideogenError, where: str, tls: bool, client_cert: bool) -> str:
+    """UNAVAILABLE without an ErrorInfo: the service was not reached. grpc's message says whether the
+    connection was refused or a TLS mistake ended it; name the flag that fixes the latter."""
+    message = err.message
+    if "CERTIFICATE_VERIFY_FAILED" in message:
+        return (
+            f"the certificate of the server at {where} is not trusted: pass the CA certificate that signed "
+            "it with --ca-cert PEM"
+        )
+    if "WRONG_VERSION_NUMBER" in message:
+        return f"the server at {where} does not speak TLS: run without --tls, --ca-cert and --client-cert"
+    if "Socket closed" in message or "Connection reset" in message or "handshake" in message.lower():
+        if not tls:
+            return (
+                f"the server at {where} closed the connection: if it serves TLS, add --tls (and --ca-cert "
+                "PEM when its certificate is not signed by a CA this system trusts)"
+            )
+        if not client_cert:
+            return (
+                f"the server at {where} closed the TLS connection: if it requires a client certificate "
+                "(mutual TLS), pass --client-cert PEM and --client-key PEM"
+            )
+        return (
+            f"the server at {where} refused the TLS connection: is --client-cert signed by a CA the "
+            "server trusts (its VIDEOGEN_TLS_CLIENT_CA)?"
+        )
+    return f"is the server running at {where}? (--target or ${ENV_TARGET})"
+
+
+def error_hint(
+    err: VideogenError, target: str | None = None, *, tls: bool = False, client_cert: bool = False
+) -> str:
+    """A one-line suggestion of what to do next about an error. ``tls`` / ``client_cert``: whether the
+    call was made with TLS / with a client certificate (to name the right flag after a TLS mistake)."""
     if err.code_name == "UNAVAILABLE":
         if err.reason == "UPSTREAM_OUTCOME_UNKNOWN":
             return (
@@ -388,12 +454,15 @@ def error_hint(err: VideogenError, target: str | None = None) -> str:
                 "returns it rather than paying twice"
             )
         if not err.reason:  # no ErrorInfo: the server itself was not reached
-            where = resolve_target(target)
-            return f"is the server running at {where}? (--target or ${ENV_TARGET})"
+            return _connection_hint(err, resolve_target(target), tls, client_cert)
+    if err.code_name == "FAILED_PRECONDITION":
+        return _failed_precondition_hint(err)
     return _HINTS.get(err.code_name, "")
 
 
-def error_to_dict(err: VideogenError, target: str | None = None) -> dict[str, Any]:
+def error_to_dict(
+    err: VideogenError, target: str | None = None, *, tls: bool = False, client_cert: bool = False
+) -> dict[str, Any]:
     """The error as one JSON object, for --json."""
     return {
         "code": err.code_name,
@@ -402,7 +471,7 @@ def error_to_dict(err: VideogenError, target: str | None = None) -> dict[str, An
         "field_violations": [{"field": f, "description": d} for f, d in err.field_violations],
         "retry_after": err.retry_after,
         "resource_name": err.resource_name,
-        "hint": error_hint(err, target),
+        "hint": error_hint(err, target, tls=tls, client_cert=client_cert),
     }
 
 
@@ -410,14 +479,31 @@ def _credits(value: float) -> str:
     return f"{value:g}"
 
 
+_ENDED_LABEL = {
+    video_pb2.VIDEO_STATUS_COMPLETED: "completed",
+    video_pb2.VIDEO_STATUS_FAILED: "failed",
+    video_pb2.VIDEO_STATUS_CANCELLED: "cancelled",
+}
+
+
+def _status_text(video: video_pb2.Video, *, percent: bool = True) -> str:
+    """``IN_PROGRESS (RUNNING)  39%`` while the video runs. A FAILED or CANCELLED video shows no
+    percentage (it will never get further), and a CANCELLED one not Runway's last status word either (the
+    task was deleted: ``RUNNING`` is only what Runway said before)."""
+    text = status_name(video.status)
+    ended_early = video.status in (video_pb2.VIDEO_STATUS_FAILED, video_pb2.VIDEO_STATUS_CANCELLED)
+    if video.upstream_status and video.status != video_pb2.VIDEO_STATUS_CANCELLED:
+        text += f" ({video.upstream_status})"
+    if percent and not ended_early:
+        text += f"  {video.progress}%"
+    return text
+
+
 def format_video(video: video_pb2.Video) -> str:
     """A human-readable, multi-line view of a video."""
-    status = status_name(video.status)
-    if video.upstream_status:
-        status += f" ({video.upstream_status})"
     rows: list[tuple[str, str]] = [
         ("id", video.id),
-        ("status", f"{status}  {video.progress}%"),
+        ("status", _status_text(video)),
         ("model", video.model),
         ("mode", mode_name(video.mode)),
     ]
@@ -437,9 +523,11 @@ def format_video(video: video_pb2.Video) -> str:
         rows.append(("credits", _credits(video.cost_credits)))
     elif video.HasField("estimated_credits"):
         rows.append(("credits", f"up to {_credits(video.estimated_credits)}"))
+    # complete_time is when the video reached its terminal state: label it with what happened then.
+    ended = _ENDED_LABEL.get(video.status, "completed")
     times: tuple[tuple[str, Literal["create_time", "complete_time", "expire_time"]], ...] = (
         ("created", "create_time"),
-        ("completed", "complete_time"),
+        (ended, "complete_time"),
         ("expires", "expire_time"),
     )
     for label, field in times:
@@ -453,8 +541,10 @@ def format_video(video: video_pb2.Video) -> str:
 
 def format_update(video: video_pb2.Video) -> str:
     """One line for one state change, as ``watch`` prints it."""
-    line = f"{time.strftime('%H:%M:%S')}  {status_name(video.status):<11} {video.progress:>3}%"
-    if video.upstream_status:
+    ended_early = video.status in (video_pb2.VIDEO_STATUS_FAILED, video_pb2.VIDEO_STATUS_CANCELLED)
+    percent = "" if ended_early else f"{video.progress:>3}%"
+    line = f"{time.strftime('%H:%M:%S')}  {status_name(video.status):<11} {percent:>4}"
+    if video.upstream_status and video.status != video_pb2.VIDEO_STATUS_CANCELLED:
         line += f"  {video.upstream_status}"
     if video.HasField("error"):
         line += f"  {video.error.code or 'error'}: {video.error.message}"
@@ -612,10 +702,7 @@ def _wait(client: VideoClient, video_id: str, ui: _Output, deadline: Deadline) -
         task = progress.add_task("waiting", total=100)
 
         def bar(video: video_pb2.Video) -> None:
-            text = status_name(video.status)
-            if video.upstream_status:
-                text += f" ({video.upstream_status})"
-            progress.update(task, description=text, completed=video.progress)
+            progress.update(task, description=_status_text(video, percent=False), completed=video.progress)
 
         return client.wait(video_id, timeout=deadline.remaining(), on_update=bar)
 
@@ -697,7 +784,9 @@ def _cmd_generate(client: VideoClient, args: argparse.Namespace, ui: _Output, de
     )
     if not (args.wait or args.output):
         ui.video(video)
-        return EXIT_OK
+        # A video that is already FAILED (e.g. the create's outcome was unknown) or CANCELLED will never
+        # complete: `ID=$(videogen --json generate ...)` must not look like a success.
+        return _outcome(video) if is_terminal(video) else EXIT_OK
     ui.note(f"started {video.id}")
     if not is_terminal(video):
         video = _wait(client, video.id, ui, deadline)
@@ -711,13 +800,16 @@ def _cmd_generate(client: VideoClient, args: argparse.Namespace, ui: _Output, de
 
 
 def _cmd_get(client: VideoClient, args: argparse.Namespace, ui: _Output, deadline: Deadline) -> int:
-    ui.video(client.get(args.id, timeout=deadline.remaining()))
-    return EXIT_OK
+    video = client.get(args.id, timeout=deadline.remaining())
+    ui.video(video)
+    return _outcome(video) if is_terminal(video) else EXIT_OK
 
 
 def _cmd_cancel(client: VideoClient, args: argparse.Namespace, ui: _Output, deadline: Deadline) -> int:
-    ui.video(client.cancel(args.id, timeout=deadline.remaining()))
-    return EXIT_OK
+    video = client.cancel(args.id, timeout=deadline.remaining())
+    ui.video(video)
+    # CANCELLED is what was asked for (the server refuses to cancel a COMPLETED or FAILED video).
+    return EXIT_OK if video.status == video_pb2.VIDEO_STATUS_CANCELLED else _outcome(video)
 
 
 def _watch_live(
@@ -737,10 +829,7 @@ def _watch_live(
         for video in client.watch(video_id, timeout=deadline.remaining()):
             if _changed(last, video):
                 progress.console.print(format_update(video), markup=False)
-            text = status_name(video.status)
-            if video.upstream_status:
-                text += f" ({video.upstream_status})"
-            progress.update(task, description=text, completed=video.progress)
+            progress.update(task, description=_status_text(video, percent=False), completed=video.progress)
             last = video
     return last
 
@@ -829,24 +918,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         ui.err.print(str(exc), markup=False)
         return EXIT_LOCAL_ERROR
     deadline = Deadline(args.timeout)
+    tls = bool(args.tls or root_certificates or certificate_chain)
     try:
-        with VideoClient(
+        client = VideoClient(
             args.target,
             api_key=args.api_key,
             tls=args.tls,
             root_certificates=root_certificates,
             certificate_chain=certificate_chain,
             private_key=private_key,
-        ) as client:
-            return COMMANDS[args.command](client, args, ui, deadline)
+        )
+        try:
+            code = COMMANDS[args.command](client, args, ui, deadline)
+        except KeyboardInterrupt:
+            # The channel is left open: closing it right after an interrupted call can block for minutes
+            # in grpc, and the process is ending anyway (the console entry exits without finalizers).
+            raise
+        except BaseException:
+            client.close()
+            raise
+        command_finished()  # the work is done: a Ctrl-C from here on does not change the exit code
+        client.close()
+        return code
     except VideogenError as err:
         if ui.json:
-            sys.stderr.write(
-                json.dumps({"error": error_to_dict(err, args.target)}, ensure_ascii=False) + "\n"
-            )
+            error = error_to_dict(err, args.target, tls=tls, client_cert=certificate_chain is not None)
+            sys.stderr.write(json.dumps({"error": error}, ensure_ascii=False) + "\n")
         else:
             ui.err.print(format_error(err), markup=False)
-            hint = error_hint(err, args.target)
+            hint = error_hint(err, args.target, tls=tls, client_cert=certificate_chain is not None)
             if hint:
                 ui.err.print(f"hint: {hint}", markup=False)
         return EXIT_RPC_ERROR
@@ -860,4 +960,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -23,10 +23,12 @@ from .download import (
 )
 from .errors import OutOfRange, Unavailable, VideogenError, from_rpc_error
 from .models import (
+    PemSource,
     ReferenceLike,
     auth_metadata,
     build_generate_request,
     is_terminal,
+    load_pem,
     resolve_api_key,
     resolve_target,
 )
@@ -45,8 +47,10 @@ class VideoClient:
     ``$VIDEOGEN_API_KEY``; with a key, every call sends ``authorization: Bearer <key>``. Pass ``channel``
     to use your own ``grpc.Channel`` (it is not closed by ``close()``). ``timeout`` arguments are
     overall deadlines in seconds for the whole method, retries included. ``tls``/``root_certificates``
-    connect with TLS; ``certificate_chain`` + ``private_key`` (PEM) add a client certificate for mutual
-    TLS. Every method raises
+    connect with TLS; ``certificate_chain`` + ``private_key`` add a client certificate for mutual
+    TLS. Each TLS option takes either the PEM contents as ``bytes`` or the path of a PEM file (``str``
+    or ``pathlib.Path``), read here, once (``OSError`` if unreadable, ``ValueError`` if not PEM).
+    Every method raises
     :class:`~videogen_client.errors.VideogenError` subclasses, never raw gRPC errors.
     """
 
@@ -57,9 +61,9 @@ class VideoClient:
         api_key: str | None = None,
         channel: grpc.Channel | None = None,
         tls: bool = False,
-        root_certificates: bytes | None = None,
-        certificate_chain: bytes | None = None,
-        private_key: bytes | None = None,
+        root_certificates: PemSource | None = None,
+        certificate_chain: PemSource | None = None,
+        private_key: PemSource | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
         self.target = resolve_target(target)
@@ -67,10 +71,10 @@ class VideoClient:
         if (certificate_chain is None) != (private_key is None):
             raise ValueError("certificate_chain and private_key (mutual TLS) go together")
         self._tls = tls or root_certificates is not None or certificate_chain is not None
-        self._root_certificates = root_certificates
+        self._root_certificates = load_pem(root_certificates, "root_certificates")
         # Mutual TLS: the client's own certificate (PEM chain) and its private key.
-        self._certificate_chain = certificate_chain
-        self._private_key = private_key
+        self._certificate_chain = load_pem(certificate_chain, "certificate_chain")
+        self._private_key = load_pem(private_key, "private_key")
         self._channel = channel
         self._owns_channel = channel is None
         self._stub: video_service_pb2_grpc.VideoServiceStub | None = None

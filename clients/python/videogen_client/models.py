@@ -97,6 +97,24 @@ def model_to_dict(model: video_service_pb2.Model) -> dict[str, Any]:
     return json_format.MessageToDict(model)
 
 
+PemSource = bytes | str | os.PathLike[str]
+"""A PEM certificate or key for the TLS options: its contents as ``bytes``, or the path of a file that
+holds it (``str`` or ``pathlib.Path``)."""
+
+
+def load_pem(value: PemSource | None, name: str) -> bytes | None:
+    """The PEM bytes of a TLS option: ``bytes`` are used as they are, a ``str`` or path-like is read as a
+    file (``OSError`` if it cannot be read, ``ValueError`` if it holds no PEM block)."""
+    if value is None or isinstance(value, bytes):
+        return value
+    path = os.fspath(value)
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if b"-----BEGIN " not in data:
+        raise ValueError(f"{name}: {path} is not a PEM file (no -----BEGIN line)")
+    return data
+
+
 def resolve_target(target: str | None) -> str:
     """An explicit target, else ``$VIDEOGEN_TARGET``, else ``127.0.0.1:50051``."""
     return target or os.environ.get(ENV_TARGET) or DEFAULT_TARGET
