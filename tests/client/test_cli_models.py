@@ -58,11 +58,11 @@ async def test_models_json_is_one_object_per_model(videogen_server: RunningServe
     assert err == ""
     listed = [json.loads(line) for line in out.splitlines()]
     expected = (await videogen_server.stub.ListModels(video_service_pb2.ListModelsRequest())).models
-    assert listed == [json_format.MessageToDict(m) for m in expected]
+    assert listed == [json_format.MessageToDict(m, preserving_proto_field_name=True) for m in expected]
     veo = next(m for m in listed if m["id"] == "veo3.1")
-    assert veo["durations"] == {"allowedSeconds": [4, 6, 8], "defaultSeconds": 8}
-    assert veo["providerOptions"] == [
-        {"key": "negativePrompt", "type": "PROVIDER_OPTION_TYPE_TEXT", "maxLength": 1000}
+    assert veo["durations"] == {"allowed_seconds": [4, 6, 8], "default_seconds": 8}
+    assert veo["provider_options"] == [
+        {"key": "negativePrompt", "type": "PROVIDER_OPTION_TYPE_TEXT", "max_length": 1000}
     ]
 
 

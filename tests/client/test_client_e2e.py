@@ -280,7 +280,7 @@ async def test_cli_generate_wait_output(
     lines = [json.loads(line) for line in captured.out.splitlines()]
     video = lines[0]
     assert video["status"] == "VIDEO_STATUS_COMPLETED" and video["model"] == "gen4.5"
-    expected = videogen_server.simulator.output_bytes(video["upstreamTaskId"], 0)
+    expected = videogen_server.simulator.output_bytes(video["upstream_task_id"], 0)
     assert lines[1] == {"id": video["id"], "path": str(out_file), "bytes": len(expected)}
     assert out_file.read_bytes() == expected
 

@@ -288,8 +288,8 @@ async def test_the_cli_recipe(videogen_server: RunningServer, tmp_path: Path) ->
     assert code == 0, out
     for name in ("boat.mp4", "out.mp4"):
         assert (tmp_path / "out" / name).read_bytes()[4:8] == b"ftyp", name
-    last = json.loads(out.strip().splitlines()[-1])  # `--json get`: the proto3 JSON mapping, camelCase
-    assert last["status"] == "VIDEO_STATUS_COMPLETED" and "upstreamTaskId" in last, last
+    last = json.loads(out.strip().splitlines()[-1])  # `--json get`: the proto3 JSON mapping, .proto names
+    assert last["status"] == "VIDEO_STATUS_COMPLETED" and "upstream_task_id" in last, last
     assert_wrote_only_out(tmp_path)
 
 

@@ -2,7 +2,7 @@
 connection settings and request building.
 
 Decision: methods return the generated ``videogen.v1.video_pb2.Video`` message rather than a dataclass, so
-every field the server adds is available at once and JSON output is ``MessageToDict(video)``.
+every field the server adds is available at once and JSON output is the proto3 JSON mapping of it.
 """
 
 from __future__ import annotations
@@ -88,13 +88,15 @@ def raise_for_status(video: video_pb2.Video) -> video_pb2.Video:
 
 
 def video_to_dict(video: video_pb2.Video) -> dict[str, Any]:
-    """The video as JSON-ready data (proto JSON mapping: camelCase names, enum names, RFC 3339 times)."""
-    return json_format.MessageToDict(video)
+    """The video as JSON-ready data: the proto3 JSON mapping with the ``.proto`` field names
+    (``upstream_task_id``), enum names, RFC 3339 times, int64 as strings. The same shape grpcurl prints and
+    the Node client's objects use, so a script sees one shape whichever tool it reads."""
+    return json_format.MessageToDict(video, preserving_proto_field_name=True)
 
 
 def model_to_dict(model: video_service_pb2.Model) -> dict[str, Any]:
     """A model description as JSON-ready data (the same mapping as :func:`video_to_dict`)."""
-    return json_format.MessageToDict(model)
+    return json_format.MessageToDict(model, preserving_proto_field_name=True)
 
 
 PemSource = bytes | str | os.PathLike[str]
