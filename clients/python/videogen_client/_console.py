@@ -32,6 +32,7 @@ INTERRUPT_GRACE = 5.0
 
 
 class _State:
+    importing = True  # still loading the CLI (grpc, protobuf, rich): nothing to clean up yet
     finished = False  # the command's work is done: a Ctrl-C no longer changes the outcome
     interrupted = False
 
@@ -67,6 +68,11 @@ def _exit_interrupted() -> NoReturn:
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
     if _state.finished:
         return
+    if _state.importing:
+        # Nothing to clean up yet, and an exception raised inside a C extension's module initialisation
+        # (grpc's Cython module) does not arrive as KeyboardInterrupt but as an ImportError-like failure
+        # with a traceback: end here instead.
+        _exit_interrupted()
     if _state.interrupted:  # a second Ctrl-C while cleaning up: stop waiting
         _exit_interrupted()
     _state.interrupted = True
@@ -83,6 +89,7 @@ def main() -> NoReturn:
     try:
         from .cli import main as cli_main
 
+        _state.importing = False
         code = cli_main()
     except KeyboardInterrupt:  # before the CLI could catch it (e.g. during the imports)
         _exit_interrupted()
