@@ -28,7 +28,9 @@ def require_redis_server() -> str:
     path = shutil.which(REDIS_SERVER)
     if path is None:
         if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed: .ci/run must install it (apt-get install redis-server)")
+            pytest.fail(
+                "redis-server is not installed: .ci/run must install it (apt-get install redis-server)"
+            )
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     return path
 
@@ -43,9 +45,10 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server on 127.0.0.1:`port` with its data in `directory`."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, *, appendonly: bool = True) -> None:
         self.directory = directory
         self.port = port or free_port()
+        self.appendonly = appendonly
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -59,14 +62,21 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [
                 binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "yes",
-                "--appendfsync", "always",
-                "--dir", str(self.directory),
-                "--daemonize", "no",
-            ],  # fmt: skip
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.appendonly else "no",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.directory),
+                "--daemonize",
+                "no",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -20,10 +20,10 @@ says otherwise (and says nothing when CONFIG is forbidden, as on managed Redis).
 
 Failures: Redis unreachable, timing out, loading its data set after a restart, read-only (a replica) or
 unable to persist (MISCONF) -> `errors.StoreUnavailable` (UNAVAILABLE with RetryInfo), never INTERNAL.
-Connecting and each reply are bounded (`connect_timeout`, `socket_timeout`), so a dead Redis fails a call
-within about a second or two, not at the caller's deadline. A pooled connection found broken is retried
-once on a fresh one (a restarted Redis costs no error); every script is safe to run twice (a `claim` that
-finds its key held by its own id reports it inserted).
+Connecting and each reply are bounded (`connect_timeout` 1 s, `socket_timeout` 2 s), so a dead or hung
+Redis fails a call within about two seconds, not at the caller's deadline. A pooled connection found broken
+is retried once on a fresh one (a restarted Redis costs no error); every script is safe to run twice (a
+`claim` that finds its key held by its own id reports it inserted).
 
 No cache: another replica may change any record, and an owner-scoped `get` of another owner's video must
 take the same round trip as an unknown id.
@@ -200,9 +200,10 @@ class RedisVideoStore:
             self._url,
             socket_connect_timeout=self._connect_timeout,
             socket_timeout=self._socket_timeout,
-            # One retry, at once, on a fresh connection: a pooled connection that a Redis restart broke
-            # costs no error. Not more: a dead Redis must fail a call within seconds.
-            retry=Retry(NoBackoff(), 1),
+            # One retry, at once, on a fresh connection, for a connection error only: a pooled connection
+            # that a Redis restart broke costs no error. Not on a timeout, and not more: a Redis that does
+            # not answer fails a call within `socket_timeout`, not a multiple of it.
+            retry=Retry(NoBackoff(), 1, supported_errors=(rexc.ConnectionError,)),
             decode_responses=True,
         )
         self._scripts = {
