@@ -91,7 +91,7 @@ class Service:
                 upstream.base_url, upstream.api_key, observer=telemetry, max_downloads=config.max_streams
             )
             started.push_async_callback(runway.aclose)
-            store = open_store(config.data_dir)
+            store = open_store(config.data_dir, config.store)
             await store.open()
             started.push_async_callback(store.close)
             timed = metrics.timed_store(store)

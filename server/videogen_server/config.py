@@ -52,6 +52,9 @@ class Config:
     # is DEFAULT_METRICS_LISTEN (VIDEOGEN_METRICS_LISTEN=off turns it off); in-process (tests) it is off.
     metrics_listen: str = ""
     data_dir: str = "./.videogen"
+    # VIDEOGEN_STORE: "sqlite" (the file in data_dir), "sqlite:///absolute/path.db", or a Redis URL
+    # (redis:// or rediss://, maybe with a password: never logged, see `store_description`).
+    store: str = field(default="sqlite", repr=False)
     poll_interval: float = 5.0
     # name -> key; empty means no caller authentication (local development).
     api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -91,6 +94,7 @@ class Config:
             listen=env.get("VIDEOGEN_LISTEN") or default.listen,
             metrics_listen=_metrics_listen(env),
             data_dir=env.get("VIDEOGEN_DATA_DIR") or default.data_dir,
+            store=(env.get("VIDEOGEN_STORE") or default.store).strip(),
             poll_interval=_positive_float(env, "VIDEOGEN_POLL_INTERVAL", default.poll_interval),
             api_keys=parse_api_keys(env.get("VIDEOGEN_API_KEYS", "")),
             shutdown_grace=_positive_float(env, "VIDEOGEN_SHUTDOWN_GRACE", default.shutdown_grace),
@@ -119,8 +123,18 @@ class Config:
         # server's capacity without protecting anybody, so by default that caller gets the whole cap.
         return default_share(limit) if self.api_keys else limit
 
+    @property
+    def store_description(self) -> str:
+        """The store for the start-up log line, without credentials: ``sqlite <path>``, ``redis://host:port/0``."""
+        if self.store == "sqlite":
+            return f"sqlite {os.path.join(self.data_dir, 'videogen.sqlite3')}"
+        if self.store.startswith("sqlite:///"):
+            return f"sqlite {self.store.removeprefix('sqlite://')}"
+        return redact_url(self.store)
+
     def __post_init__(self) -> None:
         check_api_keys(self.api_keys)
+        check_store(self.store)
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("VIDEOGEN_TLS_CERT and VIDEOGEN_TLS_KEY must be set together")
         if self.tls_client_ca and not self.tls_cert:
@@ -136,6 +150,50 @@ class Config:
             # is not ours to guess. Equal is allowed: it turns the per-caller share off.
             if share is not None and not 1 <= share <= limit:
                 raise ConfigError(f"{name}_PER_CALLER must be between 1 and {name} ({limit}), got {share}")
+
+
+STORE_FORMS = "sqlite, sqlite:///absolute/path.db, redis://[user:password@]host:port/db or rediss://..."
+
+
+def redact_url(url: str) -> str:
+    """`url` as a log line or an error may show it: no user, password, query nor fragment."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "(a value that is not a URL)"
+    netloc, _, path = rest.partition("/")
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    return f"{scheme}://{netloc.rpartition('@')[2]}" + (f"/{path}" if path else "")
+
+
+def check_store(value: str) -> None:
+    """VIDEOGEN_STORE is one of the forms in STORE_FORMS; the error never quotes a password."""
+    if value == "sqlite":
+        return
+    if value.startswith("sqlite:"):
+        if not value.startswith("sqlite:///") or value == "sqlite:///" or value.endswith("/"):
+            raise ConfigError(
+                f"VIDEOGEN_STORE={redact_url(value)}: a SQLite store is sqlite (in VIDEOGEN_DATA_DIR) or "
+                "sqlite:///absolute/path.db (three slashes, then the absolute path of the file)"
+            )
+        return
+    scheme = value.partition("://")[0].lower() if "://" in value else ""
+    if scheme not in ("redis", "rediss"):
+        shown = f"a value of scheme {scheme!r}" if scheme else repr(redact_url(value))
+        if not scheme and "@" not in value and ":" not in value:
+            shown = repr(value)  # nothing like a credential in it
+        raise ConfigError(f"VIDEOGEN_STORE must be {STORE_FORMS}, got {shown}")
+    shown = redact_url(value)
+    try:
+        parts = urlsplit(value)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise ConfigError(f"VIDEOGEN_STORE={shown}: not a valid URL (host:port?)") from None
+    if not host:
+        raise ConfigError(f"VIDEOGEN_STORE={shown}: the URL names no host ({STORE_FORMS})")
+    db = parts.path.removeprefix("/")
+    if db and not db.isdigit():
+        raise ConfigError(f"VIDEOGEN_STORE={shown}: the database must be a number (/0), got {db!r}")
+    del port  # checked by urlsplit: a port that is no number in 0..65535 raised above
 
 
 def default_share(limit: int) -> int:

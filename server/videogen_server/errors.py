@@ -1,10 +1,11 @@
 """Domain errors. Raised by the catalog, the Runway adapter and the use cases; the gRPC layer
 (api/status.py) maps each class to one status code with google.rpc details. No gRPC here.
 
-The store raises none of these: it raises builtin errors (KeyError for an unknown id in `save`,
-ValueError for a duplicate id or a changed owner/request_id, RuntimeError when not open or closed; see
-services/ports.py), and its engine's own (sqlite3.Error for a locked or broken file). They mean a bug or a
-broken store, and reach the caller as INTERNAL, logged."""
+The store raises one of these, StoreUnavailable (a shared store that cannot be reached now: UNAVAILABLE,
+retryable); otherwise builtin errors (KeyError for an unknown id in `save`, ValueError for a duplicate id
+or a changed owner/request_id, RuntimeError when not open or closed; see services/ports.py), and its
+engine's own (sqlite3.Error for a locked or broken file). Those mean a bug or a broken store, and reach the
+caller as INTERNAL, logged."""
 
 from __future__ import annotations
 
@@ -95,6 +96,17 @@ class ResourceExhausted(VideogenError):
 
 class DeadlineExceeded(VideogenError):
     reason = "DEADLINE_EXCEEDED"
+
+
+class StoreUnavailable(VideogenError):
+    """The job store (a shared one: Redis) cannot be reached, or cannot persist, right now. Nothing was
+    done that the caller needs to undo: a Generate failed here has sent nothing to Runway. Retryable."""
+
+    reason = "STORE_UNAVAILABLE"
+
+    def __init__(self, message: str, *, retry_after: float | None = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 # --- Upstream (Runway) failures -------------------------------------------------------------------

@@ -180,12 +180,12 @@ class App:
             raise
         cfg, limits = self.config, self._service.limits
         log.info(
-            "videogen listening on %s:%d; upstream: %s; data dir %s; caller auth %s; TLS %s; "
+            "videogen listening on %s:%d; upstream: %s; store %s; caller auth %s; TLS %s; "
             "limits: %d streams (%d per caller), %d watchers (%d per caller)",
             cfg.listen.rsplit(":", 1)[0],
             port,
             self._service.upstream,
-            cfg.data_dir,
+            cfg.store_description,
             "on" if cfg.api_keys else "off",
             tls_mode(cfg).value,
             limits.streams.limit,

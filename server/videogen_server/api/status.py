@@ -28,6 +28,7 @@ _CODES: list[tuple[type[errors.VideogenError], int]] = [
     (errors.ResourceExhausted, code_pb2.RESOURCE_EXHAUSTED),
     (errors.DeadlineExceeded, code_pb2.DEADLINE_EXCEEDED),
     (errors.UpstreamUnavailable, code_pb2.UNAVAILABLE),
+    (errors.StoreUnavailable, code_pb2.UNAVAILABLE),
     # Our Runway account is out of credits: not the caller's input, and retrying will not help until
     # someone tops it up.
     (errors.UpstreamCredits, code_pb2.FAILED_PRECONDITION),

@@ -18,19 +18,21 @@ from videogen_server.domain.video import VideoRecord
 # --- The video store (design §2 "The job record", "Idempotency"; §6 "Scale") ---------------------------
 #
 # Engines: `SqliteVideoStore` (store/sqlite.py, the embedded default) and `MemoryVideoStore`
-# (store/memory.py, one process, nothing on disk). A shared store for several replicas (Redis is the natural
-# fit) implements the same protocol; each method's docstring says which atomicity it needs, so that an
-# implementation for another engine knows what it must guarantee *across processes*, not only within one
-# event loop. What `save` keeps over a stored record is decided by the model (`VideoRecord.merged_with`), not
-# by each engine.
+# (store/memory.py, one process, nothing on disk), and `RedisVideoStore` (store/redis.py, shared by several
+# replicas). Every engine implements the same protocol; each method's docstring says which atomicity it
+# needs, so that an implementation for another engine knows what it must guarantee *across processes*, not
+# only within one event loop. What `save` keeps over a stored record is decided by the model
+# (`VideoRecord.merged_with`), not by each engine.
 #
 # Every method is safe to call concurrently from many tasks. A method that returns has made its effect
 # durable (it survives a crash of this process; the in-memory engine has no durability to offer). Cancelling
 # the awaiting task does not undo a write that already reached the engine: callers must treat a cancelled
 # `claim` as "maybe claimed".
 #
-# Errors are the builtin ones named below (KeyError, ValueError, RuntimeError), never domain errors: they
-# mean a bug in the caller or a broken store, not something to tell the client (errors.py).
+# Errors are the builtin ones named below (KeyError, ValueError, RuntimeError): they mean a bug in the caller
+# or a broken store, not something to tell the client (errors.py). The one domain error a store raises is
+# `errors.StoreUnavailable`: a shared store that cannot be reached right now (UNAVAILABLE, retryable); it
+# raises it before anything was written, or when it cannot tell (then like a cancelled call: "maybe").
 
 
 @runtime_checkable

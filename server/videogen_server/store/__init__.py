@@ -1,24 +1,42 @@
 """Engines of the video store port (`services.ports.VideoStore`; design §2 "The job record", "Idempotency").
 
-``open_store(data_dir)`` gives the embedded default, SQLite; ``await store.open()`` before use (or
-``async with open_store(d) as store:``). `MemoryVideoStore` keeps everything in this process, for tests of
-the services. A shared store for several replicas implements the same port beside them.
+``open_store(data_dir, url)`` gives the engine VIDEOGEN_STORE names (config.py checks it): SQLite, the
+embedded default, in `data_dir` or at a path of its own, or Redis, shared by several replicas
+(store/redis.py, imported only then). ``await store.open()`` before use (or ``async with ... as store:``).
+`MemoryVideoStore` keeps everything in this process, for tests of the services.
 """
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from videogen_server.store.memory import MemoryVideoStore
 from videogen_server.store.sqlite import DB_FILENAME, SqliteVideoStore
 
+if TYPE_CHECKING:
+    from videogen_server.store.redis import RedisVideoStore
+
 __all__ = ["DB_FILENAME", "MemoryVideoStore", "SqliteVideoStore", "open_store"]
 
+SQLITE_URL_PREFIX = "sqlite:///"
 
-def open_store(data_dir: str | os.PathLike[str]) -> SqliteVideoStore:
-    """The embedded store in `data_dir` (created if missing), file ``videogen.sqlite3``.
 
-    Returns it not yet opened: ``await store.open()`` (creates the schema) and ``await store.close()``.
+def open_store(data_dir: str | os.PathLike[str], url: str = "sqlite") -> SqliteVideoStore | RedisVideoStore:
+    """The store `url` names (a VIDEOGEN_STORE value, already checked by config.py), not yet opened:
+    ``await store.open()`` and ``await store.close()``.
+
+    ``sqlite``: the embedded store in `data_dir` (created if missing), file ``videogen.sqlite3``.
+    ``sqlite:///absolute/path.db``: SQLite at that path (its directory created if missing).
+    ``redis://...`` / ``rediss://...``: the shared Redis store.
     """
+    if url.startswith(("redis://", "rediss://")):
+        from videogen_server.store.redis import RedisVideoStore  # only then: redis-py is not loaded otherwise
+
+        return RedisVideoStore(url)
+    if url.startswith(SQLITE_URL_PREFIX):
+        path = "/" + url.removeprefix(SQLITE_URL_PREFIX)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return SqliteVideoStore(path)
     os.makedirs(data_dir, exist_ok=True)
     return SqliteVideoStore(os.path.join(data_dir, DB_FILENAME))

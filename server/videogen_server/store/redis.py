@@ -1,0 +1,396 @@
+"""The shared job record store: Redis, through redis-py's asyncio API, for several replicas of the service.
+
+The same contract as SQLite (services/ports.py), held across processes by Redis itself: every write is one
+Lua script (run atomically by Redis) or one WATCH/MULTI transaction, never a read in Python followed by an
+unguarded write.
+
+Keys (``prefix`` is ``videogen:`` unless given):
+- ``{prefix}video:{id}``: a hash with ``owner``, ``request_id``, ``status`` and ``data`` (the record as JSON,
+  store/codec.py). The owner beside the data lets an owner-scoped `get` compare it inside Redis.
+- ``{prefix}key:{len(owner)}:{owner}:{request_id}`` -> the video id: the idempotency key. The owner's
+  length makes it unambiguous when owner or request_id contain ':'.
+- ``{prefix}unfinished``: a sorted set of the ids not in a terminal state, scored by an insertion counter
+  (``{prefix}seq``), kept in the same script or transaction as the record; `list_unfinished` reads it.
+The scripts name keys they compute (the record of a held idempotency key): fine on one Redis (or a
+primary with replicas), not on Redis Cluster.
+
+Durability: a call that returned has had Redis acknowledge its write; that write is on disk only with
+``appendonly yes`` and ``appendfsync always`` (README, "Redis store"). `open` logs a warning when Redis
+says otherwise (and says nothing when CONFIG is forbidden, as on managed Redis).
+
+Failures: Redis unreachable, timing out, loading its data set after a restart, read-only (a replica) or
+unable to persist (MISCONF) -> `errors.StoreUnavailable` (UNAVAILABLE with RetryInfo), never INTERNAL.
+Connecting and each reply are bounded (`connect_timeout` 1 s, `socket_timeout` 2 s), so a dead or hung
+Redis fails a call within about two seconds, not at the caller's deadline. A pooled connection found broken
+is retried once on a fresh one (a restarted Redis costs no error); every script is safe to run twice (a
+`claim` that finds its key held by its own id reports it inserted).
+
+No cache: another replica may change any record, and an owner-scoped `get` of another owner's video must
+take the same round trip as an unknown id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
+
+import redis.asyncio as aioredis
+import redis.exceptions as rexc
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from videogen_server import errors
+from videogen_server.domain.video import VideoRecord, VideoStatus
+from videogen_server.store.codec import decode_record, encode_record
+
+__all__ = ["DEFAULT_PREFIX", "RedisVideoStore", "redacted_url"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_PREFIX: Final = "videogen:"
+CONNECT_TIMEOUT_S: Final = 1.0
+SOCKET_TIMEOUT_S: Final = 2.0
+RETRY_AFTER_S: Final = 1.0
+
+# KEYS: record, idempotency key ('' for none), unfinished set, seq counter
+# ARGV: id, owner, request_id, status, data, terminal ('1'/'0'), record key prefix
+# Returns {1, data}: inserted (or this very id already holds the key: a retried call);
+#         {0, data}: the key is held by another video, whose data is returned; {-1}: the id exists.
+_CLAIM: Final = """
+if KEYS[2] ~= '' then
+  local held = redis.call('GET', KEYS[2])
+  if held then
+    if held == ARGV[1] then
+      local mine = redis.call('HGET', KEYS[1], 'data')
+      if mine then return {1, mine} end
+    else
+      local theirs = redis.call('HGET', ARGV[7] .. held, 'data')
+      if theirs then return {0, theirs} end
+    end
+    -- a key whose record is gone (never written so by this store): taken over below
+  end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
+redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'request_id', ARGV[3], 'status', ARGV[4], 'data', ARGV[5])
+if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[1]) end
+if ARGV[6] == '0' then redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), ARGV[1]) end
+return {1, ARGV[5]}
+"""
+
+# The common save: the stored record is not terminal and of the same owner and key, so the model's rule
+# (`merged_with`) is "the new record, whole": written here in one step. Anything else returns 0 and takes
+# the WATCH/MULTI path, which runs the rule in Python.
+# KEYS: record, unfinished set; ARGV: owner, request_id, status, data, terminal ('1'/'0'), the terminal
+# statuses, id
+_SAVE_FAST: Final = """
+local cur = redis.call('HMGET', KEYS[1], 'owner', 'request_id', 'status')
+if not cur[1] or cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
+for s in string.gmatch(ARGV[6], '[^,]+') do
+  if cur[3] == s then return 0 end
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[3], 'data', ARGV[4])
+if ARGV[5] == '1' then redis.call('ZREM', KEYS[2], ARGV[7]) end
+return 1
+"""
+
+# KEYS: record; ARGV: owner. The record's data if it is that owner's, else nil: the same one round trip,
+# and the same answer, for another owner's video and an unknown id.
+_GET_OWNED: Final = """
+local o = redis.call('HGET', KEYS[1], 'owner')
+if o and o == ARGV[1] then return redis.call('HGET', KEYS[1], 'data') end
+return false
+"""
+
+# KEYS: record, unfinished set; ARGV: id, key prefix. The record, its idempotency key (if it still points
+# at this id) and its index entry, together.
+_DELETE: Final = """
+local cur = redis.call('HMGET', KEYS[1], 'owner', 'request_id')
+if not cur[1] then return 0 end
+if cur[2] ~= '' then
+  local k = ARGV[2] .. 'key:' .. string.len(cur[1]) .. ':' .. cur[1] .. ':' .. cur[2]
+  if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: unfinished set; ARGV: record key prefix. Every unfinished record's data, in insertion order, read in
+# one step (a consistent scan).
+_LIST_UNFINISHED: Final = """
+local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+local out = {}
+for i, id in ipairs(ids) do
+  local d = redis.call('HGET', ARGV[1] .. id, 'data')
+  if d then out[#out + 1] = d end
+end
+return out
+"""
+
+# The terminal statuses, for the fast save's check in Lua ("COMPLETED,FAILED,CANCELLED").
+_TERMINAL: Final = ",".join(s.value for s in VideoStatus if s.terminal)
+
+
+def redacted_url(url: str) -> str:
+    """`url` without its user and password (and query): what a log line or an error may show."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "(not a URL)"
+    hostpart = rest.split("/", 1)
+    netloc = hostpart[0].rpartition("@")[2]
+    path = "/" + hostpart[1].split("?", 1)[0].split("#", 1)[0] if len(hostpart) > 1 else ""
+    return f"{scheme}://{netloc}{path}"
+
+
+class RedisVideoStore:
+    """VideoStore on Redis. See the module docstring for keys, durability and failures."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
+        socket_timeout: float = SOCKET_TIMEOUT_S,
+    ) -> None:
+        self._url = url
+        self._prefix = prefix
+        self._connect_timeout = connect_timeout
+        self._socket_timeout = socket_timeout
+        self._client: aioredis.Redis | None = None
+        self._closed = False
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._unfinished = f"{prefix}unfinished"
+        self._seq = f"{prefix}seq"
+
+    @property
+    def description(self) -> str:
+        """The store for a log line: its URL without credentials."""
+        return redacted_url(self._url)
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    async def __aenter__(self) -> RedisVideoStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the video store is closed")
+        if self._client is not None:
+            return
+        client = aioredis.Redis.from_url(
+            self._url,
+            socket_connect_timeout=self._connect_timeout,
+            socket_timeout=self._socket_timeout,
+            # One retry, at once, on a fresh connection, for a connection error only: a pooled connection
+            # that a Redis restart broke costs no error. Not on a timeout, and not more: a Redis that does
+            # not answer fails a call within `socket_timeout`, not a multiple of it.
+            retry=Retry(NoBackoff(), 1, supported_errors=(rexc.ConnectionError,)),
+            decode_responses=True,
+        )
+        self._scripts = {
+            name: client.register_script(text)
+            for name, text in (
+                ("claim", _CLAIM),
+                ("save_fast", _SAVE_FAST),
+                ("get_owned", _GET_OWNED),
+                ("delete", _DELETE),
+                ("list_unfinished", _LIST_UNFINISHED),
+            )
+        }
+        self._client = client
+        await self._check_durability()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._idle.wait()  # the calls in flight finish first
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def _check_durability(self) -> None:
+        """Warn when Redis would not keep what it acknowledged; never fail (CONFIG may be forbidden)."""
+        assert self._client is not None
+        try:
+            appendonly = await self._client.config_get("appendonly")
+            fsync = await self._client.config_get("appendfsync")
+        except rexc.ResponseError:  # CONFIG is forbidden (managed Redis): nothing to say
+            return
+        except (rexc.ConnectionError, rexc.TimeoutError) as exc:
+            log.warning(
+                "store %s: Redis does not answer (%s); calls fail UNAVAILABLE until it does",
+                self.description,
+                type(exc).__name__,
+            )
+            return
+        if appendonly.get("appendonly") != "yes":
+            log.warning(
+                "store %s: Redis has appendonly off: a Redis crash loses acknowledged videos and "
+                "idempotency keys (set appendonly yes, appendfsync always)",
+                self.description,
+            )
+        elif fsync.get("appendfsync") != "always":
+            log.warning(
+                "store %s: Redis has appendfsync %s: a Redis crash may lose up to a second of "
+                "acknowledged writes (appendfsync always keeps them)",
+                self.description,
+                fsync.get("appendfsync"),
+            )
+
+    # -- VideoStore ------------------------------------------------------------------------------------
+
+    async def get(self, video_id: str, *, owner: str | None = None) -> VideoRecord | None:
+        key = self._record_key(video_id)
+        if owner is None:
+            data = await self._call(lambda c: c.hget(key, "data"))
+        else:
+            data = await self._call(lambda c: self._scripts["get_owned"](keys=[key], args=[owner], client=c))
+        return None if data is None else decode_record(str(data))
+
+    async def claim(self, record: VideoRecord) -> tuple[VideoRecord, bool]:
+        idem = self._idem_key(record.owner, record.request_id) if record.request_id else ""
+        data = encode_record(record)
+        reply = await self._call(
+            lambda c: self._scripts["claim"](
+                keys=[self._record_key(record.id), idem, self._unfinished, self._seq],
+                args=[
+                    record.id,
+                    record.owner,
+                    record.request_id,
+                    record.status.value,
+                    data,
+                    "1" if record.status.terminal else "0",
+                    self._record_key(""),
+                ],
+                client=c,
+            )
+        )
+        if int(reply[0]) < 0:
+            raise ValueError(f"video id {record.id!r} already exists")
+        if int(reply[0]) == 1:
+            return (record if reply[1] == data else decode_record(reply[1])), True
+        return decode_record(reply[1]), False
+
+    async def save(self, record: VideoRecord) -> VideoRecord:
+        key = self._record_key(record.id)
+        data = encode_record(record)
+        done = await self._call(
+            lambda c: self._scripts["save_fast"](
+                keys=[key, self._unfinished],
+                args=[
+                    record.owner,
+                    record.request_id,
+                    record.status.value,
+                    data,
+                    "1" if record.status.terminal else "0",
+                    _TERMINAL,
+                    record.id,
+                ],
+                client=c,
+            )
+        )
+        if int(done) == 1:
+            return record
+        return await self._call(lambda c: self._save_merge(c, record))
+
+    async def _save_merge(self, client: aioredis.Redis, record: VideoRecord) -> VideoRecord:
+        """The read-merge-write under WATCH: retried when another writer changed the record meanwhile."""
+        key = self._record_key(record.id)
+        while True:
+            async with client.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(key)
+                    owner, request_id, data = await pipe.hmget(key, ["owner", "request_id", "data"])
+                    # decode_responses: str, or None for a missing field
+                    if data is None:
+                        raise KeyError(record.id)
+                    if (owner, request_id) != (record.owner, record.request_id):
+                        raise ValueError(f"video {record.id!r}: owner and request_id cannot change")
+                    stored = decode_record(str(data))
+                    new = stored.merged_with(record)
+                    if new == stored:
+                        await pipe.unwatch()  # type: ignore[no-untyped-call]
+                        return stored
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.hset(key, mapping={"status": new.status.value, "data": encode_record(new)})
+                    if new.status.terminal:
+                        pipe.zrem(self._unfinished, new.id)
+                    await pipe.execute()
+                    return new
+                except rexc.WatchError:
+                    continue  # another writer came first: read again
+
+    async def delete(self, video_id: str) -> None:
+        await self._call(
+            lambda c: self._scripts["delete"](
+                keys=[self._record_key(video_id), self._unfinished],
+                args=[video_id, self._prefix],
+                client=c,
+            )
+        )
+
+    async def list_unfinished(self) -> list[VideoRecord]:
+        rows = await self._call(
+            lambda c: self._scripts["list_unfinished"](
+                keys=[self._unfinished], args=[self._record_key("")], client=c
+            )
+        )
+        records = [decode_record(d) for d in rows]
+        records.sort(key=lambda r: r.create_time)  # stable: ties stay in insertion order
+        return records
+
+    # -- plumbing --------------------------------------------------------------------------------------
+
+    def _record_key(self, video_id: str) -> str:
+        return f"{self._prefix}video:{video_id}"
+
+    def _idem_key(self, owner: str, request_id: str) -> str:
+        return f"{self._prefix}key:{len(owner)}:{owner}:{request_id}"
+
+    async def _call(self, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        if self._client is None or self._closed:
+            raise RuntimeError(
+                "the video store is closed" if self._closed else "the video store is not open (await open())"
+            )
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            return await fn(self._client)
+        except (rexc.ConnectionError, rexc.TimeoutError, rexc.ReadOnlyError) as exc:
+            raise self._unavailable(exc) from exc
+        except rexc.ResponseError as exc:
+            if str(exc).startswith(("MISCONF", "LOADING", "MASTERDOWN")):
+                raise self._unavailable(exc) from exc
+            raise
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    def _unavailable(self, exc: Exception) -> errors.StoreUnavailable:
+        # The exception's text may name the host; never the password (redis-py does not print it), but
+        # the message stays generic anyway: it reaches callers.
+        log.warning("store %s unavailable: %s: %s", self.description, type(exc).__name__, exc)
+        return errors.StoreUnavailable(
+            "the job store is unavailable; retry shortly", retry_after=RETRY_AFTER_S
+        )
