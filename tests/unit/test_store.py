@@ -145,6 +145,11 @@ def test_protocol_conformance(tmp_path: Path) -> None:
     assert isinstance(m, VideoStore)
 
 
+async def test_check_answers_on_an_open_store(store: VideoStore) -> None:
+    # health's probe (api/server.py StoreHealth): returns on a store that answers, on every engine
+    assert await store.check() is None
+
+
 # -- claim ---------------------------------------------------------------------------------------------
 
 

@@ -96,6 +96,7 @@ async def test_redis_down_fails_fast_as_store_unavailable(redis_server: RedisSer
             lambda: store.save(rec.replace(status=VideoStatus.QUEUED)),
             lambda: store.delete(rec.id),
             store.list_unfinished,
+            store.check,  # health's probe: a PING
         ):
             start = time.monotonic()
             with pytest.raises(errors.StoreUnavailable) as info:
@@ -106,6 +107,7 @@ async def test_redis_down_fails_fast_as_store_unavailable(redis_server: RedisSer
         # Back: the pooled connections broken by the restart cost no error.
         assert await store.get(rec.id) == rec
         assert await store.claim(make_record(request_id="before")) == (rec, False)
+        await store.check()
 
 
 async def test_open_warns_when_redis_would_not_keep_writes(

@@ -28,7 +28,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-async def _abort_for(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
+async def _abort_for(
+    context: grpc.aio.ServicerContext[Any, Any], exc: BaseException, on_store_unavailable: Callable[[], None]
+) -> None:
+    if isinstance(exc, errors.StoreUnavailable):
+        on_store_unavailable()  # health looks at the store now, not at its next check
     if isinstance(exc, errors.VideogenError):
         await context.abort_with_status(to_status(exc))
     if isinstance(exc, NotImplementedError):
@@ -38,8 +42,11 @@ async def _abort_for(context: grpc.aio.ServicerContext[Any, Any], exc: BaseExcep
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, authenticator: Authenticator) -> None:
+    def __init__(
+        self, authenticator: Authenticator, *, on_store_unavailable: Callable[[], None] = lambda: None
+    ) -> None:
         self._auth = authenticator
+        self._on_store_unavailable = on_store_unavailable
 
     async def intercept_service(
         self,
@@ -67,7 +74,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except Exception as exc:
-                await _abort_for(context, exc)
+                await _abort_for(context, exc, self._on_store_unavailable)
 
         return unary
 
@@ -82,6 +89,6 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             except (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit):
                 raise
             except Exception as exc:
-                await _abort_for(context, exc)
+                await _abort_for(context, exc, self._on_store_unavailable)
 
         return stream

@@ -4,6 +4,8 @@ in-process on 127.0.0.1:0."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import socket
@@ -14,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from videogen.v1 import video_service_pb2, video_service_pb2_grpc
 
+from videogen_server import errors
 from videogen_server.api.auth import Authenticator
 from videogen_server.api.error_mapping import ErrorMappingInterceptor
 from videogen_server.api.servicer import VideoServicer
@@ -54,23 +57,97 @@ SERVER_OPTIONS = [
 ]
 
 
+# Health follows the store (StoreHealth): how often it is asked, and how long one answer may take.
+STORE_CHECK_INTERVAL_S = 1.0
+STORE_CHECK_TIMEOUT_S = 5.0
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class StoreHealth:
+    """Health follows the store: NOT_SERVING while `store.check()` fails (a shared store that cannot be
+    reached: every call would fail UNAVAILABLE), SERVING again once it answers. Checked every
+    `STORE_CHECK_INTERVAL_S` by one task, and at once when a call failed with StoreUnavailable (`check_soon`).
+
+    Both the VideoService and the whole server ("") follow it: VideoService is the only service here, and
+    probes and balancers mostly ask "" (grpc_health_probe's and Kubernetes' default), so a replica whose
+    every call fails must not say SERVING there. Hence "" is a readiness signal, not a liveness one: a
+    restart does not bring Redis back (README, "Redis store").
+
+    `stop` ends the task before shutdown's NOT_SERVING (which the health servicer keeps for good anyway)."""
+
+    def __init__(self, health: health.aio.HealthServicer, store: VideoStore) -> None:
+        self._health = health
+        self._store = store
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._serving = True
+
+    async def start(self) -> None:
+        """Report the store's state now, then follow it."""
+        self._serving = await self._probe()
+        await self._set(SERVING if self._serving else NOT_SERVING)
+        self._task = asyncio.create_task(self._run(), name="videogen-store-health")
+
+    def check_soon(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), STORE_CHECK_INTERVAL_S)
+            self._wake.clear()
+            serving = await self._probe()
+            if serving != self._serving:
+                self._serving = serving
+                log.warning(
+                    "health: %s (the job store %s)",
+                    *(("SERVING", "answers again") if serving else ("NOT_SERVING", "does not answer")),
+                )
+                await self._set(SERVING if serving else NOT_SERVING)
+
+    async def _probe(self) -> bool:
+        try:
+            await asyncio.wait_for(self._store.check(), STORE_CHECK_TIMEOUT_S)
+        except (errors.StoreUnavailable, TimeoutError):
+            return False
+        except Exception:  # a broken check: say so, and do not claim to serve
+            log.exception("health: the store check failed")
+            return False
+        return True
+
+    async def _set(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        await self._health.set("", status)
+        await self._health.set(SERVICE_NAME, status)
+
+
 class GrpcServer:
     """The grpc.aio server in front of one Service. Shutdown is driven by `Service.stop` (its Transport)."""
 
     def __init__(self, service: Service) -> None:
         self._config = service.config
+        self._health = health.aio.HealthServicer()
+        self._store_health = StoreHealth(self._health, service.store)
         self._server = grpc.aio.server(
             # Telemetry first: it wraps the error mapping, so it counts the status callers really get.
             interceptors=[
                 TelemetryInterceptor(service.telemetry),
-                ErrorMappingInterceptor(Authenticator(service.config.api_keys)),
+                ErrorMappingInterceptor(
+                    Authenticator(service.config.api_keys), on_store_unavailable=self._store_health.check_soon
+                ),
             ],
             options=SERVER_OPTIONS,
         )
         video_service_pb2_grpc.add_VideoServiceServicer_to_server(
             VideoServicer(service.videos, service.tracker, service.content, service.limits), self._server
         )
-        self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
             (
@@ -102,14 +179,15 @@ class GrpcServer:
             raise listen_error("VIDEOGEN_LISTEN", cfg.listen)
         await self._server.start()
         self._started = True
-        await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
-        await self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        await self._store_health.start()  # SERVING, unless the store does not answer
         return self.port
 
     async def announce_shutdown(self) -> None:
+        await self._store_health.stop()
         await self._health.enter_graceful_shutdown()  # every service NOT_SERVING, for good
 
     async def stop(self, grace: float) -> None:
+        await self._store_health.stop()
         if self._started:
             await self._server.stop(grace)
 

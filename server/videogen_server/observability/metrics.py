@@ -136,6 +136,9 @@ class TimedStore:
     async def close(self) -> None:
         await self._inner.close()
 
+    async def check(self) -> None:  # not timed: health's probe, not a store operation
+        await self._inner.check()
+
     async def get(self, video_id: str, *, owner: str | None = None) -> VideoRecord | None:
         start = time.perf_counter()
         try:

@@ -43,6 +43,14 @@ class VideoStore(Protocol):
     async def close(self) -> None:
         """Wait for the calls in flight, then release the connection. Later calls raise RuntimeError."""
 
+    async def check(self) -> None:
+        """Return when the store answers now; raise `errors.StoreUnavailable` when it does not.
+
+        Cheap (health runs it about every second, api/server.py): no read of any record. An embedded engine
+        that is open answers at once; a shared one makes one round trip (Redis: PING), bounded by its own
+        timeouts. On a closed store: RuntimeError, as every method.
+        """
+
     async def get(self, video_id: str, *, owner: str | None = None) -> VideoRecord | None:
         """The stored record, or None for an unknown id.
 

@@ -52,6 +52,9 @@ class MemoryVideoStore:
 
     # -- VideoStore ------------------------------------------------------------------------------------
 
+    async def check(self) -> None:
+        self._check_open()
+
     async def get(self, video_id: str, *, owner: str | None = None) -> VideoRecord | None:
         await self._enter()
         record = self._records.get(video_id)

@@ -259,6 +259,9 @@ class RedisVideoStore:
 
     # -- VideoStore ------------------------------------------------------------------------------------
 
+    async def check(self) -> None:
+        await self._call(lambda c: c.ping())
+
     async def get(self, video_id: str, *, owner: str | None = None) -> VideoRecord | None:
         key = self._record_key(video_id)
         if owner is None:

@@ -129,6 +129,9 @@ class SqliteVideoStore:
 
     # -- VideoStore ------------------------------------------------------------------------------------
 
+    async def check(self) -> None:
+        self._check_open()  # an open file answers: nothing to ask it
+
     async def get(self, video_id: str, *, owner: str | None = None) -> VideoRecord | None:
         self._check_open()
         cached = self._cache.get(video_id)
