@@ -8,7 +8,7 @@ PROTOS := $(wildcard protos/videogen/v1/*.proto)
 # The generated Python stubs live in the client distribution (clients/python), which the server depends on.
 STUBS := clients/python/gen
 
-.PHONY: install run test test-faults soak lint proto proto-check fmt clean node docs docs-check breaking bench
+.PHONY: install run run-replicas test test-faults soak lint proto proto-check fmt clean node docs docs-check breaking bench
 
 ## Two distributions, both editable from this checkout: the client (clients/python: client, CLI, stubs) and
 ## the server (.), which depends on the client for the stubs. One pip call, so the server's requirement on
@@ -37,6 +37,18 @@ node:
 ## Start the service: the built-in Runway simulator unless RUNWAYML_API_SECRET is set.
 run: install
 	$(PY) -m videogen_server
+
+## N replicas (default 3) on one local redis-server (AOF on, appendfsync always; data in .videogen/redis/,
+## 127.0.0.1:$(REDIS_PORT or 6379)) on ports 50051.. (metrics 9464..), and one Runway simulator for all of
+## them unless RUNWAYML_API_SECRET is set. Ctrl-C stops everything. `make run-replicas N=2 REDIS_PORT=6380`.
+N ?= 3
+run-replicas: install
+	@command -v redis-server >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "redis-server not found: installing Debian's redis-server package"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
+		else echo "redis-server not found: install it (Debian/Ubuntu: sudo apt-get install redis-server)"; exit 2; fi; }
+	$(PY) tools/run_replicas.py -n $(N) $(if $(REDIS_PORT),--redis-port $(REDIS_PORT))
 
 ## Every test: unit, integration (real server + simulator on loopback), grpcurl recipes, Node client, API docs, SDK oracle.
 test: install proto-check node

@@ -23,10 +23,12 @@ from .download import (
 )
 from .errors import OutOfRange, Unavailable, VideogenError, from_rpc_error
 from .models import (
+    DEFAULT_TARGET,
     PemSource,
     ReferenceLike,
     auth_metadata,
     build_generate_request,
+    channel_options,
     is_terminal,
     load_pem,
     resolve_api_key,
@@ -37,7 +39,9 @@ T = TypeVar("T")
 
 UpdateCallback = Callable[[video_pb2.Video], object]
 
-CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (("grpc.primary_user_agent", "videogen-python/0.1"),)
+# Without a target (a channel of your own): the defaults; `channel_options(target)` adds round_robin for
+# a target listing several addresses.
+CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = channel_options(DEFAULT_TARGET)
 
 
 class VideoClient:
@@ -86,15 +90,16 @@ class VideoClient:
     def _get_stub(self) -> video_service_pb2_grpc.VideoServiceStub:
         if self._stub is None:
             if self._channel is None:
+                options = channel_options(self.target)  # round_robin over several addresses
                 if self._tls:
                     creds = grpc.ssl_channel_credentials(
                         root_certificates=self._root_certificates,
                         private_key=self._private_key,
                         certificate_chain=self._certificate_chain,
                     )
-                    self._channel = grpc.secure_channel(self.target, creds, options=CHANNEL_OPTIONS)
+                    self._channel = grpc.secure_channel(self.target, creds, options=options)
                 else:
-                    self._channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+                    self._channel = grpc.insecure_channel(self.target, options=options)
             self._stub = video_service_pb2_grpc.VideoServiceStub(self._channel)
         return self._stub
 

@@ -122,6 +122,18 @@ def resolve_target(target: str | None) -> str:
     return target or os.environ.get(ENV_TARGET) or DEFAULT_TARGET
 
 
+USER_AGENT = ("grpc.primary_user_agent", "videogen-python/0.1")
+ROUND_ROBIN = ("grpc.lb_policy_name", "round_robin")
+
+
+def channel_options(target: str) -> tuple[tuple[str, Any], ...]:
+    """The channel options for `target`. A target listing several addresses (``ipv4:127.0.0.1:50051,
+    127.0.0.1:50052``: several replicas) spreads calls over all of them (round_robin); grpc's default,
+    pick_first, would send every call to the first. One address keeps the default."""
+    several = "," in target.partition("?")[0]
+    return (USER_AGENT, ROUND_ROBIN) if several else (USER_AGENT,)
+
+
 def resolve_api_key(api_key: str | None) -> str | None:
     """An explicit key, else ``$VIDEOGEN_API_KEY``, else None (no ``authorization`` metadata)."""
     return api_key or os.environ.get(ENV_API_KEY) or None
