@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 from redis_server import RedisServer, require_redis_server, unique_prefix
 from unit.test_store import make_record
 from videogen_server import errors
@@ -55,6 +56,23 @@ async def test_keys_with_colons_stay_apart(redis_server: RedisServer) -> None:
         assert await store.claim(two) == (two, True)
         await store.delete(one.id)
         assert await store.claim(make_record(owner="a", request_id="b:c")) == (two, False)
+
+
+async def test_delete_frees_the_key_of_a_non_ascii_owner(redis_server: RedisServer) -> None:
+    # The key is built in Python (claim) and in Lua (delete); Lua's string.len counts bytes, so Python
+    # must too, or a non-ASCII caller name's key survives the delete and the request_id stays taken.
+    prefix = unique_prefix()
+    async with RedisVideoStore(redis_server.url, prefix=prefix) as store:
+        first = make_record(owner="zoë-team", request_id="r1")
+        assert await store.claim(first) == (first, True)
+        await store.delete(first.id)
+        raw = aioredis.Redis.from_url(redis_server.url)
+        try:
+            assert await raw.keys(f"{prefix}key:*") == []  # record and key went together
+        finally:
+            await raw.aclose()
+        again = make_record(owner="zoë-team", request_id="r1")
+        assert await store.claim(again) == (again, True)
 
 
 async def test_a_retried_claim_of_the_same_record_is_still_its_own(redis_server: RedisServer) -> None:

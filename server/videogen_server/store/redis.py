@@ -8,7 +8,8 @@ Keys (``prefix`` is ``videogen:`` unless given):
 - ``{prefix}video:{id}``: a hash with ``owner``, ``request_id``, ``status`` and ``data`` (the record as JSON,
   store/codec.py). The owner beside the data lets an owner-scoped `get` compare it inside Redis.
 - ``{prefix}key:{len(owner)}:{owner}:{request_id}`` -> the video id: the idempotency key. The owner's
-  length makes it unambiguous when owner or request_id contain ':'.
+  length (in UTF-8 bytes, as the Lua delete script counts it) makes it unambiguous when owner or request_id
+  contain ':'.
 - ``{prefix}unfinished``: a sorted set of the ids not in a terminal state, scored by an insertion counter
   (``{prefix}seq``), kept in the same script or transaction as the record; `list_unfinished` reads it.
 The scripts name keys they compute (the record of a held idempotency key): fine on one Redis (or a
@@ -368,7 +369,8 @@ class RedisVideoStore:
         return f"{self._prefix}video:{video_id}"
 
     def _idem_key(self, owner: str, request_id: str) -> str:
-        return f"{self._prefix}key:{len(owner)}:{owner}:{request_id}"
+        # The length in UTF-8 bytes: the delete script builds the same key with Lua's string.len (bytes).
+        return f"{self._prefix}key:{len(owner.encode())}:{owner}:{request_id}"
 
     async def _call(self, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
         if self._client is None or self._closed:
