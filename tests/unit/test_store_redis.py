@@ -17,8 +17,9 @@ import redis.asyncio as aioredis
 from redis_server import RedisServer, require_redis_server, unique_prefix
 from unit.test_store import make_record
 from videogen_server import errors
+from videogen_server.config import redact_url
 from videogen_server.domain.video import VideoStatus
-from videogen_server.store.redis import RedisVideoStore, redacted_url
+from videogen_server.store.redis import RedisVideoStore
 
 
 @pytest.fixture
@@ -145,7 +146,7 @@ async def test_open_warns_when_redis_would_not_keep_writes(
 
 def test_the_description_has_no_password() -> None:
     store = RedisVideoStore("rediss://videogen:s3cret-pass@redis.internal:6380/2?ssl_cert_reqs=none")
-    assert store.description == redacted_url(store.url) == "rediss://redis.internal:6380/2"
+    assert store.description == redact_url(store.url) == "rediss://redis.internal:6380/2"
 
 
 async def test_a_hung_redis_fails_a_call_within_the_socket_timeout(redis_server: RedisServer) -> None:

@@ -43,10 +43,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from videogen_server import errors
+from videogen_server.config import redact_url
 from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.store.codec import decode_record, encode_record
 
-__all__ = ["DEFAULT_PREFIX", "RedisVideoStore", "redacted_url"]
+__all__ = ["DEFAULT_PREFIX", "RedisVideoStore"]
 
 log = logging.getLogger(__name__)
 
@@ -136,17 +137,6 @@ return out
 _TERMINAL: Final = ",".join(s.value for s in VideoStatus if s.terminal)
 
 
-def redacted_url(url: str) -> str:
-    """`url` without its user and password (and query): what a log line or an error may show."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "(not a URL)"
-    hostpart = rest.split("/", 1)
-    netloc = hostpart[0].rpartition("@")[2]
-    path = "/" + hostpart[1].split("?", 1)[0].split("#", 1)[0] if len(hostpart) > 1 else ""
-    return f"{scheme}://{netloc}{path}"
-
-
 class RedisVideoStore:
     """VideoStore on Redis. See the module docstring for keys, durability and failures."""
 
@@ -173,7 +163,7 @@ class RedisVideoStore:
     @property
     def description(self) -> str:
         """The store for a log line: its URL without credentials."""
-        return redacted_url(self._url)
+        return redact_url(self._url)
 
     @property
     def prefix(self) -> str:
