@@ -731,7 +731,12 @@ def _download(
                 ui.note(f"downloaded {done} of {total} bytes ({100 * done // total}%)")
 
         return client.download(
-            video_id, path, index=index, on_progress=plain, timeout=deadline.remaining(), resume=resume
+            video_id,
+            path,
+            index=index,
+            on_progress=_done_when_all_received(plain),
+            timeout=deadline.remaining(),
+            resume=resume,
         )
     with Progress(
         TextColumn("{task.description}"),
@@ -747,8 +752,29 @@ def _download(
             progress.update(task, completed=done, total=total)
 
         return client.download(
-            video_id, path, index=index, on_progress=on_progress, timeout=deadline.remaining(), resume=resume
+            video_id,
+            path,
+            index=index,
+            on_progress=_done_when_all_received(on_progress),
+            timeout=deadline.remaining(),
+            resume=resume,
         )
+
+
+def _done_when_all_received(
+    on_progress: Callable[[int, int | None], None],
+) -> Callable[[int, int | None], None]:
+    """`on_progress`, marking the command's work done once every byte has arrived. What is left (fsync, the
+    rename, closing the stream) takes milliseconds and runs partly inside grpc's C code, where a
+    KeyboardInterrupt raised by a late Ctrl-C cannot be handled cleanly (it ended the process with 255): from
+    here on a Ctrl-C is ignored and the download completes with exit 0."""
+
+    def wrapped(done: int, total: int | None) -> None:
+        on_progress(done, total)
+        if total is not None and done >= total:
+            command_finished()
+
+    return wrapped
 
 
 def _saved(ui: _Output, video_id: str, path: str, size: int) -> None:
