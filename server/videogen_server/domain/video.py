@@ -80,6 +80,9 @@ class VideoRecord:
     cost_credits: float | None = None
     estimated_credits: float | None = None
     error_retryable: bool = True  # the provider's verdict on error_code (see UpstreamTask.failure_retryable)
+    # When Runway was last asked about this task (by any process sharing the store): a Get anywhere reuses a
+    # poll younger than the freshness window instead of asking again. Not part of the caller's view.
+    polled_at: datetime | None = None
 
     def replace(self, **changes: Any) -> VideoRecord:
         return dataclasses.replace(self, **changes)

@@ -6,8 +6,9 @@ shipped for tests. The services import these protocols, never an adapter.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from videogen_server.domain.generation import GenerateSpec
@@ -112,6 +113,94 @@ class VideoStore(Protocol):
         whose upstream create may or may not have happened; nothing calls it at start-up yet (issue 9).
         Needs: a consistent scan; it may miss records created concurrently.
         """
+
+
+# --- Coordination between processes sharing one store (design §6 "Scale"; issue 10) -------------------
+#
+# Engines: `LocalCoordinator` (store/local_coordinator.py: one process, for the SQLite and memory stores,
+# where this process is the whole fleet) and `RedisCoordinator` (store/redis_coordinator.py: every replica
+# sharing one Redis). The services use it for three things:
+#
+# - **Leases**: one holder per unfinished video across the fleet. The holder polls Runway for it (and, while
+#   it is CREATING, is the process whose POST is in flight); nobody else does. A lease lasts `lease_ttl`
+#   seconds unless its holder renews it, so a holder that dies (kill -9) loses its leases by expiry and
+#   another instance takes them over; a holder that stops cleanly releases them, and says so, so that a
+#   successor takes over at once.
+# - **The poll lock**: at most one upstream read of a task in flight across the fleet (a stale Get on three
+#   replicas costs one GET between them). Short-lived, with its own expiry.
+# - **Notices**: "the record of video X changed in the store" (sent by whoever saved it) and "the lease of
+#   video X was released", delivered to every *other* instance. Notices may be lost (pub/sub); receivers
+#   re-read the store periodically anyway, so a lost notice delays a watcher, never strands it.
+#
+# Errors: `errors.StoreUnavailable` when the shared engine cannot be reached (the caller treats a lease it
+# could not renew as lost, and one it could not take as not taken). Every method is safe to call
+# concurrently from many tasks.
+
+
+@dataclass(frozen=True)
+class Notice:
+    """News from another instance: `kind` is "changed" (re-read the record of `video_id` from the store),
+    "released" (its lease is free: try to take it now) or "resync" (notices may have been missed, e.g. the
+    subscription was re-established: re-read every record you follow; `video_id` is "")."""
+
+    kind: str
+    video_id: str = ""
+
+
+@runtime_checkable
+class Coordinator(Protocol):
+    @property
+    def instance(self) -> str:
+        """This process's identity as a lease holder: fresh for every start (a restarted process holds
+        nothing)."""
+        ...
+
+    @property
+    def lease_ttl(self) -> float:
+        """Seconds a lease lasts without renewal. Holders renew every `lease_ttl / 3`."""
+        ...
+
+    async def open(self) -> None:
+        """Connect (and start listening for notices). Call once before any other method."""
+
+    async def close(self) -> None:
+        """Stop listening and release the connection. Does not release leases (call `release` first)."""
+
+    async def acquire(self, video_id: str) -> bool:
+        """Take the lease of `video_id` for this instance unless another instance holds it; True when this
+        instance holds it now (also when it already did: then it is renewed). Atomic across the fleet:
+        of any number of concurrent callers, one gets True."""
+        ...
+
+    async def renew(self, video_ids: Collection[str]) -> set[str]:
+        """Extend the leases this instance holds among `video_ids` by `lease_ttl`, in one round trip;
+        returns those it still holds. A lease that expired and was taken by another is not renewed (and
+        not returned): its former holder must stop polling."""
+        ...
+
+    async def release(self, video_ids: Collection[str]) -> None:
+        """Give up the leases this instance holds among `video_ids` (compare-and-delete: never another's)
+        and send a "released" notice for each, so that a successor takes over without waiting for expiry."""
+
+    async def holder(self, video_id: str) -> str | None:
+        """The instance that holds the lease of `video_id` now, or None."""
+        ...
+
+    async def lock_poll(self, video_id: str, ttl: float) -> bool:
+        """Take the fleet-wide lock on reading `video_id`'s task from upstream, for at most `ttl` seconds;
+        False when another caller (here or elsewhere) holds it."""
+        ...
+
+    async def unlock_poll(self, video_id: str) -> None:
+        """Free the read lock taken by this instance (compare-and-delete; no-op if it expired)."""
+
+    async def announce(self, video_id: str) -> None:
+        """Send a "changed" notice for `video_id` to every other instance (best effort: may be lost)."""
+
+    def notices(self) -> AsyncIterator[Notice]:
+        """Notices from other instances, for as long as the coordinator is open (one consumer). After a
+        gap in the subscription it yields a "resync" notice."""
+        ...
 
 
 # --- the video provider ------------------------------------------------------------------------------

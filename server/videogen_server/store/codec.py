@@ -21,7 +21,7 @@ from videogen_server.domain.clock import format_time, parse_time
 from videogen_server.domain.generation import GenerationMode
 from videogen_server.domain.video import OutputInfo, VideoRecord, VideoStatus
 
-_DATETIME_FIELDS = frozenset({"create_time", "update_time", "complete_time", "expire_time"})
+_DATETIME_FIELDS = frozenset({"create_time", "update_time", "complete_time", "expire_time", "polled_at"})
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(VideoRecord))
 
 
