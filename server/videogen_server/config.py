@@ -78,6 +78,11 @@ class Config:
     # the whole cap without VIDEOGEN_API_KEYS (every call is then the one anonymous caller's).
     max_streams_per_caller: int | None = None
     max_watchers_per_caller: int | None = None
+    # Seconds after which the server asks a client to open a new connection (HTTP/2 GOAWAY; grpc adds +-10%
+    # jitter). Calls in flight, long WatchStatus streams included, run on to their end on the old connection.
+    # It makes clients resolve the service's name again, so replicas added behind a DNS name (a Kubernetes
+    # headless Service) start receiving calls. None: connections live for as long as the client keeps them.
+    max_connection_age: float | None = 300.0
 
     @property
     def use_simulator(self) -> bool:
@@ -106,6 +111,9 @@ class Config:
             max_watchers=_positive_int(env, "VIDEOGEN_MAX_WATCHERS", default.max_watchers),
             max_streams_per_caller=_optional_positive_int(env, "VIDEOGEN_MAX_STREAMS_PER_CALLER"),
             max_watchers_per_caller=_optional_positive_int(env, "VIDEOGEN_MAX_WATCHERS_PER_CALLER"),
+            max_connection_age=_seconds_or_off(
+                env, "VIDEOGEN_MAX_CONNECTION_AGE", default.max_connection_age
+            ),
         )
 
     @property
@@ -341,6 +349,19 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
     if not value > 0:
         raise ConfigError(f"{name} must be positive, got {raw!r}")
     return value
+
+
+def _seconds_or_off(env: Mapping[str, str], name: str, default: float | None) -> float | None:
+    """A positive number of seconds, or ``off`` (None)."""
+    raw = (env.get(name) or "").strip()
+    if raw.lower() == "off":
+        return None
+    if not raw:
+        return default
+    try:
+        return _positive_float({name: raw}, name, 1.0)
+    except ConfigError:
+        raise ConfigError(f"{name} must be a positive number of seconds or 'off', got {raw!r}") from None
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -12,13 +12,21 @@ SEVERAL = "ipv4:127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053"
 
 
 @pytest.mark.parametrize(
-    "target", [SEVERAL, "ipv6:[::1]:50051,[::1]:50052", "127.0.0.1:50051,127.0.0.1:50052"]
+    "target",
+    [
+        SEVERAL,
+        "ipv6:[::1]:50051,[::1]:50052",
+        "127.0.0.1:50051,127.0.0.1:50052",
+        # A DNS name may stand for several replicas (a Kubernetes headless Service: one address per pod).
+        "dns:///videogen-headless.default.svc.cluster.local:50051",
+        "DNS:videogen.internal:50051",
+    ],
 )
 def test_several_addresses_are_balanced_round_robin(target: str) -> None:
     assert ("grpc.lb_policy_name", "round_robin") in channel_options(target)
 
 
-@pytest.mark.parametrize("target", ["127.0.0.1:50051", "dns:///videogen.internal:50051", "ipv4:127.0.0.1:1"])
+@pytest.mark.parametrize("target", ["127.0.0.1:50051", "localhost:50051", "ipv4:127.0.0.1:1"])
 def test_one_address_keeps_the_default_policy(target: str) -> None:
     assert all(name != "grpc.lb_policy_name" for name, _ in channel_options(target))
 

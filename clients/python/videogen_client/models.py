@@ -127,10 +127,14 @@ ROUND_ROBIN = ("grpc.lb_policy_name", "round_robin")
 
 
 def channel_options(target: str) -> tuple[tuple[str, Any], ...]:
-    """The channel options for `target`. A target listing several addresses (``ipv4:127.0.0.1:50051,
-    127.0.0.1:50052``: several replicas) spreads calls over all of them (round_robin); grpc's default,
-    pick_first, would send every call to the first. One address keeps the default."""
-    several = "," in target.partition("?")[0]
+    """The channel options for `target`. A target that may stand for several replicas spreads calls over all
+    of them (round_robin); grpc's default, pick_first, would send every call to the first. Such a target
+    lists several addresses (``ipv4:127.0.0.1:50051,127.0.0.1:50052``) or names a ``dns:`` scheme
+    (``dns:///videogen-headless.ns.svc.cluster.local:50051``: a Kubernetes headless Service resolves to one
+    address per ready pod). A plain ``host:port`` keeps the default: a name like ``localhost`` resolves to
+    several addresses of one server (IPv4 and IPv6), not several servers."""
+    address = target.partition("?")[0]
+    several = "," in address or address.lower().startswith("dns:")
     return (USER_AGENT, ROUND_ROBIN) if several else (USER_AGENT,)
 
 

@@ -57,6 +57,16 @@ SERVER_OPTIONS = [
 ]
 
 
+def server_options(config: Config) -> list[tuple[str, int]]:
+    """SERVER_OPTIONS and what the configuration adds: the connection age (VIDEOGEN_MAX_CONNECTION_AGE).
+    Its grace (how long calls in flight get after the GOAWAY) is left at grpc's default, unlimited: a
+    WatchStatus stream that outlives its connection's age is never cut for it."""
+    options = list(SERVER_OPTIONS)
+    if config.max_connection_age is not None:
+        options.append(("grpc.max_connection_age_ms", max(1, round(config.max_connection_age * 1000))))
+    return options
+
+
 # Health follows the store (StoreHealth): how often it is asked, and how long one answer may take.
 STORE_CHECK_INTERVAL_S = 1.0
 STORE_CHECK_TIMEOUT_S = 5.0
@@ -143,7 +153,7 @@ class GrpcServer:
                     Authenticator(service.config.api_keys), on_store_unavailable=self._store_health.check_soon
                 ),
             ],
-            options=SERVER_OPTIONS,
+            options=server_options(service.config),
         )
         video_service_pb2_grpc.add_VideoServiceServicer_to_server(
             VideoServicer(service.videos, service.tracker, service.content, service.limits), self._server
