@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -75,3 +76,24 @@ async def test_list_models_sync_and_async(videogen_server: RunningServer) -> Non
         async_ids = [m.id for m in await client.list_models(timeout=10)]
     assert await asyncio.to_thread(sync) == async_ids
     assert sorted(async_ids) == sorted(CATALOG)
+
+
+async def test_a_reader_that_stops_early_ends_the_command_quietly(videogen_server: RunningServer) -> None:
+    """`videogen --json models | head -1`: the reader closes the pipe after one line. The command ends the way
+    Unix tools do when their reader goes away (status 141, 128 + SIGPIPE), with nothing on stderr: no
+    "Broken pipe" error, no traceback."""
+    read_end, write_end = os.pipe()
+    proc = await asyncio.create_subprocess_exec(
+        str(VIDEOGEN), "--target", videogen_server.address, "--json", "models",
+        stdout=write_end, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    os.close(write_end)
+    os.close(read_end)  # the reader is gone before the first byte is written
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert err.decode() == ""
+    assert proc.returncode == 141

@@ -8,6 +8,7 @@ always works.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -64,6 +65,7 @@ EXIT_USAGE = 2
 EXIT_RPC_ERROR = 3
 EXIT_LOCAL_ERROR = 4
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
 
 MISSING_RICH = (
     "videogen: the command line needs the 'cli' extra (rich), which is not installed.\n"
@@ -91,6 +93,7 @@ exit codes:
        file cannot be read)
   130  interrupted (Ctrl-C, at any moment: one line "interrupted"); an interrupted download keeps
        FILE.part and resumes from it next time
+  141  the output's reader stopped reading (e.g. `| head`): nothing more is printed, as with other tools
 
 examples:
   videogen generate --model gen4.5 --prompt "a cat on a skateboard" --seconds 5 --wait --output cat.mp4
@@ -976,6 +979,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if hint:
                 ui.err.print(f"hint: {hint}", markup=False)
         return EXIT_RPC_ERROR
+    except BrokenPipeError as exc:
+        if exc.filename is not None:  # a file the command writes, not its output: a local error as any other
+            ui.err.print(f"error: {exc.filename}: {exc.strerror or exc}", markup=False)
+            return EXIT_LOCAL_ERROR
+        # Whoever reads our output stopped reading (`videogen --json models | head -1`): end as Unix tools do
+        # then, quietly. Output still buffered must not fail again at exit: it goes nowhere.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         ui.err.print(f"error:{where}: {exc.strerror or exc}", markup=False)
