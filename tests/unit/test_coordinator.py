@@ -8,15 +8,21 @@ these tests slower, not flaky."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import pytest
+from redis_server import RedisServer, require_redis_server, shared_redis, unique_prefix
+from videogen_server import errors
 from videogen_server.services.ports import Coordinator, Notice
+from videogen_server.store import open_coordinator
 from videogen_server.store.local_coordinator import LocalCoordinator
+from videogen_server.store.redis_coordinator import RedisCoordinator
 
-ENGINES = ["local"]
+ENGINES = ["local", "redis"]
 
 # Generous: a wait that should take milliseconds; only a broken engine reaches it.
 WAIT_S = 10.0
@@ -34,6 +40,9 @@ async def fleet(request: pytest.FixtureRequest) -> AsyncIterator[MakeFleet]:
             coords: list[Coordinator]
             if engine == "local":
                 coords = list(LocalCoordinator.group(n, lease_ttl=lease_ttl))
+            elif engine == "redis":
+                url, prefix = shared_redis().url, unique_prefix()
+                coords = [RedisCoordinator(url, prefix=prefix, lease_ttl=lease_ttl) for _ in range(n)]
             else:
                 raise ValueError(engine)
             for c in coords:
@@ -195,3 +204,118 @@ async def test_a_lone_local_coordinator_is_the_whole_fleet() -> None:
     await coord.close()
     assert [n async for n in it] == []  # it never heard of itself
     assert LocalCoordinator().instance != coord.instance
+
+
+def test_open_coordinator_follows_the_store_setting() -> None:
+    assert isinstance(open_coordinator("sqlite", lease_ttl=3.0), LocalCoordinator)
+    assert isinstance(open_coordinator("sqlite:///tmp/x.db", lease_ttl=3.0), LocalCoordinator)
+    for url in ("redis://127.0.0.1:1/0", "rediss://user:pw@redis.internal:6380/2"):
+        coord = open_coordinator(url, lease_ttl=3.0)
+        assert isinstance(coord, RedisCoordinator) and coord.lease_ttl == 3.0
+    assert open_coordinator("sqlite", lease_ttl=3.0).lease_ttl == 3.0
+
+
+# --- Redis: its own redis-server, to kill and restart ----------------------------------------------------
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    require_redis_server()
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.proc is not None and server.proc.poll() is None:
+            server.proc.send_signal(signal.SIGCONT)  # a test that stopped it and failed
+        server.stop()
+
+
+async def test_notices_resync_after_a_redis_restart_then_flow_again(redis_server: RedisServer) -> None:
+    prefix = unique_prefix()
+    a = RedisCoordinator(redis_server.url, prefix=prefix)
+    b = RedisCoordinator(redis_server.url, prefix=prefix)
+    await a.open()
+    await b.open()
+    try:
+        it = b.notices()
+        await a.announce("before")
+        assert await next_notice(it) == Notice("changed", "before")
+        assert await a.acquire("v1")
+
+        redis_server.kill()
+        for call in (
+            lambda: a.acquire("v2"),
+            lambda: a.renew(["v1"]),
+            lambda: a.release(["v1"]),
+            lambda: a.holder("v1"),
+            lambda: a.lock_poll("v1", 5),
+            lambda: a.unlock_poll("v1"),
+            lambda: a.announce("during"),
+        ):
+            start = time.monotonic()
+            with pytest.raises(errors.StoreUnavailable) as info:
+                await call()
+            assert time.monotonic() - start < 5  # bounded by the store's timeouts, not a caller's deadline
+            assert info.value.reason == "STORE_UNAVAILABLE"
+
+        redis_server.start()  # the same directory: the append-only file comes back
+        assert await next_notice(it) == Notice("resync")
+        await a.announce("after")
+        assert await next_notice(it) == Notice("changed", "after")
+        assert await a.holder("v1") == a.instance  # the lease survived in the AOF
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_close_is_prompt_while_redis_is_down(redis_server: RedisServer) -> None:
+    coord = RedisCoordinator(redis_server.url, prefix=unique_prefix())
+    await coord.open()
+    it = coord.notices()
+    pending = asyncio.ensure_future(anext(it))
+    redis_server.kill()
+    await asyncio.sleep(0.3)  # the listener is reconnecting, in its backoff
+    start = time.monotonic()
+    await asyncio.wait_for(coord.close(), WAIT_S)
+    assert time.monotonic() - start < 5
+    with pytest.raises(StopAsyncIteration):  # ended by close, never an error because Redis is down
+        await asyncio.wait_for(pending, WAIT_S)
+
+
+async def test_close_is_prompt_while_redis_is_hung(redis_server: RedisServer) -> None:
+    coord = RedisCoordinator(redis_server.url, prefix=unique_prefix())
+    await coord.open()
+    assert await coord.acquire("v1")  # a pooled command connection too
+    assert redis_server.proc is not None
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(errors.StoreUnavailable):
+            await coord.holder("v1")
+        start = time.monotonic()
+        await asyncio.wait_for(coord.close(), WAIT_S)
+        assert time.monotonic() - start < 5
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+
+
+async def test_open_with_redis_down_resyncs_once_it_is_up(tmp_path: Path) -> None:
+    require_redis_server()
+    server = RedisServer(tmp_path / "late")  # not started yet
+    prefix = unique_prefix()
+    coord = RedisCoordinator(server.url, prefix=prefix)
+    await asyncio.wait_for(coord.open(), WAIT_S)  # does not fail: the listener keeps trying
+    try:
+        it = coord.notices()
+        server.start()
+        assert await next_notice(it) == Notice("resync")  # anything sent before it subscribed is lost
+        other = RedisCoordinator(server.url, prefix=prefix)
+        await other.open()
+        try:
+            await other.announce("v1")
+            assert await next_notice(it) == Notice("changed", "v1")
+        finally:
+            await other.close()
+    finally:
+        await coord.close()
+        server.stop()
