@@ -1,11 +1,11 @@
 """Domain errors. Raised by the catalog, the Runway adapter and the use cases; the gRPC layer
 (api/status.py) maps each class to one status code with google.rpc details. No gRPC here.
 
-The store raises one of these, StoreUnavailable (a shared store that cannot be reached now: UNAVAILABLE,
-retryable); otherwise builtin errors (KeyError for an unknown id in `save`, ValueError for a duplicate id
-or a changed owner/request_id, RuntimeError when not open or closed; see services/ports.py), and its
-engine's own (sqlite3.Error for a locked or broken file). Those mean a bug or a broken store, and reach the
-caller as INTERNAL, logged."""
+The store raises two of these: StoreUnavailable (a shared store that cannot be reached now: UNAVAILABLE,
+retryable) and ActiveLimitReached (a capped `claim` refused; the use case reports it); otherwise builtin
+errors (KeyError for an unknown id in `save`, ValueError for a duplicate id or a changed owner/request_id,
+RuntimeError when not open or closed; see services/ports.py), and its engine's own (sqlite3.Error for a
+locked or broken file). Those mean a bug or a broken store, and reach the caller as INTERNAL, logged."""
 
 from __future__ import annotations
 
@@ -92,6 +92,19 @@ class ResourceExhausted(VideogenError):
         self.reason = reason
         self.retry_after = retry_after
         self.subject = subject  # the exhausted quota (QuotaFailure.violations[].subject)
+
+
+class ActiveLimitReached(VideogenError):
+    """Raised by the store's `claim(record, max_active=N)`: the owner already has `limit` videos not in a
+    terminal state, so nothing was written (services/ports.py). The use case turns it into
+    ResourceExhausted naming the configuration variable (services/videos.py)."""
+
+    reason = "ACTIVE_VIDEOS_LIMIT_EXCEEDED"
+
+    def __init__(self, owner: str, limit: int) -> None:
+        super().__init__(f"the caller already has {limit} unfinished videos (limit {limit})")
+        self.owner = owner
+        self.limit = limit
 
 
 class DeadlineExceeded(VideogenError):

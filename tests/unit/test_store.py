@@ -20,6 +20,7 @@ from videogen_server.domain.video import OutputInfo, VideoRecord, VideoStatus
 from videogen_server.services.ports import VideoStore
 from videogen_server.store import DB_FILENAME, MemoryVideoStore, SqliteVideoStore, open_store
 from videogen_server.store.codec import decode_record, encode_record
+from videogen_server.store.sqlite import SCHEMA_VERSION
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -131,7 +132,7 @@ async def test_schema_and_columns(store: SqliteVideoStore) -> None:
     await store.claim(rec)
     with closing(sqlite3.connect(store.path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         row = conn.execute("SELECT id, owner, request_id, status, updated_at FROM videos").fetchone()
     assert row == (rec.id, "alice", "k", "QUEUED", "2025-03-01T12:00:00.123456+00:00")
     assert Path(store.path).name == DB_FILENAME

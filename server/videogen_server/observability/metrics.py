@@ -146,10 +146,12 @@ class TimedStore:
         finally:
             self._get.observe(time.perf_counter() - start)
 
-    async def claim(self, record: VideoRecord) -> tuple[VideoRecord, bool]:
+    async def claim(self, record: VideoRecord, *, max_active: int | None = None) -> tuple[VideoRecord, bool]:
         start = time.perf_counter()
         try:
-            return await self._inner.claim(record)
+            if max_active is None:
+                return await self._inner.claim(record)
+            return await self._inner.claim(record, max_active=max_active)
         finally:
             self._claim.observe(time.perf_counter() - start)
 

@@ -65,7 +65,7 @@ class VideoStore(Protocol):
         when the cached record is that owner's.
         """
 
-    async def claim(self, record: VideoRecord) -> tuple[VideoRecord, bool]:
+    async def claim(self, record: VideoRecord, *, max_active: int | None = None) -> tuple[VideoRecord, bool]:
         """Record a new video and its idempotency key, *before* the upstream create.
 
         With ``record.request_id != ""``: atomically insert `record` unless the key
@@ -79,6 +79,15 @@ class VideoStore(Protocol):
 
         The key is scoped by owner: the same request_id from two callers makes two videos.
         A record whose `id` already exists (a bug: ids are fresh UUIDs) raises ValueError.
+
+        With ``max_active=N`` (the per-caller cap, VIDEOGEN_MAX_ACTIVE_PER_CALLER): a record that would be
+        inserted is inserted only while ``record.owner`` has fewer than N records not in a terminal state
+        (CREATING, QUEUED, IN_PROGRESS); otherwise nothing is written and `errors.ActiveLimitReached` is
+        raised. A taken key is still answered with its record (a replay is never refused). Needs: the
+        count and the insert in ONE atomic step *across processes* (SQLite: one write transaction; Redis:
+        the claim script, over a per-owner set of unfinished ids kept in the same step as every save and
+        delete), so that N replicas racing for the last slot insert one record between them, not N.
+        Without `max_active` the claim costs what it did before: no count is made.
         """
         ...
 

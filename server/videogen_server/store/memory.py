@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 
+from videogen_server import errors
 from videogen_server.domain.video import VideoRecord
 
 __all__ = ["MemoryVideoStore"]
@@ -62,13 +63,20 @@ class MemoryVideoStore:
             return None
         return record
 
-    async def claim(self, record: VideoRecord) -> tuple[VideoRecord, bool]:
+    async def claim(self, record: VideoRecord, *, max_active: int | None = None) -> tuple[VideoRecord, bool]:
         await self._enter()
         key = (record.owner, record.request_id)
         if record.request_id and key in self._keys:
             return self._records[self._keys[key]], False
         if record.id in self._records:
             raise ValueError(f"video id {record.id!r} already exists")
+        if max_active is not None:
+            # A scan (this engine is for tests and single runs), in the same step as the insert below.
+            active = sum(
+                1 for r in self._records.values() if r.owner == record.owner and not r.status.terminal
+            )
+            if active >= max_active:
+                raise errors.ActiveLimitReached(record.owner, max_active)
         self._records[record.id] = record
         if record.request_id:
             self._keys[key] = record.id

@@ -10,6 +10,11 @@ Keys (``prefix`` is ``videogen:`` unless given):
 - ``{prefix}key:{len(owner)}:{owner}:{request_id}`` -> the video id: the idempotency key. The owner's
   length (in UTF-8 bytes, as the Lua delete script counts it) makes it unambiguous when owner or request_id
   contain ':'.
+- ``{prefix}active:{len(owner)}:{owner}``: a set of that owner's ids not in a terminal state, kept in the
+  same script or transaction as the record (claim adds, a terminal save and delete remove); `claim` with
+  ``max_active`` counts it (SCARD) in the claim script itself, so the check and the insert are one atomic
+  step for every replica. Filled once from ``unfinished`` for data written before it existed
+  (``{prefix}active:ready`` marks that done).
 - ``{prefix}unfinished``: a sorted set of the ids not in a terminal state, scored by an insertion counter
   (``{prefix}seq``), kept in the same script or transaction as the record; `list_unfinished` reads it.
 The scripts name keys they compute (the record of a held idempotency key): fine on one Redis (or a
@@ -40,6 +45,7 @@ from typing import Final, TypeVar
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
+from videogen_server import errors
 from videogen_server.config import redact_url
 from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.store.codec import decode_record, encode_record
@@ -58,10 +64,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# KEYS: record, idempotency key ('' for none), unfinished set, seq counter
-# ARGV: id, owner, request_id, status, data, terminal ('1'/'0'), record key prefix
+# KEYS: record, idempotency key ('' for none), unfinished set, seq counter, the owner's active set
+# ARGV: id, owner, request_id, status, data, terminal ('1'/'0'), record key prefix, max_active ('' for none)
 # Returns {1, data}: inserted (or this very id already holds the key: a retried call);
-#         {0, data}: the key is held by another video, whose data is returned; {-1}: the id exists.
+#         {0, data}: the key is held by another video, whose data is returned; {-1}: the id exists;
+#         {-2}: the owner has max_active unfinished videos already (nothing written).
 _CLAIM: Final = """
 if KEYS[2] ~= '' then
   local held = redis.call('GET', KEYS[2])
@@ -77,17 +84,21 @@ if KEYS[2] ~= '' then
   end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
+if ARGV[8] ~= '' and redis.call('SCARD', KEYS[5]) >= tonumber(ARGV[8]) then return {-2} end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'request_id', ARGV[3], 'status', ARGV[4], 'data', ARGV[5])
 if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[1]) end
-if ARGV[6] == '0' then redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), ARGV[1]) end
+if ARGV[6] == '0' then
+  redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), ARGV[1])
+  redis.call('SADD', KEYS[5], ARGV[1])
+end
 return {1, ARGV[5]}
 """
 
 # The common save: the stored record is not terminal and of the same owner and key, so the model's rule
 # (`merged_with`) is "the new record, whole": written here in one step. Anything else returns 0 and takes
 # the WATCH/MULTI path, which runs the rule in Python.
-# KEYS: record, unfinished set; ARGV: owner, request_id, status, data, terminal ('1'/'0'), the terminal
-# statuses, id
+# KEYS: record, unfinished set, the owner's active set; ARGV: owner, request_id, status, data, terminal
+# ('1'/'0'), the terminal statuses, id
 _SAVE_FAST: Final = """
 local cur = redis.call('HMGET', KEYS[1], 'owner', 'request_id', 'status')
 if not cur[1] or cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
@@ -95,7 +106,10 @@ for s in string.gmatch(ARGV[6], '[^,]+') do
   if cur[3] == s then return 0 end
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'data', ARGV[4])
-if ARGV[5] == '1' then redis.call('ZREM', KEYS[2], ARGV[7]) end
+if ARGV[5] == '1' then
+  redis.call('ZREM', KEYS[2], ARGV[7])
+  redis.call('SREM', KEYS[3], ARGV[7])
+end
 return 1
 """
 
@@ -118,7 +132,21 @@ if cur[2] ~= '' then
 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SREM', ARGV[2] .. 'active:' .. string.len(cur[1]) .. ':' .. cur[1], ARGV[1])
 return 1
+"""
+
+# KEYS: unfinished set, the "done" marker; ARGV: record key prefix, key prefix. Once per data set: every
+# unfinished record into its owner's active set (data written before those sets existed).
+_FILL_ACTIVE: Final = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+for i, id in ipairs(ids) do
+  local o = redis.call('HGET', ARGV[1] .. id, 'owner')
+  if o then redis.call('SADD', ARGV[2] .. 'active:' .. string.len(o) .. ':' .. o, id) end
+end
+redis.call('SET', KEYS[2], '1')
+return #ids
 """
 
 # KEYS: unfinished set; ARGV: record key prefix. Every unfinished record's data, in insertion order, read in
@@ -201,10 +229,12 @@ class RedisVideoStore:
                 ("get_owned", _GET_OWNED),
                 ("delete", _DELETE),
                 ("list_unfinished", _LIST_UNFINISHED),
+                ("fill_active", _FILL_ACTIVE),
             )
         }
         self._client = client
         await self._check_durability()
+        await self._fill_active()
 
     async def close(self) -> None:
         if self._closed:
@@ -244,6 +274,22 @@ class RedisVideoStore:
                 fsync.get("appendfsync"),
             )
 
+    async def _fill_active(self) -> None:
+        """Build the per-owner active sets from the unfinished index, once per data set (see the module
+        docstring). A Redis that does not answer now is left for the next start (and logged)."""
+        try:
+            await self._call(
+                lambda c: self._scripts["fill_active"](
+                    keys=[self._unfinished, f"{self._prefix}active:ready"],
+                    args=[self._record_key(""), self._prefix],
+                    client=c,
+                )
+            )
+        except errors.StoreUnavailable:
+            log.warning(
+                "store %s: per-caller counts not checked at start (Redis did not answer)", self.description
+            )
+
     # -- VideoStore ------------------------------------------------------------------------------------
 
     async def check(self) -> None:
@@ -257,12 +303,18 @@ class RedisVideoStore:
             data = await self._call(lambda c: self._scripts["get_owned"](keys=[key], args=[owner], client=c))
         return None if data is None else decode_record(str(data))
 
-    async def claim(self, record: VideoRecord) -> tuple[VideoRecord, bool]:
+    async def claim(self, record: VideoRecord, *, max_active: int | None = None) -> tuple[VideoRecord, bool]:
         idem = self._idem_key(record.owner, record.request_id) if record.request_id else ""
         data = encode_record(record)
         reply = await self._call(
             lambda c: self._scripts["claim"](
-                keys=[self._record_key(record.id), idem, self._unfinished, self._seq],
+                keys=[
+                    self._record_key(record.id),
+                    idem,
+                    self._unfinished,
+                    self._seq,
+                    self._active_key(record.owner),
+                ],
                 args=[
                     record.id,
                     record.owner,
@@ -271,10 +323,13 @@ class RedisVideoStore:
                     data,
                     "1" if record.status.terminal else "0",
                     self._record_key(""),
+                    "" if max_active is None else str(max_active),
                 ],
                 client=c,
             )
         )
+        if int(reply[0]) == -2:
+            raise errors.ActiveLimitReached(record.owner, max_active or 0)
         if int(reply[0]) < 0:
             raise ValueError(f"video id {record.id!r} already exists")
         if int(reply[0]) == 1:
@@ -286,7 +341,7 @@ class RedisVideoStore:
         data = encode_record(record)
         done = await self._call(
             lambda c: self._scripts["save_fast"](
-                keys=[key, self._unfinished],
+                keys=[key, self._unfinished, self._active_key(record.owner)],
                 args=[
                     record.owner,
                     record.request_id,
@@ -325,6 +380,7 @@ class RedisVideoStore:
                     pipe.hset(key, mapping={"status": new.status.value, "data": encode_record(new)})
                     if new.status.terminal:
                         pipe.zrem(self._unfinished, new.id)
+                        pipe.srem(self._active_key(new.owner), new.id)
                     await pipe.execute()
                     return new
                 except rexc.WatchError:
@@ -353,6 +409,9 @@ class RedisVideoStore:
 
     def _record_key(self, video_id: str) -> str:
         return f"{self._prefix}video:{video_id}"
+
+    def _active_key(self, owner: str) -> str:
+        return f"{self._prefix}active:{len(owner)}:{owner}"
 
     def _idem_key(self, owner: str, request_id: str) -> str:
         # The length in UTF-8 bytes: the delete script builds the same key with Lua's string.len (bytes).

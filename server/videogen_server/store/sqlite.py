@@ -34,6 +34,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
+from videogen_server import errors
 from videogen_server.domain.clock import format_time
 from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.store.codec import decode_record, encode_record
@@ -43,14 +44,15 @@ __all__ = ["DB_FILENAME", "SCHEMA_VERSION", "SqliteVideoStore"]
 T = TypeVar("T")
 
 DB_FILENAME: Final = "videogen.sqlite3"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _BUSY_TIMEOUT_S: Final = 10.0  # another process holding the write lock: wait this long, then fail
 _CACHE_MAX: Final = 10_000
 
 # The domain's terminal states as an SQL list in declaration order, "('COMPLETED', 'FAILED', 'CANCELLED')";
 # not in the order of the TERMINAL_STATUSES frozenset, which varies with the hash seed: the text must not.
-# The text is also part of migration 1's partial index, which SQLite uses only for a query with the same
-# list: a change to the terminal set needs a migration that recreates `videos_unfinished`.
+# The text is also part of the partial indexes of migrations 1 and 2, which SQLite uses only for a query
+# with the same list: a change to the terminal set needs a migration that recreates `videos_unfinished`
+# and `videos_owner_unfinished`.
 _TERMINAL_SQL: Final = "(" + ", ".join(f"'{s.value}'" for s in VideoStatus if s.terminal) + ")"
 # Each entry migrates from user_version == index to index + 1.
 _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
@@ -72,6 +74,13 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         # list_unfinished() reads only this small part of the table.
         f"CREATE INDEX IF NOT EXISTS videos_unfinished ON videos (status)"
+        f" WHERE status NOT IN {_TERMINAL_SQL}",
+    ),
+    (
+        # The per-caller cap (claim's max_active) counts one owner's unfinished rows: this partial index
+        # answers that count without reading the table, nor any finished video. Existing rows need no
+        # change; the index is built from them.
+        f"CREATE INDEX IF NOT EXISTS videos_owner_unfinished ON videos (owner)"
         f" WHERE status NOT IN {_TERMINAL_SQL}",
     ),
 )
@@ -141,8 +150,10 @@ class SqliteVideoStore:
             return cached
         return await self._run(self._get_sync, video_id, owner)
 
-    async def claim(self, record: VideoRecord) -> tuple[VideoRecord, bool]:
-        return await self._run(self._claim_sync, record)
+    async def claim(self, record: VideoRecord, *, max_active: int | None = None) -> tuple[VideoRecord, bool]:
+        if max_active is None:
+            return await self._run(self._claim_sync, record)
+        return await self._run(self._claim_capped_sync, record, max_active)
 
     async def save(self, record: VideoRecord) -> VideoRecord:
         return await self._run(self._save_sync, record)
@@ -289,6 +300,34 @@ class SqliteVideoStore:
         if stored.status.terminal:
             self._remember(stored)
         return stored, inserted
+
+    def _claim_capped_sync(self, record: VideoRecord, max_active: int) -> tuple[VideoRecord, bool]:
+        """`claim` with the per-caller cap: the key lookup, the owner's count and the insert in one write
+        transaction (BEGIN IMMEDIATE), so that no other process sharing the file inserts in between."""
+        conn = self._db()
+        with self._transaction():
+            if record.request_id:
+                found = conn.execute(
+                    "SELECT data FROM videos WHERE owner = ? AND request_id = ?",
+                    (record.owner, record.request_id),
+                ).fetchone()
+                if found is not None:  # a replay: the existing video, whatever the count
+                    stored = decode_record(found[0])
+                    if stored.status.terminal:
+                        self._remember(stored)
+                    return stored, False
+            # Served by the partial index videos_owner_unfinished (migration 2).
+            (active,) = conn.execute(
+                f"SELECT count(*) FROM videos WHERE owner = ? AND status NOT IN {_TERMINAL_SQL}",
+                (record.owner,),
+            ).fetchone()
+            if active >= max_active:
+                raise errors.ActiveLimitReached(record.owner, max_active)
+            try:
+                conn.execute(self._insert_sql(or_ignore=False), self._row(record))
+            except sqlite3.IntegrityError as e:
+                raise ValueError(f"video id {record.id!r} already exists") from e
+        return record, True
 
     def _save_sync(self, record: VideoRecord) -> VideoRecord:
         conn = self._db()
