@@ -104,7 +104,7 @@ class Service:
             )
             started.push_async_callback(tracker.close)
             metrics.track(tracker)
-            videos = Videos(timed, runway, tracker)
+            videos = Videos(timed, runway, tracker, max_active_per_caller=config.max_active_per_caller)
             service = cls(
                 config=config,
                 metrics=metrics,

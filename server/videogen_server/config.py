@@ -83,6 +83,10 @@ class Config:
     # It makes clients resolve the service's name again, so replicas added behind a DNS name (a Kubernetes
     # headless Service) start receiving calls. None: connections live for as long as the client keeps them.
     max_connection_age: float | None = 300.0
+    # VIDEOGEN_MAX_ACTIVE_PER_CALLER: a caller's videos not yet finished (CREATING, QUEUED, IN_PROGRESS),
+    # counted in the store, so across every replica sharing it; past it Generate is RESOURCE_EXHAUSTED
+    # before any POST. None: no cap (and no count: Generate costs what it did).
+    max_active_per_caller: int | None = None
 
     @property
     def use_simulator(self) -> bool:
@@ -114,6 +118,7 @@ class Config:
             max_connection_age=_seconds_or_off(
                 env, "VIDEOGEN_MAX_CONNECTION_AGE", default.max_connection_age
             ),
+            max_active_per_caller=_optional_positive_int(env, "VIDEOGEN_MAX_ACTIVE_PER_CALLER"),
         )
 
     @property
@@ -148,6 +153,10 @@ class Config:
         if self.tls_client_ca and not self.tls_cert:
             raise ConfigError(
                 "VIDEOGEN_TLS_CLIENT_CA (mutual TLS) needs VIDEOGEN_TLS_CERT and VIDEOGEN_TLS_KEY"
+            )
+        if self.max_active_per_caller is not None and self.max_active_per_caller < 1:
+            raise ConfigError(
+                f"VIDEOGEN_MAX_ACTIVE_PER_CALLER must be at least 1, got {self.max_active_per_caller}"
             )
         for name, limit, share in (
             ("VIDEOGEN_MAX_STREAMS", self.max_streams, self.max_streams_per_caller),

@@ -73,3 +73,27 @@ async def test_a_bad_store_stops_start_up_in_one_line(tmp_path: Path) -> None:
     assert code == 2, output
     assert len(lines) == 1 and "configuration error: VIDEOGEN_STORE" in lines[0], lines
     assert SECRET not in output
+
+
+def test_max_active_per_caller_is_off_by_default_and_a_positive_integer() -> None:
+    assert Config.from_env({}).max_active_per_caller is None
+    assert Config.from_env({"VIDEOGEN_MAX_ACTIVE_PER_CALLER": "3"}).max_active_per_caller == 3
+    for bad in ("0", "-1", "two", "1.5"):
+        with pytest.raises(ConfigError, match="VIDEOGEN_MAX_ACTIVE_PER_CALLER"):
+            Config.from_env({"VIDEOGEN_MAX_ACTIVE_PER_CALLER": bad})
+    with pytest.raises(ConfigError, match="VIDEOGEN_MAX_ACTIVE_PER_CALLER"):
+        Config(max_active_per_caller=0)
+
+
+async def test_a_bad_max_active_per_caller_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    code, output = await run_to_exit(
+        {
+            "VIDEOGEN_MAX_ACTIVE_PER_CALLER": "lots",
+            "VIDEOGEN_LISTEN": "127.0.0.1:0",
+            "VIDEOGEN_METRICS_LISTEN": "off",
+            "VIDEOGEN_DATA_DIR": str(tmp_path / "data"),
+        }
+    )
+    lines = output.splitlines()
+    assert code == 2, output
+    assert len(lines) == 1 and "configuration error: VIDEOGEN_MAX_ACTIVE_PER_CALLER" in lines[0], lines

@@ -269,7 +269,8 @@ class App:
         cfg, limits = self.config, self._service.limits
         log.info(
             "videogen listening on %s:%d; upstream: %s; store %s; caller auth %s; TLS %s; "
-            "limits: %d streams (%d per caller), %d watchers (%d per caller)",
+            "limits: %d streams (%d per caller), %d watchers (%d per caller), "
+            "unfinished videos per caller %s",
             cfg.listen.rsplit(":", 1)[0],
             port,
             self._service.upstream,
@@ -280,6 +281,7 @@ class App:
             limits.streams.per_caller,
             limits.watchers.limit,
             limits.watchers.per_caller,
+            cfg.max_active_per_caller or "unlimited",
         )
         return port
 

@@ -98,8 +98,17 @@ class _InFlight:
 
 
 class Videos:
-    def __init__(self, store: VideoStore, provider: VideoProvider, tracker: TaskTracker) -> None:
+    def __init__(
+        self,
+        store: VideoStore,
+        provider: VideoProvider,
+        tracker: TaskTracker,
+        *,
+        max_active_per_caller: int | None = None,
+    ) -> None:
         self._store = store
+        # VIDEOGEN_MAX_ACTIVE_PER_CALLER: counted by the store in the claim itself (fleet-wide), or None.
+        self._max_active = max_active_per_caller
         self._provider = provider
         self._tracker = tracker
         # Creates in flight in this process, by video id: concurrent duplicates of one request_id wait here,
@@ -132,7 +141,7 @@ class Videos:
             # The service is stopping: no new paid create may start after shutdown stopped waiting for them.
             raise errors.UpstreamUnavailable("the service is shutting down", reason="SHUTTING_DOWN")
         # The idempotency key is recorded before the POST (design §2).
-        stored, inserted = await self._store.claim(record)
+        stored, inserted = await self._claim(record)
         if not inserted:
             return await self._existing(stored, record)
         task = asyncio.create_task(self._create(record, request, deadline), name=f"create-{record.id}")
@@ -141,6 +150,22 @@ class Videos:
         task.add_done_callback(lambda _: self._creating.pop(record.id, None))
         # Shielded: a caller that goes away mid-POST does not leave the outcome unrecorded.
         return await in_flight.outcome()
+
+    async def _claim(self, record: VideoRecord) -> tuple[VideoRecord, bool]:
+        """The store's claim, capped by the caller's unfinished videos when a cap is configured (the store
+        counts and inserts in one atomic step, so the cap holds across replicas). A replay of a taken
+        request_id is answered with its video, never refused."""
+        if self._max_active is None:
+            return await self._store.claim(record)  # no cap: no count, the claim as it always was
+        try:
+            return await self._store.claim(record, max_active=self._max_active)
+        except errors.ActiveLimitReached as exc:
+            raise errors.ResourceExhausted(
+                f"this caller already has {exc.limit} unfinished videos (limit {exc.limit} per caller); "
+                "retry when one of them has finished",
+                reason="ACTIVE_VIDEOS_LIMIT_EXCEEDED",
+                subject="VIDEOGEN_MAX_ACTIVE_PER_CALLER",
+            ) from None
 
     async def _existing(self, stored: VideoRecord, record: VideoRecord) -> VideoRecord:
         if stored.fingerprint != record.fingerprint:
