@@ -184,3 +184,21 @@ async def test_sqlite_claim_without_a_cap_counts_nothing(store: SqliteVideoStore
     statements.clear()
     await store.claim(creating("alice", "r2"), max_active=5)
     assert any("count(*)" in s for s in statements), statements
+
+
+@pytest.mark.parametrize("store", ["redis"], indirect=True)
+async def test_redis_counts_unfinished_videos_written_before_the_counts_existed(
+    store: RedisVideoStore,
+) -> None:
+    await store.claim(creating("alice"))
+    # Data as an older version left it: no per-owner set, no marker.
+    client = store._client
+    assert client is not None
+    await client.delete(f"{store.prefix}active:5:alice", f"{store.prefix}active:ready")
+    again = RedisVideoStore(store.url, prefix=store.prefix)
+    await again.open()  # fills the sets from the unfinished index, once
+    try:
+        with pytest.raises(errors.ActiveLimitReached):
+            await again.claim(creating("alice"), max_active=1)
+    finally:
+        await again.close()
