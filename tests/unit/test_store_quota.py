@@ -202,3 +202,28 @@ async def test_redis_counts_unfinished_videos_written_before_the_counts_existed(
             await again.claim(creating("alice"), max_active=1)
     finally:
         await again.close()
+
+
+async def test_a_non_ascii_owner_gets_its_slot_back_after_a_delete(store: VideoStore) -> None:
+    # Redis names the owner's set in Python (claim, save) and in Lua (delete, the fill on open); Lua's
+    # string.len counts bytes, so Python must too, or a delete of "zoë"'s video leaves its id counted.
+    first, _ = await store.claim(creating("zoë-team", "r1"), max_active=1)
+    await store.delete(first.id)
+    again = creating("zoë-team", "r2")
+    assert await store.claim(again, max_active=1) == (again, True)
+
+
+@pytest.mark.parametrize("store", ["redis"], indirect=True)
+async def test_redis_fills_the_count_of_a_non_ascii_owner_from_older_data(store: RedisVideoStore) -> None:
+    await store.claim(creating("zoë-team"))
+    client = store._client
+    assert client is not None
+    stale = [k async for k in client.scan_iter(f"{store.prefix}active:*")]
+    await client.delete(*stale)  # data as an older version left it: no per-owner sets, no marker
+    again = RedisVideoStore(store.url, prefix=store.prefix)
+    await again.open()
+    try:
+        with pytest.raises(errors.ActiveLimitReached):
+            await again.claim(creating("zoë-team"), max_active=1)
+    finally:
+        await again.close()

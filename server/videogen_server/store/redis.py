@@ -10,11 +10,11 @@ Keys (``prefix`` is ``videogen:`` unless given):
 - ``{prefix}key:{len(owner)}:{owner}:{request_id}`` -> the video id: the idempotency key. The owner's
   length (in UTF-8 bytes, as the Lua delete script counts it) makes it unambiguous when owner or request_id
   contain ':'.
-- ``{prefix}active:{len(owner)}:{owner}``: a set of that owner's ids not in a terminal state, kept in the
-  same script or transaction as the record (claim adds, a terminal save and delete remove); `claim` with
-  ``max_active`` counts it (SCARD) in the claim script itself, so the check and the insert are one atomic
-  step for every replica. Filled once from ``unfinished`` for data written before it existed
-  (``{prefix}active:ready`` marks that done).
+- ``{prefix}active:{len(owner)}:{owner}`` (the length in bytes, too): a set of that owner's ids not in a
+  terminal state, kept in the same script or transaction as the record (claim adds, a terminal save and
+  delete remove); `claim` with ``max_active`` counts it (SCARD) in the claim script itself, so the check
+  and the insert are one atomic step for every replica. Filled once from ``unfinished`` for data written
+  before it existed (``{prefix}active:ready`` marks that done).
 - ``{prefix}unfinished``: a sorted set of the ids not in a terminal state, scored by an insertion counter
   (``{prefix}seq``), kept in the same script or transaction as the record; `list_unfinished` reads it.
 The scripts name keys they compute (the record of a held idempotency key): fine on one Redis (or a
@@ -411,7 +411,8 @@ class RedisVideoStore:
         return f"{self._prefix}video:{video_id}"
 
     def _active_key(self, owner: str) -> str:
-        return f"{self._prefix}active:{len(owner)}:{owner}"
+        # In UTF-8 bytes, as for the idempotency key: the delete and fill scripts name it with string.len.
+        return f"{self._prefix}active:{len(owner.encode())}:{owner}"
 
     def _idem_key(self, owner: str, request_id: str) -> str:
         # The length in UTF-8 bytes: the delete script builds the same key with Lua's string.len (bytes).
