@@ -227,3 +227,18 @@ async def test_redis_fills_the_count_of_a_non_ascii_owner_from_older_data(store:
             await again.claim(creating("zoë-team"), max_active=1)
     finally:
         await again.close()
+
+
+@pytest.mark.parametrize("store", ["redis"], indirect=True)
+async def test_redis_at_the_cap_drops_ids_that_are_no_longer_unfinished(store: RedisVideoStore) -> None:
+    # A replica of the previous version (no active sets) finishing a video during a rolling deploy does not
+    # remove it from its owner's set; at the cap, the claim script checks the set against the unfinished
+    # index (which every version keeps) before refusing, so such an id does not hold a slot for good.
+    first, _ = await store.claim(creating("alice"), max_active=1)
+    client = store._client
+    assert client is not None
+    await client.zrem(f"{store.prefix}unfinished", first.id)  # as an older replica's terminal save does
+    await client.hset(f"{store.prefix}video:{first.id}", "status", "COMPLETED")
+    again = creating("alice")
+    assert await store.claim(again, max_active=1) == (again, True)
+    assert await client.smembers(f"{store.prefix}active:5:alice") == {again.id}

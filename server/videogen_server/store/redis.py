@@ -14,7 +14,8 @@ Keys (``prefix`` is ``videogen:`` unless given):
   terminal state, kept in the same script or transaction as the record (claim adds, a terminal save and
   delete remove); `claim` with ``max_active`` counts it (SCARD) in the claim script itself, so the check
   and the insert are one atomic step for every replica. Filled once from ``unfinished`` for data written
-  before it existed (``{prefix}active:ready`` marks that done).
+  before it existed (``{prefix}active:ready`` marks that done); at the cap, the claim first drops ids that
+  ``unfinished`` no longer holds (finished by a replica of an older version during a rolling deploy).
 - ``{prefix}unfinished``: a sorted set of the ids not in a terminal state, scored by an insertion counter
   (``{prefix}seq``), kept in the same script or transaction as the record; `list_unfinished` reads it.
 The scripts name keys they compute (the record of a held idempotency key): fine on one Redis (or a
@@ -68,7 +69,7 @@ T = TypeVar("T")
 # ARGV: id, owner, request_id, status, data, terminal ('1'/'0'), record key prefix, max_active ('' for none)
 # Returns {1, data}: inserted (or this very id already holds the key: a retried call);
 #         {0, data}: the key is held by another video, whose data is returned; {-1}: the id exists;
-#         {-2}: the owner has max_active unfinished videos already (nothing written).
+#         {-2}: the owner has max_active unfinished videos already (nothing written but the set's pruning).
 _CLAIM: Final = """
 if KEYS[2] ~= '' then
   local held = redis.call('GET', KEYS[2])
@@ -84,7 +85,14 @@ if KEYS[2] ~= '' then
   end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
-if ARGV[8] ~= '' and redis.call('SCARD', KEYS[5]) >= tonumber(ARGV[8]) then return {-2} end
+if ARGV[8] ~= '' and redis.call('SCARD', KEYS[5]) >= tonumber(ARGV[8]) then
+  -- At the cap only: drop ids the unfinished index no longer holds (finished by a replica of a version
+  -- without these sets), then count again. The index is kept by every version, so it is the truth.
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+    if not redis.call('ZSCORE', KEYS[3], id) then redis.call('SREM', KEYS[5], id) end
+  end
+  if redis.call('SCARD', KEYS[5]) >= tonumber(ARGV[8]) then return {-2} end
+end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'request_id', ARGV[3], 'status', ARGV[4], 'data', ARGV[5])
 if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[1]) end
 if ARGV[6] == '0' then
