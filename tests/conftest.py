@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 import pytest
 from hypothesis import settings
+from task_dump import dump_tasks_after
 from videogen.v1 import video_service_pb2_grpc
 from videogen_server.api.server import App
 from videogen_server.config import Config
@@ -66,11 +67,17 @@ async def start_server(
     return RunningServer(app, address, sim, channel, stub, external_simulator=external)
 
 
+# A stop that takes this long is hung (it takes well under a second): say where, before pytest-timeout
+# ends the test with thread stacks that only show the event loop idle.
+STOP_DUMP_AFTER_S = 20.0
+
+
 async def stop_server(server: RunningServer) -> None:
-    await server.channel.close()
-    await server.app.stop(grace=0.5)
-    if server.external_simulator:
-        await server.simulator.stop()
+    with dump_tasks_after(STOP_DUMP_AFTER_S, f"stopping the server at {server.address}"):
+        await server.channel.close()
+        await server.app.stop(grace=0.5)
+        if server.external_simulator:
+            await server.simulator.stop()
 
 
 @pytest.fixture

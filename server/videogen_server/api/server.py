@@ -109,10 +109,14 @@ class StoreHealth:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
+    # asyncio.timeout, never asyncio.wait_for: on Python 3.11, wait_for returns the inner result and drops
+    # a cancellation that arrives after the inner call finished but before this task resumed; `stop` then
+    # waited for this loop for good, and shutdown with it (tests/unit/test_store_health_stop.py).
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), STORE_CHECK_INTERVAL_S)
+                async with asyncio.timeout(STORE_CHECK_INTERVAL_S):
+                    await self._wake.wait()
             self._wake.clear()
             serving = await self._probe()
             if serving != self._serving:
@@ -125,7 +129,8 @@ class StoreHealth:
 
     async def _probe(self) -> bool:
         try:
-            await asyncio.wait_for(self._store.check(), STORE_CHECK_TIMEOUT_S)
+            async with asyncio.timeout(STORE_CHECK_TIMEOUT_S):
+                await self._store.check()
         except (errors.StoreUnavailable, TimeoutError):
             return False
         except Exception:  # a broken check: say so, and do not claim to serve
