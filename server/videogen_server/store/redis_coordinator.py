@@ -179,10 +179,11 @@ class RedisCoordinator:
             retry_broken=False,
         )
         self._listener = asyncio.create_task(self._listen(), name="videogen-coordinator-notices")
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that arrives as the
+        # inner await completes (the hang found in StoreHealth, api/server.py).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                self._subscribed.wait(), self._connect_timeout + self._socket_timeout + _BACKOFF_FIRST_S
-            )
+            async with asyncio.timeout(self._connect_timeout + self._socket_timeout + _BACKOFF_FIRST_S):
+                await self._subscribed.wait()
 
     async def close(self) -> None:
         """Stop listening and drop the connections; prompt even with Redis down or hung (every step is
@@ -199,7 +200,8 @@ class RedisCoordinator:
         for client in (self._client, self._sub_client):
             if client is not None:
                 with contextlib.suppress(rexc.RedisError, OSError, TimeoutError):
-                    await asyncio.wait_for(client.aclose(), self._connect_timeout * 2)
+                    async with asyncio.timeout(self._connect_timeout * 2):
+                        await client.aclose()
         self._client = self._sub_client = None
 
     # -- leases ----------------------------------------------------------------------------------------
