@@ -122,6 +122,26 @@ class StoreUnavailable(VideogenError):
         self.retry_after = retry_after
 
 
+class ArchiveUnavailable(VideogenError):
+    """The output archive (a local directory or an S3-compatible bucket) cannot be read or written right now:
+    unreachable, out of space, refusing (S3 5xx), or not there at all. At start-up it is a configuration
+    error (nobody's video is accepted that could not be kept); later it is retryable: a copy is tried again,
+    a read falls back to Runway while its URL lives."""
+
+    reason = "ARCHIVE_UNAVAILABLE"
+
+    def __init__(self, message: str, *, retry_after: float | None = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ArchiveObjectMissing(VideogenError):
+    """The archive has no object under that key (never written, deleted by retention, or lost by the
+    storage). Whoever reads decides what it means: the relay falls back to Runway while its URL lives."""
+
+    reason = "ARCHIVE_OBJECT_MISSING"
+
+
 # --- Upstream (Runway) failures -------------------------------------------------------------------
 
 

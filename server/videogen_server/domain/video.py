@@ -46,11 +46,33 @@ OUTPUT_LIFETIME = timedelta(hours=24)
 OUTCOME_UNKNOWN_CODE = "VIDEOGEN.UPSTREAM_OUTCOME_UNKNOWN"
 
 
+class ArchiveState(enum.StrEnum):
+    """Where one output of a COMPLETED video stands with the archive (issue 11)."""
+
+    PENDING = "PENDING"  # not copied yet (or the archive is off): served from Runway while its URL lives
+    ARCHIVED = "ARCHIVED"  # a verified copy (size and sha256 recorded) is in the archive: served from there
+    LOST = "LOST"  # Runway stopped serving it before a copy was made (`lost_reason` says why); final
+    EXPIRED = "EXPIRED"  # retention ended and the copy was deleted; final
+
+    @property
+    def final(self) -> bool:
+        return self in (ArchiveState.LOST, ArchiveState.EXPIRED)
+
+
+def archive_key(video_id: str, index: int) -> str:
+    """The archive object of one output: the same on every replica and after a restart (the record need not
+    store it). An engine puts its own prefix in front."""
+    return f"videos/{video_id}/{index}.mp4"
+
+
 @dataclass(frozen=True)
 class OutputInfo:
     index: int
     content_type: str = ""
-    size_bytes: int | None = None
+    size_bytes: int | None = None  # from the verified archive copy once ARCHIVED (Runway's Content-Length)
+    sha256: str = ""  # hex, of the archived copy (computed while copying); "" until ARCHIVED
+    archive: ArchiveState = ArchiveState.PENDING
+    lost_reason: str = ""  # why a LOST output could not be copied
 
 
 @dataclass(frozen=True)

@@ -212,6 +212,62 @@ class Coordinator(Protocol):
         ...
 
 
+# --- The output archive (issue 11) ----------------------------------------------------------------------
+#
+# Where every finished video's outputs are copied once, and served from, long after Runway's signed URLs
+# expire. Engines: `ObjectStoreArchive` (archive/object_store.py: a local directory, `file:///abs/dir`, or an
+# S3-compatible bucket, `s3://bucket/prefix`, through one object-store library) and `MemoryArchive`
+# (archive/memory.py, for tests of the services). Keys are chosen by the services
+# (`archive_key(video_id, index)`, domain/video.py); an engine adds its own prefix.
+#
+# Errors: `errors.ArchiveUnavailable` (cannot read or write now: retryable), `errors.ArchiveObjectMissing`
+# (no such object), `errors.OutOfRange` (a read starting past the end). Every method is safe to call
+# concurrently from many tasks; nothing blocks the event loop.
+
+
+@runtime_checkable
+class OutputArchive(Protocol):
+    @property
+    def description(self) -> str:
+        """Where objects go, for the start-up log line: ``file:///abs/dir`` or ``s3://bucket/prefix``
+        (never a credential)."""
+        ...
+
+    async def open(self) -> None:
+        """Connect and prove that the archive can be written, read back and deleted from (a small probe
+        object): raises `errors.ArchiveUnavailable` with one clear line otherwise (a bucket that does not
+        exist, a directory that cannot be created or written, wrong credentials). Call once, first."""
+
+    async def close(self) -> None:
+        """Release connections and threads. Later calls raise RuntimeError."""
+
+    async def put(self, key: str, chunks: AsyncIterator[bytes], *, content_type: str) -> None:
+        """Store the bytes `chunks` yields under `key`, streamed (never whole in memory: at most a bounded
+        number of chunks or one multipart part are buffered).
+
+        Atomic: until `put` returns, readers of `key` see what was there before (usually nothing), never a
+        part; a `put` that fails, is cancelled, or whose `chunks` raises (a download cut mid-way, a size
+        that does not match) leaves nothing new under `key` (a temporary file or multipart upload is
+        removed/aborted). Overwriting an existing object with the same bytes is allowed (a copy redone).
+        Raises ArchiveUnavailable when the archive refuses or fails the write; an exception raised by
+        `chunks` propagates as it is."""
+
+    def open_read(
+        self, key: str, *, start: int = 0, end: int | None = None
+    ) -> AbstractAsyncContextManager[OutputStreamLike]:
+        """A ranged read of the object: bytes ``[start, end)`` (to the end when `end` is None), streamed.
+        `total_size` is the object's whole size; `content_type` as stored. ArchiveObjectMissing when there
+        is no such object; OutOfRange when `start` >= size (and size > 0)."""
+        ...
+
+    async def size(self, key: str) -> int | None:
+        """The object's size in bytes, or None when there is no such object (a HEAD)."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the object; no-op when there is none (idempotent)."""
+
+
 # --- the video provider ------------------------------------------------------------------------------
 # Runway today (providers/runway/provider.py), an in-memory one for tests (providers/memory.py); several
 # Runway keys or a second provider later. Everything provider-shaped (endpoints, bodies, status words,
