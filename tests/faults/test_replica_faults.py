@@ -171,26 +171,36 @@ async def test_kill_9_of_the_lease_holder_hands_the_task_on(
             killed_at = time.monotonic()
             await watchers.all_ended(limit=settings.running_seconds + 60)
 
+        assert watchers.terminal_before(killed_at) == 0, "the task ended before the kill: nothing was tested"
+        # Every check is made and all failures are reported together: the figures are the evidence.
+        problems: list[str] = []
         # Before the kill: one poller for the fleet, however many replicas had watchers.
         before = sampler.count_between(w0, w1)
-        assert 1 <= before <= most_gets(w1 - w0), (
-            f"{before} upstream GETs in {w1 - w0:.1f}s with watchers on 2 replicas: "
-            f"one poller would make at most {most_gets(w1 - w0)}"
-        )
-        assert watchers.terminal_before(killed_at) == 0, "the task ended before the kill: nothing was tested"
+        if not 1 <= before <= most_gets(w1 - w0):
+            problems.append(
+                f"{before} upstream GETs in {w1 - w0:.1f}s with watchers on 2 replicas: "
+                f"one poller would make at most {most_gets(w1 - w0)}"
+            )
         # Every watcher on the surviving replicas saw the end.
-        finals = watchers.finals()
-        completed = finals.count(video_pb2.VIDEO_STATUS_COMPLETED)
-        assert completed == 300, f"{completed}/300 saw COMPLETED; errors: {watchers.errors[:3]}"
+        completed = watchers.finals().count(video_pb2.VIDEO_STATUS_COMPLETED)
+        if completed != 300:
+            problems.append(f"{completed}/300 saw COMPLETED; errors: {watchers.errors[:3]}")
         # The polls resumed within two poll intervals (with their jitter) plus the lease TTL. A GET dated
         # within one sample of the kill may have been the dead holder's, so the first counted is after that.
         resumed = sampler.first_after(killed_at + sampler.period)
-        assert resumed is not None, "no upstream GET after the kill"
         bound = 2 * POLL * JITTER + LEASE_TTL + sampler.period
-        assert resumed - killed_at <= bound, (
-            f"upstream GETs resumed {resumed - killed_at:.2f}s after the kill -9 of the holder "
-            f"(bound {bound:.2f}s)\n{fleet.logs()}"
-        )
+        if resumed is None:
+            problems.append("no upstream GET after the kill")
+        else:
+            if resumed - killed_at > bound:
+                problems.append(
+                    f"upstream GETs resumed {resumed - killed_at:.2f}s after the kill -9 (bound {bound:.2f}s)"
+                )
+            # And the successor is the only poller again.
+            later = sampler.count_between(resumed, resumed + window)
+            if later > most_gets(window):
+                problems.append(f"{later} upstream GETs in the {window:.0f}s after the takeover")
+        assert not problems, "\n".join(problems) + "\n" + fleet.logs()
 
 
 async def test_sigterm_of_the_lease_holder_leaves_no_polling_gap(
@@ -219,20 +229,26 @@ async def test_sigterm_of_the_lease_holder_leaves_no_polling_gap(
             after = time.monotonic()
             await watchers.all_ended(limit=settings.running_seconds + 60)
 
-        assert code == 0, fleet.replicas[holder].running.output()[-3000:]
-        before = sampler.count_between(w0, w1)
-        assert 1 <= before <= most_gets(w1 - w0), (
-            f"{before} upstream GETs in {w1 - w0:.1f}s: one poller would make at most {most_gets(w1 - w0)}"
-        )
         assert watchers.terminal_before(after) == 0, "the task ended during the handover: nothing was tested"
+        problems: list[str] = []
+        if code != 0:
+            problems.append(f"the SIGTERMed replica exited {code}")
+        before = sampler.count_between(w0, w1)
+        if not 1 <= before <= most_gets(w1 - w0):
+            problems.append(
+                f"{before} upstream GETs in {w1 - w0:.1f}s: "
+                f"one poller would make at most {most_gets(w1 - w0)}"
+            )
         gap = sampler.largest_gap(stopped_at - POLL, after)
         bound = 2 * POLL + sampler.period
-        assert gap <= bound, (
-            f"a gap of {gap:.2f}s between upstream GETs around the holder's SIGTERM (bound {bound:.2f}s)\n"
-            f"{fleet.logs()}"
-        )
+        if gap > bound:
+            problems.append(
+                f"a gap of {gap:.2f}s between upstream GETs around the holder's SIGTERM (bound {bound:.2f}s)"
+            )
         finals = watchers.finals()
-        assert finals.count(video_pb2.VIDEO_STATUS_COMPLETED) == len(finals), (finals, watchers.errors[:3])
+        if finals.count(video_pb2.VIDEO_STATUS_COMPLETED) != len(finals):
+            problems.append(f"not every watcher saw COMPLETED: {finals}, {watchers.errors[:3]}")
+        assert not problems, "\n".join(problems) + "\n" + fleet.logs()
 
 
 async def _health(fleet: Fleet, index: int) -> int | None:
