@@ -184,10 +184,16 @@ async def watch_case(name: str, tasks: int) -> None:
     complete = {k: v for k, v in by_change.items() if len(v) >= watchers_of}
     lags = [max(v) - stamp for (_, stamp), v in complete.items()]
     worst = max(lags) if lags else float("inf")
-    figure = (
-        f"worst {worst * 1000:.0f} ms, p50 {percentile(lags, 50) * 1000:.0f} ms over {len(complete)} changes "
-        f"that reached all {watchers_of} watchers of their task ({len(by_change)} changes seen)"
-    )
+    if lags:
+        figure = (
+            f"worst {worst * 1000:.0f} ms, p50 {percentile(lags, 50) * 1000:.0f} ms over {len(complete)} "
+            f"changes that reached all {watchers_of} watchers of their task ({len(by_change)} changes seen)"
+        )
+    else:
+        # Replicas polling on their own stamp changes that only their own watchers see.
+        figure = f"none of {len(by_change)} changes reached all {watchers_of} watchers of their task"
+    if complete and len(complete) != len(by_change):
+        figure += f"; {len(by_change) - len(complete)} did not"
     if tasks == 1:
         report(
             f"replicas: watch {name}: poll -> last watcher on any replica",

@@ -31,8 +31,9 @@ from rpc_helpers import TERMINAL, expect_error, expect_stream_error, read_conten
 from videogen.v1 import video_pb2, video_service_pb2_grpc
 from videogen.v1 import video_service_pb2 as pb
 
+# The three crash cases take 15-30 s each and run in `make test-faults` only (marker `faults`); the cheap
+# cross-replica case (a few seconds) runs in `make test` too.
 pytestmark = [
-    pytest.mark.faults,
     pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL"),
     pytest.mark.timeout(300),
 ]
@@ -150,6 +151,7 @@ def most_gets(window: float, tasks: int = 1) -> int:
     return int(tasks * (window / (0.8 * POLL) + 1))
 
 
+@pytest.mark.faults
 async def test_kill_9_of_the_lease_holder_hands_the_task_on(
     tmp_path: Path, redis_server: RedisServer, watchers: Watchers
 ) -> None:
@@ -203,6 +205,7 @@ async def test_kill_9_of_the_lease_holder_hands_the_task_on(
         assert not problems, "\n".join(problems) + "\n" + fleet.logs()
 
 
+@pytest.mark.faults
 async def test_sigterm_of_the_lease_holder_leaves_no_polling_gap(
     tmp_path: Path, redis_server: RedisServer, watchers: Watchers
 ) -> None:
@@ -261,6 +264,7 @@ async def _health(fleet: Fleet, index: int) -> int | None:
         return None
 
 
+@pytest.mark.faults
 async def test_redis_down_for_5s_is_unavailable_then_nothing_lost_and_no_duplicate_post(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
