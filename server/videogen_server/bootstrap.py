@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -25,10 +26,12 @@ from videogen_server.observability.metrics_http import MetricsServer
 from videogen_server.observability.telemetry import Telemetry
 from videogen_server.providers.runway import RunwayProvider
 from videogen_server.services.content import ContentRelay
-from videogen_server.services.ports import VideoStore
+from videogen_server.services.ports import Coordinator, VideoStore
 from videogen_server.services.tracker import TaskTracker
 from videogen_server.services.videos import Videos
-from videogen_server.store import open_store
+from videogen_server.store import open_coordinator, open_store
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -56,6 +59,7 @@ class Service:
     telemetry: Telemetry
     runway: RunwayProvider
     store: VideoStore  # the store itself; the use cases get it wrapped in the metrics' timing
+    coordinator: Coordinator  # leases, poll lock and notices shared with the other replicas
     tracker: TaskTracker
     videos: Videos
     content: ContentRelay
@@ -95,14 +99,22 @@ class Service:
             await store.open()
             started.push_async_callback(store.close)
             timed = metrics.timed_store(store)
+            # Leases, the poll lock and notices between replicas: Redis with a Redis store, this process
+            # alone otherwise. Closed after the tracker (which releases its leases), before the store.
+            coordinator = open_coordinator(config.store, lease_ttl=config.lease_ttl)
+            await coordinator.open()
+            started.push_async_callback(coordinator.close)
+            log.info("poller leases held as instance %s", coordinator.instance)
             tracker = TaskTracker(
                 timed,
                 lambda task_id, deadline: runway.get_task(task_id, deadline=deadline),
+                coordinator=coordinator,
                 poll_interval=config.poll_interval,
                 freshness=config.freshness,
                 heartbeat=config.watch_heartbeat,
             )
             started.push_async_callback(tracker.close)
+            await tracker.start()  # the recovery scan: unfinished videos nobody polls, CREATING orphans
             metrics.track(tracker)
             videos = Videos(timed, runway, tracker)
             service = cls(
@@ -111,6 +123,7 @@ class Service:
                 telemetry=telemetry,
                 runway=runway,
                 store=store,
+                coordinator=coordinator,
                 tracker=tracker,
                 videos=videos,
                 content=ContentRelay(videos, runway, chunk_size=config.chunk_size),
@@ -158,7 +171,8 @@ class Service:
         await self.videos.drain(end - loop.time())
         # Past the grace: the creates still out are closed as outcome-unknown while the store is open.
         await self.videos.close()
-        await self.tracker.close()
+        await self.tracker.close()  # pollers stopped, then leases released: the others take over at once
+        await self.coordinator.close()
         await self.runway.aclose()
         await self.store.close()
         if self.simulator is not None:

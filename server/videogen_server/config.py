@@ -56,6 +56,9 @@ class Config:
     # (redis:// or rediss://, maybe with a password: never logged, see `store_description`).
     store: str = field(default="sqlite", repr=False)
     poll_interval: float = 5.0
+    # Seconds a poller lease lasts without renewal (its holder renews every third of it): how long the
+    # videos of a replica that died (kill -9) go unpolled before another replica takes them over.
+    lease_ttl: float = 10.0
     # name -> key; empty means no caller authentication (local development).
     api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
     # Seconds that streams in flight get to finish on SIGTERM before they end with an error status.
@@ -96,6 +99,7 @@ class Config:
             data_dir=env.get("VIDEOGEN_DATA_DIR") or default.data_dir,
             store=(env.get("VIDEOGEN_STORE") or default.store).strip(),
             poll_interval=_positive_float(env, "VIDEOGEN_POLL_INTERVAL", default.poll_interval),
+            lease_ttl=_positive_float(env, "VIDEOGEN_LEASE_TTL", default.lease_ttl),
             api_keys=parse_api_keys(env.get("VIDEOGEN_API_KEYS", "")),
             shutdown_grace=_positive_float(env, "VIDEOGEN_SHUTDOWN_GRACE", default.shutdown_grace),
             chunk_size=_chunk_size(env, default.chunk_size),

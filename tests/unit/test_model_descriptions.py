@@ -19,6 +19,7 @@ from videogen_server.providers.runway.describe import CURRENT_MODEL_IDS, MODELS
 from videogen_server.providers.runway.mapping import build_upstream_request
 from videogen_server.services.tracker import TaskTracker
 from videogen_server.services.videos import Videos
+from videogen_server.store.local_coordinator import LocalCoordinator
 from videogen_server.store.memory import MemoryVideoStore
 
 INPUTS = {
@@ -78,11 +79,17 @@ async def test_the_use_case_lists_what_the_provider_describes() -> None:
     )
     provider = MemoryProvider(models=described)
     store = MemoryVideoStore()
+    coordinator = LocalCoordinator()
+    await coordinator.open()
     tracker = TaskTracker(
-        store, lambda task_id, deadline: provider.get_task(task_id, deadline=deadline), poll_interval=1.0
+        store,
+        lambda task_id, deadline: provider.get_task(task_id, deadline=deadline),
+        coordinator=coordinator,
+        poll_interval=1.0,
     )
     try:
         assert Videos(store, provider, tracker).models() == described
         assert provider.calls["models"] == 1
     finally:
         await tracker.close()
+        await coordinator.close()

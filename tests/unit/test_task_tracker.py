@@ -16,6 +16,7 @@ from videogen_server.domain.task import UpstreamTask
 from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.observability import logs
 from videogen_server.services.tracker import TaskTracker
+from videogen_server.store.local_coordinator import LocalCoordinator
 
 VID = "6f1c2a9e-0d4b-4f7a-8e3c-5b2d1a0f9c8e"
 TID = "0b6c9f6e-2b7d-4c1e-9d6e-3f1a2b3c4d5e"
@@ -41,12 +42,29 @@ def queued() -> VideoRecord:
 
 
 class MemoryStore:
+    """Records what is saved; a read finds the last record saved, or VID as first recorded."""
+
     def __init__(self) -> None:
         self.saved: list[VideoRecord] = []
 
     async def save(self, record: VideoRecord) -> VideoRecord:
         self.saved.append(record)
         return record
+
+    async def get(self, video_id: str, *, owner: str | None = None) -> VideoRecord | None:
+        # Never newer than the records the tests hand the tracker: a read is no news to a watcher.
+        first = queued().replace(update_time=datetime(2000, 1, 1, tzinfo=UTC))
+        return self.saved[-1] if self.saved else first
+
+
+@pytest.fixture
+async def coordinator() -> AsyncIterator[LocalCoordinator]:
+    coord = LocalCoordinator()
+    await coord.open()
+    try:
+        yield coord
+    finally:
+        await coord.close()
 
 
 class FakeRunway:
@@ -92,8 +110,15 @@ def runway() -> FakeRunway:
 
 
 @pytest.fixture
-async def tracker(runway: FakeRunway) -> AsyncIterator[TaskTracker]:
-    t = TaskTracker(MemoryStore(), runway, poll_interval=0.05, freshness=0.0, heartbeat=30.0)  # type: ignore[arg-type]
+async def tracker(runway: FakeRunway, coordinator: LocalCoordinator) -> AsyncIterator[TaskTracker]:
+    t = TaskTracker(
+        MemoryStore(),  # type: ignore[arg-type]
+        runway,
+        coordinator=coordinator,
+        poll_interval=0.05,
+        freshness=0.0,
+        heartbeat=30.0,
+    )
     try:
         yield t
     finally:
@@ -124,7 +149,9 @@ async def test_a_get_that_joined_a_watchers_poll_is_answered_after_the_watcher_l
     await runway.started.wait()  # the poller's poll is in flight
     get = asyncio.create_task(tracker.refresh(queued()))
     await waiters(tracker, 2)
-    await watch.aclose()  # the watcher, and with it the poller, goes away
+    await watch.aclose()  # the watcher goes away; the poller stays (this instance holds the lease)...
+    assert tracker.active_pollers == 1
+    tracker._leases_lost({VID})  # ...until the lease is lost: then nothing here follows the video
     await waiters(tracker, 1)
     runway.release.set()
     async with asyncio.timeout(BOUND):
@@ -237,8 +264,8 @@ async def test_the_services_own_timeout_reaches_waiters_as_upstream_unavailable(
         await tracker.refresh(queued(), deadline=time.monotonic() + 30)
 
 
-async def test_closing_the_tracker_answers_waiters_with_an_error(runway):
-    tracker = TaskTracker(MemoryStore(), runway, poll_interval=0.05)  # type: ignore[arg-type]
+async def test_closing_the_tracker_answers_waiters_with_an_error(runway, coordinator):
+    tracker = TaskTracker(MemoryStore(), runway, coordinator=coordinator, poll_interval=0.05)  # type: ignore[arg-type]
     get = asyncio.create_task(tracker.refresh(queued()))
     await runway.started.wait()
     await tracker.close()
@@ -246,8 +273,8 @@ async def test_closing_the_tracker_answers_waiters_with_an_error(runway):
         await get
 
 
-async def test_one_upstream_read_serves_every_watcher_and_get(runway):
-    tracker = TaskTracker(MemoryStore(), runway, poll_interval=0.05, freshness=10.0)  # type: ignore[arg-type]
+async def test_one_upstream_read_serves_every_watcher_and_get(runway, coordinator):
+    tracker = TaskTracker(MemoryStore(), runway, coordinator=coordinator, poll_interval=0.05, freshness=10.0)  # type: ignore[arg-type]
     try:
         watches = [tracker.watch(queued()) for _ in range(5)]
         for watch in watches:
@@ -270,8 +297,8 @@ async def test_one_upstream_read_serves_every_watcher_and_get(runway):
         await tracker.close()
 
 
-async def test_an_unwatched_feed_is_forgotten_after_the_freshness_window(runway):
-    tracker = TaskTracker(MemoryStore(), runway, poll_interval=0.05, freshness=0.05)  # type: ignore[arg-type]
+async def test_an_unwatched_feed_is_forgotten_after_the_freshness_window(runway, coordinator):
+    tracker = TaskTracker(MemoryStore(), runway, coordinator=coordinator, poll_interval=0.05, freshness=0.05)  # type: ignore[arg-type]
     runway.release.set()
     await tracker.refresh(queued())
     assert VID in tracker._feeds  # kept for Gets right behind this one
@@ -297,10 +324,10 @@ class GatedStore(MemoryStore):
 
 
 @pytest.mark.parametrize("save_fails", [False, True])
-async def test_an_answer_is_recorded_even_after_every_waiter_left(runway, caplog, save_fails):
+async def test_an_answer_is_recorded_even_after_every_waiter_left(runway, coordinator, caplog, save_fails):
     store = GatedStore()
     store.fail = RuntimeError("disk full") if save_fails else None
-    tracker = TaskTracker(store, runway, poll_interval=0.05)  # type: ignore[arg-type]
+    tracker = TaskTracker(store, runway, coordinator=coordinator, poll_interval=0.05)  # type: ignore[arg-type]
     try:
         runway.release.set()  # Runway answers at once; the save is what takes long
         with pytest.raises(errors.DeadlineExceeded):

@@ -21,6 +21,7 @@ from videogen_server.services.content import Chunk, ContentHeader, ContentRelay
 from videogen_server.services.tracker import TaskTracker
 from videogen_server.services.videos import Videos
 from videogen_server.store import MemoryVideoStore
+from videogen_server.store.local_coordinator import LocalCoordinator
 
 ALICE, BOB = "alice", "bob"
 
@@ -50,9 +51,12 @@ async def world() -> AsyncIterator[World]:
     store = MemoryVideoStore()
     await store.open()
     provider = MemoryProvider()
+    coordinator = LocalCoordinator()
+    await coordinator.open()
     tracker = TaskTracker(
         store,
         lambda task_id, deadline: provider.get_task(task_id, deadline=deadline),
+        coordinator=coordinator,
         poll_interval=0.05,
         freshness=1.0,
     )
@@ -60,6 +64,7 @@ async def world() -> AsyncIterator[World]:
         yield World(store, provider, tracker, Videos(store, provider, tracker))
     finally:
         await tracker.close()
+        await coordinator.close()
         await store.close()
 
 

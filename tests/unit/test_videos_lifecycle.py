@@ -47,10 +47,21 @@ class SlowUpstream(MemoryProvider):
 
 
 class Tracker:
+    """What a create needs of the tracker: its lease (granted: this process is the whole fleet) and the
+    announcement of its outcome."""
+
     def __init__(self) -> None:
         self.published: list[VideoRecord] = []
+        self.held: set[str] = set()
 
-    def publish(self, record: VideoRecord) -> None:
+    async def hold(self, video_id: str) -> bool:
+        self.held.add(video_id)
+        return True
+
+    async def let_go(self, video_id: str) -> None:
+        self.held.discard(video_id)
+
+    async def announce(self, record: VideoRecord) -> None:
         self.published.append(record)
 
 

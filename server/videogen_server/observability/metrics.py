@@ -71,7 +71,12 @@ class Metrics:
         self.open_watchers = Gauge("videogen_open_watchers", "WatchStatus streams open now.", registry=r)
         self.active_pollers = Gauge(
             "videogen_active_pollers",
-            "Upstream pollers running now (one per watched unfinished video).",
+            "Upstream pollers running now (one per unfinished video whose lease this replica holds).",
+            registry=r,
+        )
+        self.leases_held = Gauge(
+            "videogen_leases_held",
+            "Poller leases held now: the unfinished videos this replica polls, and its creates in flight.",
             registry=r,
         )
         self.upstream_requests = Counter(
@@ -114,6 +119,7 @@ class Metrics:
         """Read the watcher and poller gauges from the tracker at each scrape (no bookkeeping to drift)."""
         self.open_watchers.set_function(lambda: tracker.open_watchers)
         self.active_pollers.set_function(lambda: tracker.active_pollers)
+        self.leases_held.set_function(lambda: tracker.leases_held)
 
     def timed_store(self, store: VideoStore) -> VideoStore:
         return TimedStore(store, self.store_seconds.labels)

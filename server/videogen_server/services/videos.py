@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 
 from videogen_server import errors
@@ -131,10 +132,19 @@ class Videos:
         if self._closed:
             # The service is stopping: no new paid create may start after shutdown stopped waiting for them.
             raise errors.UpstreamUnavailable("the service is shutting down", reason="SHUTTING_DOWN")
+        # The lease of the new video is taken before its claim (a fresh id: nobody holds it), so that another
+        # instance that finds the CREATING record knows a create is in flight, not orphaned (issue 10).
+        if not await self._tracker.hold(record.id):
+            raise errors.UpstreamUnavailable("could not take the lease of a new video; retry")
         # The idempotency key is recorded before the POST (design §2).
-        stored, inserted = await self._store.claim(record)
+        try:
+            stored, inserted = await self._store.claim(record)
+        except BaseException:
+            await self._tracker.let_go(record.id)
+            raise
         if not inserted:
-            return await self._existing(stored, record)
+            await self._tracker.let_go(record.id)
+            return await self._existing(stored, record, deadline)
         task = asyncio.create_task(self._create(record, request, deadline), name=f"create-{record.id}")
         in_flight = _InFlight(record.id, task)
         self._creating[record.id] = in_flight
@@ -142,34 +152,49 @@ class Videos:
         # Shielded: a caller that goes away mid-POST does not leave the outcome unrecorded.
         return await in_flight.outcome()
 
-    async def _existing(self, stored: VideoRecord, record: VideoRecord) -> VideoRecord:
+    async def _existing(
+        self, stored: VideoRecord, record: VideoRecord, deadline: float | None
+    ) -> VideoRecord:
         if stored.fingerprint != record.fingerprint:
             raise errors.AlreadyExists(
                 f"request_id {record.request_id!r} was already used for a different request",
                 metadata={"request_id": record.request_id, "id": stored.id},
             )
-        if stored.status is not VideoStatus.CREATING:
-            return stored
-        in_flight = self._creating.get(stored.id)
-        if in_flight is not None:
-            return await in_flight.outcome()
-        return await self._close_orphaned_create(stored)
-
-    async def _close_orphaned_create(self, record: VideoRecord) -> VideoRecord:
-        """Recorded as CREATING but no create is running here: the process that sent it died before the
-        answer. Runway cannot be asked whether the task exists, so close it rather than pay twice."""
-        log.warning("video %s: create outcome unknown after a restart; closing it as FAILED", record.id)
-        return await self._store.save(record.outcome_unknown())
+        current: VideoRecord | None = stored
+        while current is not None and current.status is VideoStatus.CREATING:
+            in_flight = self._creating.get(current.id)
+            if in_flight is not None:
+                return await in_flight.outcome()
+            # Not created here: closed as outcome-unknown if its creator is gone (no lease holder), else
+            # (another instance's create is in flight) wait for its outcome, within this caller's deadline.
+            current = await self._tracker.claim_orphan(current)
+            if current is None or current.status is not VideoStatus.CREATING:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise errors.DeadlineExceeded("deadline exceeded waiting for the create of this request_id")
+            await self._tracker.wait_elsewhere(current.id)
+            current = await self._store.get(current.id)
+        if current is None:
+            # The create failed on the instance that sent it (nothing was started at Runway), which freed
+            # the request_id: a retry creates afresh.
+            raise errors.UpstreamUnavailable(
+                f"the create for request_id {record.request_id!r} failed on another instance; retry"
+            )
+        return current
 
     async def _create(
         self, record: VideoRecord, request: UpstreamRequest, deadline: float | None
     ) -> VideoRecord:
         # Every write below is shielded: once Runway has answered (or may have), the record must reach the
         # store even if shutdown cancels this task meanwhile (the store runs what it was handed first).
+        # On every failure the lease is given up after the record's fate is stored (which tells the other
+        # instances); on success it is kept: the creator is the video's first poller.
         try:
             created = await self._provider.create(request, deadline=deadline)
         except errors.UpstreamOutcomeUnknown as exc:
             saved = await asyncio.shield(self._store.save(record.outcome_unknown()))
+            await self._tracker.announce(saved)
+            await self._tracker.let_go(record.id)
             exc.metadata["id"] = saved.id
             raise
         except asyncio.CancelledError:
@@ -178,17 +203,20 @@ class Videos:
             # video is closed as outcome-unknown now, while the store is open: never deleted (a retry of the
             # request_id after the restart would then pay twice) and never left CREATING for a restart to
             # guess about.
-            await asyncio.shield(self._store.save(record.outcome_unknown()))
+            saved = await asyncio.shield(self._store.save(record.outcome_unknown()))
             log.warning(
                 "video %s: create still in flight at shutdown after the grace period; closed as outcome "
                 "unknown (Runway may have started the task)",
                 record.id,
             )
+            await asyncio.shield(self._tracker.announce(saved))
+            await asyncio.shield(self._tracker.let_go(record.id))
             raise
         except BaseException:
             # Runway definitely did not start a task (validation, credits, 429, no connection) or we never
             # sent it: forget the record so the same request_id can be tried again.
             await asyncio.shield(self._store.delete(record.id))
+            await asyncio.shield(self._tracker.let_go(record.id))  # tells waiting instances too
             raise
         now = utcnow()
         updated = record.replace(
@@ -200,7 +228,7 @@ class Videos:
         )
         log.info("video %s created as Runway task %s (%s)", record.id, created.id, record.model)
         saved = await asyncio.shield(self._store.save(updated))
-        self._tracker.publish(saved)
+        await self._tracker.announce(saved)  # locally, and to the instances waiting for this create
         return saved
 
     async def drain(self, within: float) -> None:
@@ -236,7 +264,12 @@ class Videos:
         if record is None or record.owner != owner:  # the check stays: a store that ignores `owner`
             raise errors.NotFound(vid)
         if record.status is VideoStatus.CREATING and vid not in self._creating:
-            record = await self._close_orphaned_create(record)
+            # Another instance's create in flight: as it is (callers see QUEUED). Its creator gone (no lease
+            # holder): closed as outcome-unknown.
+            current = await self._tracker.claim_orphan(record)
+            if current is None:
+                raise errors.NotFound(vid)  # its create failed meanwhile and it was forgotten
+            record = current
         return record
 
     async def get(self, owner: str, video_id: str, *, deadline: float | None) -> VideoRecord:
@@ -270,7 +303,7 @@ class Videos:
             )
         await self._provider.cancel_task(fresh.upstream_id, deadline=deadline)
         saved = await self._store.save(fresh.cancelled())
-        self._tracker.publish(saved)
+        await self._tracker.announce(saved)
         log.info("video %s cancelled (Runway task %s deleted)", saved.id, saved.upstream_id)
         return saved
 

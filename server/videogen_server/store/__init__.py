@@ -4,6 +4,10 @@
 embedded default, in `data_dir` or at a path of its own, or Redis, shared by several replicas
 (store/redis.py, imported only then). ``await store.open()`` before use (or ``async with ... as store:``).
 `MemoryVideoStore` keeps everything in this process, for tests of the services.
+
+``open_coordinator(url, lease_ttl=...)`` gives the Coordinator (services/ports.py) that goes with that store:
+Redis for a Redis store (store/redis_coordinator.py, every replica on it), else the in-process one
+(store/local_coordinator.py: with SQLite, this process is the whole fleet).
 """
 
 from __future__ import annotations
@@ -11,13 +15,24 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from videogen_server.store.local_coordinator import LocalCoordinator
 from videogen_server.store.memory import MemoryVideoStore
 from videogen_server.store.sqlite import DB_FILENAME, SqliteVideoStore
 
 if TYPE_CHECKING:
     from videogen_server.store.redis import RedisVideoStore
+    from videogen_server.store.redis_coordinator import RedisCoordinator
 
-__all__ = ["DB_FILENAME", "MemoryVideoStore", "SqliteVideoStore", "open_store"]
+__all__ = [
+    "DB_FILENAME",
+    "LocalCoordinator",
+    "MemoryVideoStore",
+    "SqliteVideoStore",
+    "open_coordinator",
+    "open_store",
+]
+
+REDIS_URL_PREFIXES = ("redis://", "rediss://")
 
 SQLITE_URL_PREFIX = "sqlite:///"
 
@@ -30,7 +45,7 @@ def open_store(data_dir: str | os.PathLike[str], url: str = "sqlite") -> SqliteV
     ``sqlite:///absolute/path.db``: SQLite at that path (its directory created if missing).
     ``redis://...`` / ``rediss://...``: the shared Redis store.
     """
-    if url.startswith(("redis://", "rediss://")):
+    if url.startswith(REDIS_URL_PREFIXES):
         from videogen_server.store.redis import RedisVideoStore  # only then: redis-py is not loaded otherwise
 
         return RedisVideoStore(url)
@@ -40,3 +55,17 @@ def open_store(data_dir: str | os.PathLike[str], url: str = "sqlite") -> SqliteV
         return SqliteVideoStore(path)
     os.makedirs(data_dir, exist_ok=True)
     return SqliteVideoStore(os.path.join(data_dir, DB_FILENAME))
+
+
+def open_coordinator(url: str, *, lease_ttl: float) -> LocalCoordinator | RedisCoordinator:
+    """The Coordinator for the store `url` names (the same VIDEOGEN_STORE value as `open_store`), not yet
+    opened: ``await coordinator.open()`` and ``await coordinator.close()``.
+
+    ``redis://...`` / ``rediss://...``: `RedisCoordinator` on that Redis (the store's key prefix), shared by
+    every replica. Anything else (SQLite, memory): `LocalCoordinator`, this process alone.
+    """
+    if url.startswith(REDIS_URL_PREFIXES):
+        from videogen_server.store.redis_coordinator import RedisCoordinator  # redis-py only then
+
+        return RedisCoordinator(url, lease_ttl=lease_ttl)
+    return LocalCoordinator(lease_ttl)

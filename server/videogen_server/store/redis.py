@@ -39,24 +39,24 @@ from typing import Final, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
-from videogen_server import errors
 from videogen_server.config import redact_url
 from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.store.codec import decode_record, encode_record
+from videogen_server.store.redis_connection import (
+    CONNECT_TIMEOUT_S,
+    DEFAULT_PREFIX,
+    SOCKET_TIMEOUT_S,
+    connect,
+    is_unavailable,
+    unavailable,
+)
 
 __all__ = ["DEFAULT_PREFIX", "RedisVideoStore"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-DEFAULT_PREFIX: Final = "videogen:"
-CONNECT_TIMEOUT_S: Final = 1.0
-SOCKET_TIMEOUT_S: Final = 2.0
-RETRY_AFTER_S: Final = 1.0
 
 # KEYS: record, idempotency key ('' for none), unfinished set, seq counter
 # ARGV: id, owner, request_id, status, data, terminal ('1'/'0'), record key prefix
@@ -187,15 +187,11 @@ class RedisVideoStore:
             raise RuntimeError("the video store is closed")
         if self._client is not None:
             return
-        client = aioredis.Redis.from_url(
-            self._url,
-            socket_connect_timeout=self._connect_timeout,
-            socket_timeout=self._socket_timeout,
-            # One retry, at once, on a fresh connection, for a connection error only: a pooled connection
-            # that a Redis restart broke costs no error. Not on a timeout, and not more: a Redis that does
-            # not answer fails a call within `socket_timeout`, not a multiple of it.
-            retry=Retry(NoBackoff(), 1, supported_errors=(rexc.ConnectionError,)),
-            decode_responses=True,
+        # One retry on a fresh connection for a connection error only (store/redis_connection.py): a pooled
+        # connection that a Redis restart broke costs no error, and a Redis that does not answer fails a
+        # call within `socket_timeout`, not a multiple of it.
+        client = connect(
+            self._url, connect_timeout=self._connect_timeout, socket_timeout=self._socket_timeout
         )
         self._scripts = {
             name: client.register_script(text)
@@ -371,21 +367,11 @@ class RedisVideoStore:
         self._idle.clear()
         try:
             return await fn(self._client)
-        except (rexc.ConnectionError, rexc.TimeoutError, rexc.ReadOnlyError) as exc:
-            raise self._unavailable(exc) from exc
-        except rexc.ResponseError as exc:
-            if str(exc).startswith(("MISCONF", "LOADING", "MASTERDOWN")):
-                raise self._unavailable(exc) from exc
+        except rexc.RedisError as exc:
+            if is_unavailable(exc):
+                raise unavailable(log, self.description, exc) from exc
             raise
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
-
-    def _unavailable(self, exc: Exception) -> errors.StoreUnavailable:
-        # The exception's text may name the host; never the password (redis-py does not print it), but
-        # the message stays generic anyway: it reaches callers.
-        log.warning("store %s unavailable: %s: %s", self.description, type(exc).__name__, exc)
-        return errors.StoreUnavailable(
-            "the job store is unavailable; retry shortly", retry_after=RETRY_AFTER_S
-        )
