@@ -202,6 +202,11 @@ async def test_kill_9_of_the_lease_holder_hands_the_task_on(
             later = sampler.count_between(resumed, resumed + window)
             if later > most_gets(window):
                 problems.append(f"{later} upstream GETs in the {window:.0f}s after the takeover")
+            print(  # the figures, shown with -s (and on failure)
+                f"FIGURES kill -9: {before} GETs in {w1 - w0:.1f}s before; "
+                f"resumed {resumed - killed_at:.2f}s after (bound {bound:.2f}s); "
+                f"{later} GETs in {window:.0f}s after; {completed}/300 COMPLETED"
+            )
         assert not problems, "\n".join(problems) + "\n" + fleet.logs()
 
 
@@ -249,6 +254,10 @@ async def test_sigterm_of_the_lease_holder_leaves_no_polling_gap(
                 f"a gap of {gap:.2f}s between upstream GETs around the holder's SIGTERM (bound {bound:.2f}s)"
             )
         finals = watchers.finals()
+        print(
+            f"FIGURES SIGTERM: {before} GETs in {w1 - w0:.1f}s before; largest gap {gap:.2f}s "
+            f"(bound {bound:.2f}s); exit code {code}"
+        )
         if finals.count(video_pb2.VIDEO_STATUS_COMPLETED) != len(finals):
             problems.append(f"not every watcher saw COMPLETED: {finals}, {watchers.errors[:3]}")
         assert not problems, "\n".join(problems) + "\n" + fleet.logs()
