@@ -130,7 +130,10 @@ async def test_watcher_and_poller_gauges_follow_open_streams(tmp_path):
                 if value(samples, "videogen_open_watchers") == 0:
                     break
                 await asyncio.sleep(0.02)
-        assert value(samples, "videogen_active_pollers") == 0
+        # The video is still polled: every unfinished video is followed until it ends, watched or not
+        # (issue 10), by the replica holding its lease (this one: it created it).
+        assert value(samples, "videogen_active_pollers") == 1
+        assert value(samples, "videogen_leases_held") == 1
         assert (
             value(samples, "grpc_server_handled_total", grpc_method="WatchStatus", grpc_code="CANCELLED") == 3
         )

@@ -18,7 +18,7 @@ import pytest
 from redis_server import RedisServer, require_redis_server, shared_redis, unique_prefix
 from videogen_server import errors
 from videogen_server.services.ports import Coordinator, Notice
-from videogen_server.store import open_coordinator
+from videogen_server.store import open_coordinator, redis_coordinator
 from videogen_server.store.local_coordinator import LocalCoordinator
 from videogen_server.store.redis_coordinator import RedisCoordinator
 
@@ -319,3 +319,33 @@ async def test_open_with_redis_down_resyncs_once_it_is_up(tmp_path: Path) -> Non
     finally:
         await coord.close()
         server.stop()
+
+
+async def test_a_hung_subscription_is_noticed_and_resynced(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGSTOP: the connection stays open and silent (no FIN, as with a partition); only the PING the
+    # listener sends after a silence tells it is dead. Shortened here so the test takes seconds.
+    monkeypatch.setattr(redis_coordinator, "_PING_AFTER_SILENCE_S", 0.3)
+    prefix = unique_prefix()
+    coord = RedisCoordinator(redis_server.url, prefix=prefix, socket_timeout=0.5)
+    await coord.open()
+    try:
+        it = coord.notices()
+        assert redis_server.proc is not None
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        try:
+            # Longer than silence + PING timeout + a tick: the listener has given up on the connection.
+            await asyncio.sleep(3.0)
+        finally:
+            redis_server.proc.send_signal(signal.SIGCONT)
+        assert await next_notice(it) == Notice("resync")
+        other = RedisCoordinator(redis_server.url, prefix=prefix)
+        await other.open()
+        try:
+            await other.announce("v1")
+            assert await next_notice(it) == Notice("changed", "v1")
+        finally:
+            await other.close()
+    finally:
+        await coord.close()

@@ -184,8 +184,8 @@ class TaskTracker:
         max_age = self._freshness if max_age is None else max_age
         if feed is not None and time.monotonic() - feed.last_poll < max_age:
             return feed.record
-        if _age(record.polled_at) < max_age:
-            return record
+        if _age(record.polled_at) < max_age:  # polled by any instance, recently enough
+            return feed.record if feed is not None and _newer(feed.record, record) else record
         # The poll logs in a context of its own: this caller's own lines name the task too.
         logs.bind_task(record.upstream_id)
         return await self._poll(record, deadline, max_age)

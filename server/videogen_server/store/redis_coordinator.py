@@ -25,10 +25,11 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
+from redis.asyncio.client import PubSub
 
 from videogen_server.config import redact_url
 from videogen_server.services.ports import Notice
@@ -304,7 +305,7 @@ class RedisCoordinator:
             await asyncio.sleep(delay)
             delay = min(delay * 2, _BACKOFF_MAX_S)
 
-    async def _subscribe(self, pubsub: Any) -> None:
+    async def _subscribe(self, pubsub: PubSub) -> None:
         """SUBSCRIBE, and wait for Redis to confirm it (from then on nothing published is missed)."""
         await pubsub.subscribe(self._channel)
         loop = asyncio.get_running_loop()
@@ -319,7 +320,7 @@ class RedisCoordinator:
             if message is not None and message.get("type") == "message":
                 self._deliver(message.get("data"))
 
-    async def _pump(self, pubsub: Any) -> None:
+    async def _pump(self, pubsub: PubSub) -> None:
         """Deliver messages until the subscription breaks (raises); a silent one is checked with a PING."""
         loop = asyncio.get_running_loop()
         last_heard = loop.time()
