@@ -23,6 +23,7 @@ BENCHMARKS = (
     "stream_content",
     "slow_readers",
     "generate_latency",
+    "replicas",
 )
 
 
