@@ -90,6 +90,12 @@ class Config:
     # counted in the store, so across every replica sharing it; past it Generate is RESOURCE_EXHAUSTED
     # before any POST. None: no cap (and no count: Generate costs what it did).
     max_active_per_caller: int | None = None
+    # Issue 11, the archiver: outputs copied into the archive at once (downloads and puts in flight, each
+    # with its own connection to Runway's CDN on top of the stream limit's), the recovery scan's period (it
+    # finds the copies a restart, a dead replica or a failure left undone) and the retention sweeper's.
+    archive_concurrency: int = 4
+    archive_scan_interval: float = 30.0
+    archive_sweep_interval: float = 60.0
 
     @property
     def use_simulator(self) -> bool:
@@ -123,6 +129,15 @@ class Config:
                 env, "VIDEOGEN_MAX_CONNECTION_AGE", default.max_connection_age
             ),
             max_active_per_caller=_optional_positive_int(env, "VIDEOGEN_MAX_ACTIVE_PER_CALLER"),
+            archive_concurrency=_positive_int(
+                env, "VIDEOGEN_ARCHIVE_CONCURRENCY", default.archive_concurrency
+            ),
+            archive_scan_interval=_positive_float(
+                env, "VIDEOGEN_ARCHIVE_SCAN_INTERVAL", default.archive_scan_interval
+            ),
+            archive_sweep_interval=_positive_float(
+                env, "VIDEOGEN_ARCHIVE_SWEEP_INTERVAL", default.archive_sweep_interval
+            ),
         )
 
     @property
