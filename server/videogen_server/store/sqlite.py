@@ -32,6 +32,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
 from videogen_server import errors
@@ -163,6 +164,12 @@ class SqliteVideoStore:
 
     async def list_unfinished(self) -> list[VideoRecord]:
         return await self._run(self._list_unfinished_sync)
+
+    async def list_unarchived(self, limit: int = 100) -> list[VideoRecord]:
+        raise NotImplementedError("the archive's indexes on this engine come in the next commit")
+
+    async def list_expired(self, now: datetime, limit: int = 100) -> list[VideoRecord]:
+        raise NotImplementedError("the archive's indexes on this engine come in the next commit")
 
     # -- plumbing (event loop side) --------------------------------------------------------------------
 
