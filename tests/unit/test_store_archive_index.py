@@ -8,20 +8,27 @@ end."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from store_engines import new_store, reopen
+from videogen_server.domain.clock import format_time
 from videogen_server.domain.generation import GenerationMode
 from videogen_server.domain.video import ArchiveState, OutputInfo, VideoRecord, VideoStatus
 from videogen_server.observability.metrics import Metrics
 from videogen_server.services.ports import VideoStore
+from videogen_server.store import SqliteVideoStore
+from videogen_server.store.codec import encode_record
+from videogen_server.store.sqlite import _MIGRATIONS
 
-INDEXED = ["memory"]  # the engines that keep the indexes so far
+INDEXED = ["sqlite", "memory"]  # the engines that keep the indexes so far
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 P, A, L, X = ArchiveState.PENDING, ArchiveState.ARCHIVED, ArchiveState.LOST, ArchiveState.EXPIRED
@@ -227,3 +234,88 @@ async def test_the_timed_store_passes_the_listings_on(store: VideoStore) -> None
     await timed.claim(record)
     assert ids(await timed.list_unarchived(limit=5)) == [record.id]
     assert await timed.list_expired(T0, limit=5) == []
+
+
+# -- SQLite: the indexes answer the listings, and older files are migrated -----------------------------
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+async def test_sqlite_lists_through_the_partial_indexes_in_order(store: SqliteVideoStore) -> None:
+    def plan(sql: str, *args: object) -> str:
+        return " | ".join(str(row[-1]) for row in store._db().execute("EXPLAIN QUERY PLAN " + sql, args))
+
+    unarchived = await store._run(
+        plan,
+        "SELECT data FROM videos WHERE unarchived_since IS NOT NULL ORDER BY unarchived_since, rowid LIMIT ?",
+        10,
+    )
+    expired = await store._run(
+        plan,
+        "SELECT data FROM videos WHERE archived_until <= ? ORDER BY archived_until, rowid LIMIT ?",
+        "2025-01-01T00:00:00.000000+00:00",
+        10,
+    )
+    # The index, and no sort afterwards (a "TEMP B-TREE" would mean reading every match first).
+    assert "videos_unarchived" in unarchived and "TEMP B-TREE" not in unarchived, unarchived
+    assert "videos_archived_until" in expired and "TEMP B-TREE" not in expired, expired
+    # And those are the statements the engine runs.
+    statements: list[str] = []
+    await store._run(lambda: store._db().set_trace_callback(statements.append))
+    await store.list_unarchived()
+    await store.list_expired(T0)
+    assert [s.split(" LIMIT")[0] for s in statements] == [
+        "SELECT data FROM videos WHERE unarchived_since IS NOT NULL ORDER BY unarchived_since, rowid",
+        "SELECT data FROM videos WHERE archived_until <= '2025-03-01T12:00:00.000000+00:00'"
+        " ORDER BY archived_until, rowid",
+    ]
+
+
+def _old_file(path: Path, version: int, records: list[VideoRecord]) -> None:
+    """A data file as the server at schema `version` left it: its migrations, and rows written by its codec
+    (outputs without the archive keys)."""
+    with closing(sqlite3.connect(path)) as conn:
+        for step in _MIGRATIONS[:version]:
+            for statement in step:
+                assert isinstance(statement, str)
+                conn.execute(statement)
+        for r in records:
+            data = json.loads(encode_record(r))
+            data["outputs"] = [
+                {"index": o["index"], "content_type": o["content_type"], "size_bytes": o["size_bytes"]}
+                for o in data["outputs"]
+            ]
+            conn.execute(
+                "INSERT INTO videos (id, owner, request_id, status, updated_at, data)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (r.id, r.owner, r.request_id, r.status.value, format_time(r.update_time), json.dumps(data)),
+            )
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.commit()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_sqlite_migrates_an_older_file_and_indexes_its_completed_videos(
+    tmp_path: Path, version: int
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    newer = done(OutputInfo(0, "video/mp4", 512), OutputInfo(1), at=5)
+    older = done(OutputInfo(0, "video/mp4"), at=1)
+    others = [done(at=0), video(VideoStatus.IN_PROGRESS), video(VideoStatus.FAILED, complete_time=T0)]
+    _old_file(path, version, [newer, *others, older])
+    store = SqliteVideoStore(path)
+    await store.open()
+    try:
+        assert await store._run(lambda: store._db().execute("PRAGMA user_version").fetchone()[0]) == 3
+        # Their outputs were never copied: PENDING, listed for the archiver, oldest first.
+        assert await store.list_unarchived() == [older, newer]
+        assert await store.list_expired(datetime(9999, 1, 1, tzinfo=UTC)) == []
+        assert (await store.get(newer.id)) == newer
+        # And from here on, saves keep the new columns.
+        archived = await store.save(newer.replace(outputs=(out(0, A), out(1, A)), expire_time=T0))
+        assert await store.list_unarchived() == [older]
+        assert await store.list_expired(T0) == [archived]
+        assert len(await store.list_unfinished()) == 1
+    finally:
+        await store.close()
+    async with SqliteVideoStore(path) as again:  # opening a migrated file again changes nothing
+        assert ids(await again.list_unarchived()) == [older.id]
