@@ -162,7 +162,7 @@ async def test_schema_and_columns(store: SqliteVideoStore) -> None:
     await store.claim(rec)
     with closing(sqlite3.connect(store.path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         row = conn.execute("SELECT id, owner, request_id, status, updated_at FROM videos").fetchone()
     assert row == (rec.id, "alice", "k", "QUEUED", "2025-03-01T12:00:00.123456+00:00")
     assert Path(store.path).name == DB_FILENAME
@@ -416,7 +416,9 @@ async def test_unfinished_query_uses_the_partial_index(store: SqliteVideoStore) 
             "EXPLAIN QUERY PLAN SELECT data FROM videos"
             " WHERE status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')"
         ).fetchall()
-    assert "videos_unfinished" in str(plan)
+    # Either partial index over the unfinished rows (migrations 1 and 2 hold the same rows): SQLite picks by
+    # its cost estimate, which the row width sways (schema 3's columns made it pick the owner one).
+    assert "videos_unfinished" in str(plan) or "videos_owner_unfinished" in str(plan), plan
 
 
 def test_the_terminal_list_in_sql_is_the_domains() -> None:
