@@ -1,0 +1,179 @@
+"""Issue 11's acceptance through the real server: a video that completes with nobody watching is copied to
+the archive (a real directory, `file://`), and served from there byte-exact with 0 requests to Runway
+(the simulator, a real HTTP server) long after Runway's URL expired and Runway forgot the task, also after a
+restart; ranged reads come from the archive too; retention deletes the copy and StreamContent then says
+VIDEO_OUTPUT_EXPIRED while Get still shows the video."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+from datetime import UTC
+from pathlib import Path
+
+import grpc
+from conftest import FAST_SIMULATOR, RunningServer, start_server, stop_server
+from rpc_helpers import expect_stream_error, read_content
+from videogen.v1 import video_pb2
+from videogen.v1 import video_service_pb2 as pb
+from videogen_server.domain.clock import utcnow
+from videogen_server.domain.video import ArchiveState, VideoRecord, archive_key
+from videogen_server.simulator import RunwaySimulator
+from videogen_server.simulator.media import OutputMedia
+
+OUTPUT_SIZE = 3 * 1024 * 1024 + 4321  # not a multiple of the chunk size
+SIM = dataclasses.replace(FAST_SIMULATOR, output_size=OUTPUT_SIZE, output_url_ttl=1.0)
+BOUND = 30.0
+
+
+def runway_requests(sim: RunwaySimulator) -> int:
+    return sum(sim.request_counts.values())
+
+
+def original_bytes(task_id: str, size: int = OUTPUT_SIZE) -> bytes:
+    """What Runway served for the task (the simulator's bytes are a function of the task id)."""
+    return OutputMedia(task_id, 0, size).read(0, size)
+
+
+async def generate(server: RunningServer) -> video_pb2.Video:
+    return (
+        await server.stub.Generate(pb.GenerateRequest(model="gen4.5", prompt="a lighthouse", seconds=5))
+    ).video
+
+
+async def wait_archive_state(server: RunningServer, video_id: str, state: ArchiveState) -> VideoRecord:
+    """Until the stored record's first output is in `state` (read from the store: no RPC, nobody watches)."""
+    async with asyncio.timeout(BOUND):
+        while True:
+            record = await server.app.store.get(video_id)
+            if record is not None and record.outputs and record.outputs[0].archive is state:
+                return record
+            await asyncio.sleep(0.05)
+
+
+async def test_an_unwatched_video_is_archived_and_served_from_the_archive_after_runway_forgot_it(
+    tmp_path: Path,
+) -> None:
+    data_dir = str(tmp_path / "data")
+    archive_dir = tmp_path / "archive"
+    server = await start_server(data_dir, sim_config=SIM, archive=f"file://{archive_dir}")
+    sim = server.simulator
+    try:
+        video = await generate(server)
+        record = await wait_archive_state(server, video.id, ArchiveState.ARCHIVED)  # nobody called Get
+        original = original_bytes(video.upstream_task_id)
+        assert record.outputs[0].sha256 == hashlib.sha256(original).hexdigest()
+        assert record.outputs[0].size_bytes == OUTPUT_SIZE
+        got = (await server.stub.Get(pb.GetRequest(id=video.id))).video
+        assert got.videos[0].sha256 == record.outputs[0].sha256
+        assert got.videos[0].size_bytes == OUTPUT_SIZE
+        # The copy is a plain file under the configured directory.
+        assert (archive_dir / archive_key(video.id, 0)).read_bytes() == original
+
+        await asyncio.sleep(SIM.output_url_ttl + 0.2)  # Runway's URL expired
+        assert sim.forget_task(video.upstream_task_id)  # and Runway forgot the task
+        before = runway_requests(sim)
+        for _ in range(3):  # fetched N times: 0 downloads from Runway
+            data, messages = await read_content(server.stub, video.id)
+            assert data == original
+            assert messages[0].total_size == OUTPUT_SIZE and messages[0].content_type == "video/mp4"
+        # Ranged reads come from the archive too.
+        part, _ = await read_content(server.stub, video.id, offset=1_000_000, limit=300_001)
+        assert part == original[1_000_000:1_300_001]
+        tail, _ = await read_content(server.stub, video.id, offset=OUTPUT_SIZE - 10)
+        assert tail == original[-10:]
+        empty, messages = await read_content(server.stub, video.id, offset=OUTPUT_SIZE)
+        assert empty == b"" and messages[0].total_size == OUTPUT_SIZE
+        assert runway_requests(sim) == before
+    finally:
+        await stop_server(server)
+
+    # After a restart on the same data directory (and archive): still served, still 0 requests.
+    server = await start_server(data_dir, simulator=sim, archive=f"file://{archive_dir}")
+    try:
+        before = runway_requests(sim)
+        data, _ = await read_content(server.stub, video.id)
+        assert data == original
+        part, _ = await read_content(server.stub, video.id, offset=5, limit=7)
+        assert part == original[5:12]
+        assert runway_requests(sim) == before
+    finally:
+        await stop_server(server)
+
+
+async def test_retention_deletes_the_copy_and_streamcontent_says_expired_while_get_shows_the_video(
+    tmp_path: Path,
+) -> None:
+    archive_dir = tmp_path / "archive"
+    server = await start_server(
+        str(tmp_path / "data"),
+        sim_config=SIM,
+        archive=f"file://{archive_dir}",
+        archive_retention=2.0,
+        archive_sweep_interval=0.2,
+    )
+    try:
+        video = await generate(server)
+        archived = await wait_archive_state(server, video.id, ArchiveState.ARCHIVED)
+        assert (archive_dir / archive_key(video.id, 0)).exists()
+        assert archived.expire_time is not None
+        expired = await wait_archive_state(server, video.id, ArchiveState.EXPIRED)
+        assert not (archive_dir / archive_key(video.id, 0)).exists()
+
+        error = await expect_stream_error(server.stub.StreamContent(pb.StreamContentRequest(id=video.id)))
+        assert error.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert error.reason == "VIDEO_OUTPUT_EXPIRED"
+        got = (await server.stub.Get(pb.GetRequest(id=video.id))).video
+        assert got.status == video_pb2.VIDEO_STATUS_COMPLETED
+        assert expired.expire_time is not None and expired.expire_time < utcnow()
+        shown = got.expire_time.ToDatetime(tzinfo=UTC)  # Get still shows it, in the past
+        assert abs((shown - expired.expire_time).total_seconds()) < 0.001 and shown < utcnow()
+    finally:
+        await stop_server(server)
+
+
+async def test_an_archived_object_that_is_missing_is_relayed_from_runway_while_its_url_lives(
+    tmp_path: Path,
+) -> None:
+    archive_dir = tmp_path / "archive"
+    sim_config = dataclasses.replace(SIM, output_url_ttl=3600.0)
+    server = await start_server(
+        str(tmp_path / "data"), sim_config=sim_config, archive=f"file://{archive_dir}"
+    )
+    try:
+        video = await generate(server)
+        await wait_archive_state(server, video.id, ArchiveState.ARCHIVED)
+        # A replica that does not see the same directory, or storage that lost the object.
+        (archive_dir / archive_key(video.id, 0)).unlink()
+        before = server.simulator.request_counts[("GET", "output")]
+        data, _ = await read_content(server.stub, video.id)
+        assert data == original_bytes(video.upstream_task_id)
+        assert server.simulator.request_counts[("GET", "output")] == before + 1
+    finally:
+        await stop_server(server)
+
+
+async def test_with_the_archive_off_nothing_is_copied_and_content_is_relayed(tmp_path: Path) -> None:
+    sim_config = dataclasses.replace(SIM, output_url_ttl=3600.0)
+    server = await start_server(str(tmp_path / "data"), sim_config=sim_config, archive="off")
+    try:
+        video = await generate(server)
+        done = await _wait_completed(server, video.id)
+        assert done.videos[0].sha256 == ""
+        assert server.simulator.request_counts[("GET", "output")] == 0  # no copy was made
+        data, _ = await read_content(server.stub, video.id)
+        assert data == original_bytes(video.upstream_task_id)
+        assert server.simulator.request_counts[("GET", "output")] == 1
+        assert not (tmp_path / "data" / "archive").exists()
+    finally:
+        await stop_server(server)
+
+
+async def _wait_completed(server: RunningServer, video_id: str) -> video_pb2.Video:
+    async with asyncio.timeout(BOUND):
+        while True:
+            record = await server.app.store.get(video_id)
+            if record is not None and record.status.terminal:
+                return (await server.stub.Get(pb.GetRequest(id=video_id))).video
+            await asyncio.sleep(0.05)
