@@ -57,7 +57,10 @@ async def test_an_unwatched_video_is_archived_and_served_from_the_archive_after_
 ) -> None:
     data_dir = str(tmp_path / "data")
     archive_dir = tmp_path / "archive"
-    server = await start_server(data_dir, sim_config=SIM, archive=f"file://{archive_dir}")
+    # No periodic scan here (its first pass, at start, finds nothing): the tracker's hook alone starts the copy.
+    server = await start_server(
+        data_dir, sim_config=SIM, archive=f"file://{archive_dir}", archive_scan_interval=3600.0
+    )
     sim = server.simulator
     try:
         video = await generate(server)

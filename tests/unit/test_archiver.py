@@ -1,8 +1,8 @@
-"""The archiver and the retention sweeper (issue 11) as services, on real parts but the archive and the
-store: Runway is the simulator (a real HTTP server on loopback, its output URLs, its fault plan) reached by
-the real RunwayProvider; the archive is MemoryArchive (with its fault hooks), the store MemoryVideoStore,
-leases a LocalCoordinator group. The same behaviours through the real server: tests/integration/
-test_archive.py and tests/faults/test_archive_faults.py."""
+"""The archiver, the retention sweeper and StreamContent's archive-first reads (issue 11) as services, on
+real parts but the archive and the store: Runway is the simulator (a real HTTP server on loopback, its
+output URLs, its fault plan) reached by the real RunwayProvider; the archive is MemoryArchive (with its fault
+hooks), the store MemoryVideoStore, leases a LocalCoordinator group. The same behaviours through the real
+server: tests/integration/test_archive.py and tests/faults/test_archive_faults.py."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +25,10 @@ from videogen_server.domain.video import ArchiveState, VideoRecord, VideoStatus,
 from videogen_server.providers.runway import RunwayProvider
 from videogen_server.providers.runway.retry import RetryPolicy
 from videogen_server.services.archiver import Archiver, archive_lease
+from videogen_server.services.content import ContentHeader, ContentRelay
 from videogen_server.services.retention import RetentionSweeper
+from videogen_server.services.tracker import TaskTracker
+from videogen_server.services.videos import Videos
 from videogen_server.simulator import RunwaySimulator, SimulatorConfig
 from videogen_server.simulator.faults import Fault
 from videogen_server.store import MemoryVideoStore
@@ -403,3 +408,146 @@ async def test_an_archive_error_is_not_swallowed_by_the_sweeper_pass(parts: Part
     assert stored is not None and stored.outputs[0].archive is ArchiveState.ARCHIVED  # not recorded EXPIRED
     parts.archive.fail_puts = False
     assert await sweeper.sweep() == 1
+
+
+# -- StreamContent reads the archive first (services/content.py) -----------------------------------------
+
+
+@dataclass
+class Relay:
+    content: ContentRelay
+    tracker: TaskTracker
+
+
+@pytest.fixture
+async def relay(parts: Parts) -> AsyncIterator[Relay]:
+    tracker = TaskTracker(
+        parts.store,
+        lambda task_id, deadline: parts.runway.get_task(task_id, deadline=deadline),
+        coordinator=parts.coordinators[0],
+        poll_interval=0.1,
+    )
+    videos = Videos(parts.store, parts.runway, tracker)
+    try:
+        yield Relay(ContentRelay(videos, parts.runway, chunk_size=256 * 1024, archive=parts.archive), tracker)
+    finally:
+        await tracker.close()
+
+
+async def read(
+    relay: Relay, record: VideoRecord, *, offset: int = 0, limit: int = 0
+) -> tuple[int | None, bytes]:
+    prepared = await relay.content.prepare(
+        record.owner, record.id, index=0, offset=offset, limit=limit, deadline=None
+    )
+    total: int | None = None
+    data = bytearray()
+    position = offset
+    async for item in relay.content.stream(prepared, index=0, offset=offset, limit=limit, deadline=None):
+        if isinstance(item, ContentHeader):
+            total = item.total_size
+        else:
+            assert item.offset == position  # in order, no gap, no overlap
+            data += item.data
+            position += len(item.data)
+    return total, bytes(data)
+
+
+def runway_requests(sim: RunwaySimulator) -> int:
+    return sum(sim.request_counts.values())
+
+
+async def test_an_archived_output_is_read_from_the_archive_with_no_request_to_runway(
+    parts: Parts, relay: Relay
+) -> None:
+    video = await parts.completed_video()
+    original = parts.sim.output_bytes(video.upstream_id)
+    archived = await parts.archiver().archive_video(video.id)
+    assert archived is not None
+    assert parts.sim.forget_task(video.upstream_id)
+    before = runway_requests(parts.sim)
+
+    assert await read(relay, archived) == (OUTPUT_SIZE, original)
+    assert await read(relay, archived, offset=100, limit=1000) == (OUTPUT_SIZE, original[100:1100])
+    assert await read(relay, archived, offset=OUTPUT_SIZE - 3, limit=1000) == (OUTPUT_SIZE, original[-3:])
+    assert await read(relay, archived, offset=OUTPUT_SIZE) == (OUTPUT_SIZE, b"")
+    with pytest.raises(errors.OutOfRange):
+        await read(relay, archived, offset=OUTPUT_SIZE + 1)
+    assert runway_requests(parts.sim) == before
+
+
+async def test_an_archived_object_that_cannot_be_read_is_relayed_from_runway(
+    parts: Parts, relay: Relay
+) -> None:
+    video = await parts.completed_video()
+    original = parts.sim.output_bytes(video.upstream_id)
+    archived = await parts.archiver().archive_video(video.id)
+    assert archived is not None
+
+    await parts.archive.delete(archive_key(video.id, 0))  # missing: another replica's view, a lost object
+    assert await read(relay, archived, offset=10) == (OUTPUT_SIZE, original[10:])
+    assert outputs_served(parts.sim) == 2  # the archiver's copy, then this relay
+
+    parts.archive.fail_reads = True  # the archive is down
+    assert await read(relay, archived, limit=5000) == (OUTPUT_SIZE, original[:5000])
+    assert outputs_served(parts.sim) == 3
+
+
+class FailingMidRead(MemoryArchive):
+    """Reads fail after `good` chunks (an archive that goes away mid-stream)."""
+
+    good = 2
+
+    @asynccontextmanager
+    async def open_read(self, key: str, *, start: int = 0, end: int | None = None) -> AsyncIterator[Any]:
+        async with super().open_read(key, start=start, end=end) as out:
+            archive = self
+            inner = out.iter_chunks
+
+            async def chunks(chunk_size: int) -> AsyncIterator[bytes]:
+                sent = 0
+                async for chunk in inner(chunk_size):
+                    if sent == archive.good:
+                        raise errors.ArchiveUnavailable("the disk went away")
+                    sent += 1
+                    yield chunk
+
+            out.iter_chunks = chunks  # type: ignore[method-assign]
+            yield out
+
+
+async def test_an_archive_read_cut_midway_is_finished_from_runway_from_the_byte_reached(
+    parts: Parts, relay: Relay
+) -> None:
+    failing = FailingMidRead()
+    await failing.open()
+    parts.archive = failing
+    relay.content._archive = failing
+    video = await parts.completed_video()
+    original = parts.sim.output_bytes(video.upstream_id)
+    archived = await parts.archiver().archive_video(video.id)
+    assert archived is not None
+
+    assert await read(relay, archived, offset=7) == (OUTPUT_SIZE, original[7:])
+    assert outputs_served(parts.sim) == 2  # the copy, then the rest of this read
+
+
+async def test_an_expired_output_is_failed_precondition_and_a_lost_one_gone(
+    parts: Parts, relay: Relay
+) -> None:
+    video = await parts.completed_video()
+    archived = await parts.archiver(retention=0.01).archive_video(video.id)
+    assert archived is not None
+    await asyncio.sleep(0.05)
+    sweeper = RetentionSweeper(parts.store, parts.archive, parts.coordinators[0], announce=parts.announce)
+    assert await sweeper.sweep() == 1
+    with pytest.raises(errors.FailedPrecondition) as expired:
+        await relay.content.prepare("alice", video.id, index=0, offset=0, limit=0, deadline=None)
+    assert expired.value.reason == "VIDEO_OUTPUT_EXPIRED"
+
+    gone = await parts.completed_video()
+    assert parts.sim.forget_task(gone.upstream_id)
+    assert await parts.archiver().archive_video(gone.id) is not None
+    with pytest.raises(errors.FailedPrecondition) as lost:
+        await relay.content.prepare("alice", gone.id, index=0, offset=0, limit=0, deadline=None)
+    assert lost.value.reason == "VIDEO_OUTPUT_GONE"

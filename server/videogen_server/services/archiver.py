@@ -235,24 +235,26 @@ class Archiver:
             size, digest = await self._copy(record, index)
         except _Lost as lost:
             log.warning("video %s output %d is lost: %s", record.id, index, lost)
-            self.lost += 1
             lost_output = dataclasses.replace(
                 record.outputs[index], archive=ArchiveState.LOST, lost_reason=str(lost)
             )
-            return await self._save_output(record, lost_output, record.expire_time)
+            saved = await self._save_output(record, lost_output, record.expire_time)
+            self.lost += 1
+            return saved
         except _CopyLater as later:
             log.warning(
                 "video %s output %d not archived yet (%s); the scan retries it", record.id, index, later
             )
             return record
-        self.archived += 1
-        log.info("video %s output %d archived (%d bytes, sha256 %s)", record.id, index, size, digest)
         archived = dataclasses.replace(
             record.outputs[index], archive=ArchiveState.ARCHIVED, size_bytes=size, sha256=digest
         )
         # Video.expire_time: until when the content can be fetched, now the retention's end (None: forever).
         expire = None if self._retention is None else utcnow() + timedelta(seconds=self._retention)
-        return await self._save_output(record, archived, expire)
+        saved = await self._save_output(record, archived, expire)
+        self.archived += 1  # counted once recorded (tests wait on it)
+        log.info("video %s output %d archived (%d bytes, sha256 %s)", record.id, index, size, digest)
+        return saved
 
     async def _save_output(
         self, record: VideoRecord, output: OutputInfo, expire_time: datetime | None
