@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from videogen_server import __version__, errors
 from videogen_server.api.limits import StreamLimits
+from videogen_server.archive import open_archive
 from videogen_server.config import Config, ConfigError, listen_error
 from videogen_server.observability import logs
 from videogen_server.observability.metrics import Metrics
@@ -235,13 +236,7 @@ class Service:
 
 async def _open_archive(config: Config, started: AsyncExitStack) -> OutputArchive | None:
     """The configured archive, opened (its probe object written, read back and deleted), or None when off."""
-    # TEMPORARY until arch-adapter lands open_archive and Config.archive: off.
-    setting = getattr(config, "archive", "off")
-    if setting == "off":
-        return None
-    from videogen_server.archive import open_archive  # type: ignore[attr-defined]
-
-    archive = open_archive(setting, config.data_dir)
+    archive = open_archive(config.archive, config.data_dir)
     if archive is None:
         log.info(
             "output archive off (VIDEOGEN_ARCHIVE=off): outputs are served from Runway while it has them"
