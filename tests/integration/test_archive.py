@@ -229,3 +229,36 @@ async def test_the_s3_path_end_to_end_against_motos_s3_server(tmp_path: Path) ->
             assert data == original and runway_requests(sim) == before
         finally:
             await stop_server(server)
+
+
+async def test_copies_have_download_connections_of_their_own_so_streams_never_wait_for_them(
+    tmp_path: Path,
+) -> None:
+    """One StreamContent allowed and one copy at a time: while a slow copy holds its connection to Runway's
+    CDN, a StreamContent that relays still gets a connection at once (the pool is the stream limit plus the
+    archiver's concurrency, not the stream limit shared with it)."""
+    slow = dataclasses.replace(SIM, output_size=2 * 1024 * 1024, output_bytes_per_second=256 * 1024)
+    server = await start_server(
+        str(tmp_path / "data"),
+        sim_config=slow,
+        archive=f"file://{tmp_path / 'archive'}",
+        max_streams=1,
+        archive_concurrency=1,
+    )
+    archiver = server.app.service.archiver
+    assert archiver is not None
+    try:
+        video = await generate(server)
+        async with asyncio.timeout(BOUND):
+            while server.simulator.request_counts[("GET", "output")] < 1:  # noqa: ASYNC110 - the copy began
+                await asyncio.sleep(0.01)
+        stream = server.stub.StreamContent(pb.StreamContentRequest(id=video.id, limit=1000))
+        first = await stream.read()  # a relay from Runway: the output is not archived yet
+        assert isinstance(first, pb.StreamContentResponse) and len(first.data) > 0
+        # Received while the copy still holds its own connection (it lasts ~8 s at this pace).
+        assert archiver.in_flight == 1
+        record = await server.app.store.get(video.id)
+        assert record is not None and record.outputs[0].archive is ArchiveState.PENDING
+        stream.cancel()
+    finally:
+        await stop_server(server)

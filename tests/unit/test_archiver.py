@@ -270,6 +270,21 @@ async def test_a_video_another_replica_copies_is_left_to_it(parts: Parts) -> Non
     assert saved is not None and saved.outputs[0].archive is ArchiveState.ARCHIVED
 
 
+async def test_two_replicas_told_of_one_completion_copy_it_once(parts: Parts) -> None:
+    gated = GatedArchive()
+    await gated.open()
+    parts.archive = gated
+    video = await parts.completed_video()
+    first = asyncio.create_task(parts.archiver(coordinator=0).archive_video(video.id))
+    async with asyncio.timeout(BOUND):
+        await gated.started.wait()  # the first replica is copying, its lease held
+    assert await parts.archiver(coordinator=1).archive_video(video.id) is None  # the second leaves it
+    gated.gate.set()
+    saved = await first
+    assert saved is not None and saved.outputs[0].archive is ArchiveState.ARCHIVED
+    assert gated.puts == 1 and outputs_served(parts.sim) == 1
+
+
 class GatedArchive(MemoryArchive):
     """Puts wait at their first chunk until `gate` opens, and count how many were in flight at once."""
 
