@@ -388,3 +388,34 @@ async def test_sqlite_lists_from_the_index_columns_not_the_records(store: Sqlite
         lambda: store._db().execute("UPDATE videos SET unarchived_since = NULL, archived_until = NULL")
     )
     assert await store.list_unarchived() == [] and await store.list_expired(T0) == []
+
+
+@pytest.mark.parametrize("store", ["redis"], indirect=True)
+async def test_redis_indexes_videos_written_before_the_indexes_existed_once(store: RedisVideoStore) -> None:
+    pending = await complete_through_saves(store, done(out(0), at=2))
+    archived = done(out(0, A), expire=T0)
+    unfinished = video(VideoStatus.IN_PROGRESS)
+    for record in (archived, unfinished):
+        await store.claim(record)
+    client = store._client
+    assert client is not None
+    # Data as the previous version left it: no archive indexes, no marker.
+    await client.delete(
+        f"{store.prefix}unarchived", f"{store.prefix}expiring", f"{store.prefix}archive-index:ready"
+    )
+    assert await store.list_unarchived() == []
+    again = RedisVideoStore(store.url, prefix=store.prefix)
+    await again.open()  # fills them from the records, once
+    try:
+        assert await again.list_unarchived() == [pending]
+        assert await again.list_expired(T0) == [archived]
+    finally:
+        await again.close()
+    # Once per data set: an entry taken out by hand is not put back by the next start.
+    await client.zrem(f"{store.prefix}unarchived", pending.id)
+    third = RedisVideoStore(store.url, prefix=store.prefix)
+    await third.open()
+    try:
+        assert await third.list_unarchived() == []
+    finally:
+        await third.close()

@@ -22,6 +22,8 @@ Keys (``prefix`` is ``videogen:`` unless given):
   time (epoch seconds), and ``{prefix}expiring``: the ids with an ARCHIVED output, scored by expire_time
   (store/archive_index.py decides both): the archive's indexes (issue 11), kept in the same script or
   transaction as the record; `list_unarchived` and `list_expired` read a range of them, never every record.
+  Filled once from the records for data written before them (``{prefix}archive-index:ready`` marks that
+  done): a SCAN at `open`, each entry written only if the record is still what was read.
 The scripts name keys they compute (the record of a held idempotency key): fine on one Redis (or a
 primary with replicas), not on Redis Cluster.
 
@@ -210,6 +212,15 @@ def _index_scores(record: VideoRecord) -> tuple[str, str]:
     )
 
 
+# KEYS: record, unarchived index, expiring index; ARGV: the record's data as read, unarchived score, expiring
+# score ('' for none), id. Index the record as read only if it is still that (a save since has indexed it).
+_INDEX_IF_UNCHANGED: Final = """
+if redis.call('HGET', KEYS[1], 'data') ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4]) end
+if ARGV[3] ~= '' then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4]) end
+return 1
+"""
+
 # The terminal statuses, for the fast save's check in Lua ("COMPLETED,FAILED,CANCELLED").
 _TERMINAL: Final = ",".join(s.value for s in VideoStatus if s.terminal)
 
@@ -282,11 +293,13 @@ class RedisVideoStore:
                 ("list_unfinished", _LIST_UNFINISHED),
                 ("list_index", _LIST_INDEX),
                 ("fill_active", _FILL_ACTIVE),
+                ("index_if_unchanged", _INDEX_IF_UNCHANGED),
             )
         }
         self._client = client
         await self._check_durability()
         await self._fill_active()
+        await self._fill_archive_indexes()
 
     async def close(self) -> None:
         if self._closed:
@@ -341,6 +354,50 @@ class RedisVideoStore:
             log.warning(
                 "store %s: per-caller counts not checked at start (Redis did not answer)", self.description
             )
+
+    async def _fill_archive_indexes(self) -> None:
+        """Index the COMPLETED records written before the archive's indexes existed, once per data set (see
+        the module docstring). A SCAN in batches, not one long script: Redis keeps serving meanwhile. A
+        Redis that does not answer now is left for the next start (and logged)."""
+        ready = f"{self._prefix}archive-index:ready"
+        try:
+            await self._call(lambda c: self._fill_archive_indexes_on(c, ready))
+        except errors.StoreUnavailable:
+            log.warning(
+                "store %s: older videos not checked for the archive at start (Redis did not answer)",
+                self.description,
+            )
+
+    async def _fill_archive_indexes_on(self, client: aioredis.Redis, ready: str) -> None:
+        if await client.exists(ready):
+            return
+        keys: list[str] = []
+        async for key in client.scan_iter(match=f"{self._record_key('')}*", count=500):
+            keys.append(str(key))
+            if len(keys) >= 500:
+                await self._index_batch(client, keys)
+                keys = []
+        await self._index_batch(client, keys)
+        await client.set(ready, "1")
+
+    async def _index_batch(self, client: aioredis.Redis, keys: list[str]) -> None:
+        if not keys:
+            return
+        async with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hmget(key, ["status", "data"])
+            rows = await pipe.execute()
+        for key, (status, data) in zip(keys, rows, strict=True):
+            if status != VideoStatus.COMPLETED.value or data is None:
+                continue
+            record = decode_record(str(data))
+            since, until = _index_scores(record)
+            if since or until:
+                await self._scripts["index_if_unchanged"](
+                    keys=[key, self._unarchived, self._expiring],
+                    args=[data, since, until, record.id],
+                    client=client,
+                )
 
     # -- VideoStore ------------------------------------------------------------------------------------
 
