@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from store_engines import new_store, reopen
+from store_engines import ENGINES, new_store, reopen
 from videogen_server.domain.clock import format_time
 from videogen_server.domain.generation import GenerationMode
 from videogen_server.domain.video import ArchiveState, OutputInfo, VideoRecord, VideoStatus
@@ -26,9 +26,10 @@ from videogen_server.observability.metrics import Metrics
 from videogen_server.services.ports import VideoStore
 from videogen_server.store import SqliteVideoStore
 from videogen_server.store.codec import encode_record
+from videogen_server.store.redis import RedisVideoStore
 from videogen_server.store.sqlite import _MIGRATIONS
 
-INDEXED = ["sqlite", "memory"]  # the engines that keep the indexes so far
+INDEXED = ENGINES
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 P, A, L, X = ArchiveState.PENDING, ArchiveState.ARCHIVED, ArchiveState.LOST, ArchiveState.EXPIRED
@@ -319,3 +320,102 @@ async def test_sqlite_migrates_an_older_file_and_indexes_its_completed_videos(
         await store.close()
     async with SqliteVideoStore(path) as again:  # opening a migrated file again changes nothing
         assert ids(await again.list_unarchived()) == [older.id]
+
+
+# -- Redis: two clients, and the sorted sets are what the listings read --------------------------------
+
+
+@pytest.mark.parametrize("store", ["redis"], indirect=True)
+async def test_redis_two_clients_archiving_outputs_concurrently_keep_one_index(
+    store: RedisVideoStore,
+) -> None:
+    # Two replicas record the copies of different outputs of the same videos at once (the merge path under
+    # WATCH/MULTI); each video must end archived, out of the unarchived index, in the expiring one.
+    other = RedisVideoStore(store.url, prefix=store.prefix)
+    await other.open()
+    try:
+        records = [done(out(0), out(1), at=i) for i in range(10)]
+        await asyncio.gather(*(complete_through_saves(store, r) for r in records))
+        assert ids(await other.list_unarchived()) == ids(records)
+        expiry = T0 + timedelta(days=30)
+        await asyncio.gather(
+            *(
+                s.save(r.replace(outputs=(out(i, A),), expire_time=expiry))
+                for r in records
+                for i, s in enumerate((store, other))
+            ),
+            *(other.save(r) for r in records),  # stale saves racing in: they must not bring anything back
+        )
+        for s in (store, other):
+            assert await s.list_unarchived() == []
+            listed = await s.list_expired(expiry, limit=100)
+            assert sorted(ids(listed)) == sorted(ids(records))
+            assert all([o.archive for o in r.outputs] == [A, A] for r in listed)
+        client = store._client
+        assert client is not None
+        assert await client.zcard(f"{store.prefix}unarchived") == 0
+        assert await client.zcard(f"{store.prefix}expiring") == 10
+        await asyncio.gather(*(other.delete(r.id) for r in records))
+        assert await client.zcard(f"{store.prefix}expiring") == 0
+    finally:
+        await other.close()
+
+
+@pytest.mark.parametrize("store", ["redis"], indirect=True)
+async def test_redis_lists_from_the_sorted_sets_not_the_records(store: RedisVideoStore) -> None:
+    pending = await complete_through_saves(store, done(out(0), at=1))
+    archived = done(out(0, A), expire=T0)
+    await store.claim(archived)
+    client = store._client
+    assert client is not None
+    assert (
+        await client.zscore(f"{store.prefix}unarchived", pending.id)
+        == (T0 + timedelta(minutes=1)).timestamp()
+    )
+    assert await client.zscore(f"{store.prefix}expiring", archived.id) == T0.timestamp()
+    # Take the entries out by hand: the records are still there, and no longer listed.
+    await client.zrem(f"{store.prefix}unarchived", pending.id)
+    await client.zrem(f"{store.prefix}expiring", archived.id)
+    assert await store.list_unarchived() == [] and await store.list_expired(T0) == []
+    assert await store.get(pending.id) == pending
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+async def test_sqlite_lists_from_the_index_columns_not_the_records(store: SqliteVideoStore) -> None:
+    await complete_through_saves(store, done(out(0), at=1))
+    await store.claim(done(out(0, A), expire=T0))
+    await store._run(
+        lambda: store._db().execute("UPDATE videos SET unarchived_since = NULL, archived_until = NULL")
+    )
+    assert await store.list_unarchived() == [] and await store.list_expired(T0) == []
+
+
+@pytest.mark.parametrize("store", ["redis"], indirect=True)
+async def test_redis_indexes_videos_written_before_the_indexes_existed_once(store: RedisVideoStore) -> None:
+    pending = await complete_through_saves(store, done(out(0), at=2))
+    archived = done(out(0, A), expire=T0)
+    unfinished = video(VideoStatus.IN_PROGRESS)
+    for record in (archived, unfinished):
+        await store.claim(record)
+    client = store._client
+    assert client is not None
+    # Data as the previous version left it: no archive indexes, no marker.
+    await client.delete(
+        f"{store.prefix}unarchived", f"{store.prefix}expiring", f"{store.prefix}archive-index:ready"
+    )
+    assert await store.list_unarchived() == []
+    again = RedisVideoStore(store.url, prefix=store.prefix)
+    await again.open()  # fills them from the records, once
+    try:
+        assert await again.list_unarchived() == [pending]
+        assert await again.list_expired(T0) == [archived]
+    finally:
+        await again.close()
+    # Once per data set: an entry taken out by hand is not put back by the next start.
+    await client.zrem(f"{store.prefix}unarchived", pending.id)
+    third = RedisVideoStore(store.url, prefix=store.prefix)
+    await third.open()
+    try:
+        assert await third.list_unarchived() == []
+    finally:
+        await third.close()
