@@ -156,11 +156,11 @@ async def test_an_archive_that_cannot_be_written_leaves_the_output_pending_and_i
 async def test_kill_9_during_a_copy_redoes_it_after_the_restart_recorded_once_byte_exact(
     tmp_path: Path,
 ) -> None:
-    size = 6 * 1024 * 1024
+    size = 16 * 1024 * 1024  # two of the archive's 8 MiB parts: the first is written before the kill
     sim = RunwaySimulator(
         api_key="key_archive_kill",
-        # A slow CDN: the copy lasts about 6 s, long enough to be killed in the middle of it.
-        config=dataclasses.replace(FAST_SIMULATOR, output_size=size, output_bytes_per_second=1024 * 1024),
+        # A slow CDN: the copy lasts about 8 s, long enough to be killed in the middle of it.
+        config=dataclasses.replace(FAST_SIMULATOR, output_size=size, output_bytes_per_second=2 * 1024 * 1024),
     )
     await sim.start()
     data_dir = tmp_path / "data"
@@ -173,7 +173,7 @@ async def test_kill_9_during_a_copy_redoes_it_after_the_restart_recorded_once_by
             async with asyncio.timeout(BOUND):
                 while outputs(sim) < 1:  # noqa: ASYNC110 - the copy's download started
                     await asyncio.sleep(0.02)
-            await asyncio.sleep(1.5)  # about a quarter of it has been copied
+            await asyncio.sleep(5.0)  # about 10 MiB of 16 have been copied
             server.kill()
         finally:
             await server.close()
@@ -185,6 +185,7 @@ async def test_kill_9_during_a_copy_redoes_it_after_the_restart_recorded_once_by
             await store.close()
         assert killed is not None and killed.outputs[0].archive is ArchiveState.PENDING
         assert not (archive_dir / archive_key(video.id, 0)).exists()  # no part under the key
+        left = archived_files(archive_dir, video.id)  # what the killed copy left (it could not abort)
 
         sim.config.output_bytes_per_second = None
         served = outputs(sim)
@@ -207,6 +208,8 @@ async def test_kill_9_during_a_copy_redoes_it_after_the_restart_recorded_once_by
         finally:
             await server.close()
         assert (archive_dir / archive_key(video.id, 0)).read_bytes() == original
-        assert archived_files(archive_dir, video.id) == ["0.mp4"]
+        # Besides the object: at most the killed copy's temporary file (README, "Output archive").
+        assert set(archived_files(archive_dir, video.id)) == {"0.mp4", *left}
+        assert all(name.startswith("0.mp4#") for name in left), left
     finally:
         await sim.stop()
