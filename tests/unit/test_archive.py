@@ -238,6 +238,9 @@ async def test_a_cancelled_put_leaves_nothing(archive: OutputArchive, tmp_path: 
         put = asyncio.create_task(archive.put(key, stalling(), content_type="video/mp4"))
         await asyncio.wait_for(sent.wait(), 60)
         await asyncio.sleep(0.5)  # let the parts go up
+        # Mid-put, readers see what was there before: nothing, or the previous object whole.
+        assert await archive.size("new.mp4") is None
+        assert await read_all(archive, "kept.mp4") == before
         put.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(put, 60)
