@@ -137,7 +137,7 @@ class Config:
                 env, "VIDEOGEN_MAX_CONNECTION_AGE", default.max_connection_age
             ),
             max_active_per_caller=_optional_positive_int(env, "VIDEOGEN_MAX_ACTIVE_PER_CALLER"),
-            archive=(env.get("VIDEOGEN_ARCHIVE") or default.archive).strip(),
+            archive=_archive(env, default.archive),
             archive_retention=_retention(env, default.archive_retention),
             archive_concurrency=_positive_int(
                 env, "VIDEOGEN_ARCHIVE_CONCURRENCY", default.archive_concurrency
@@ -317,6 +317,11 @@ def parse_retention(raw: str) -> float | None:
             f"got {raw!r}"
         )
     return seconds
+
+
+def _archive(env: Mapping[str, str], default: str) -> str:
+    raw = (env.get("VIDEOGEN_ARCHIVE") or default).strip()
+    return "off" if raw.lower() == "off" else raw
 
 
 def _retention(env: Mapping[str, str], default: float | None) -> float | None:

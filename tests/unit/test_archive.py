@@ -18,10 +18,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from moto_s3 import SECRET_KEY, MotoS3, aws_env, moto_s3, require_moto
 from videogen_server import errors
 from videogen_server.archive import MemoryArchive, open_archive
-from videogen_server.archive.object_store import ObjectStoreArchive
+from videogen_server.archive.object_store import ObjectStoreArchive, _cause
 from videogen_server.services.ports import OutputArchive
 
 KiB = 1024
@@ -220,10 +221,13 @@ async def test_a_put_whose_chunks_raise_leaves_nothing(
     assert leftovers(archive, tmp_path) == []
 
 
-async def test_a_cancelled_put_leaves_nothing(archive: OutputArchive, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sent_before", [1 * MiB, 12 * MiB], ids=["small", "multipart"])
+async def test_a_cancelled_put_leaves_nothing(
+    archive: OutputArchive, tmp_path: Path, sent_before: int
+) -> None:
     before = pattern(200 * KiB, seed=5)
     await archive.put("kept.mp4", chunks_of(before), content_type="video/mp4")
-    data = pattern(12 * MiB, seed=6)
+    data = pattern(sent_before, seed=6)
     for key in ("new.mp4", "kept.mp4"):
         sent = asyncio.Event()
         stall = asyncio.Event()
@@ -238,6 +242,9 @@ async def test_a_cancelled_put_leaves_nothing(archive: OutputArchive, tmp_path: 
         put = asyncio.create_task(archive.put(key, stalling(), content_type="video/mp4"))
         await asyncio.wait_for(sent.wait(), 60)
         await asyncio.sleep(0.5)  # let the parts go up
+        # Mid-put, readers see what was there before: nothing, or the previous object whole.
+        assert await archive.size("new.mp4") is None
+        assert await read_all(archive, "kept.mp4") == before
         put.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(put, 60)
@@ -412,6 +419,42 @@ async def test_an_endpoint_that_never_answers_fails_open_within_the_request_time
     assert "s3://videogen-hole/x" in one_line(info.value)
 
 
+async def test_an_s3_that_answers_503_is_unavailable(tmp_path: Path) -> None:
+    """An S3 that refuses every request (503 SlowDown, as an overloaded or failing store answers): open
+    fails in one line with S3's code, after a bounded number of retries."""
+    requests = 0
+
+    async def refuse(request: web.Request) -> web.Response:
+        nonlocal requests
+        requests += 1
+        body = "<?xml version='1.0'?><Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>"
+        return web.Response(status=503, text=body, content_type="application/xml")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        env = {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "AKIAVIDEOGENTEST0000",
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_REGION": "us-east-1",
+        }
+        archive = ObjectStoreArchive("s3://videogen-busy/x", max_retries=2, retry_timeout=5)
+        with aws_env(env), pytest.raises(errors.ArchiveUnavailable) as info:
+            async with asyncio.timeout(30):
+                await archive.open()
+    finally:
+        await runner.cleanup()
+    text = one_line(info.value)
+    assert "s3://videogen-busy/x" in text and "SlowDown (HTTP 503" in text, text
+    assert requests == 3, "the first try and two retries"
+
+
 async def test_calls_after_close_raise(tmp_path: Path) -> None:
     for archive in (MemoryArchive(), ObjectStoreArchive(f"file://{tmp_path}/a")):
         await archive.open()
@@ -423,6 +466,7 @@ async def test_calls_after_close_raise(tmp_path: Path) -> None:
 
 
 def test_descriptions_name_no_credentials(tmp_path: Path) -> None:
+    assert "hunter2" not in _cause(OSError("Error performing GET http://user:hunter2@host:9000/b/k: refused"))
     assert ObjectStoreArchive("s3://bucket/a/b/").description == "s3://bucket/a/b"
     assert ObjectStoreArchive("s3://bucket").description == "s3://bucket"
     assert ObjectStoreArchive(f"file://{tmp_path}/x/").description == f"file://{tmp_path}/x"

@@ -12,9 +12,9 @@ port's contract on top, each point checked against the library (tests/unit/test_
   upload stays behind, invisible but stored), so `put` never cancels it: it fails the input instead
   (`_Source.abort`) and lets obstore abort, then re-raises the CancelledError. A process killed mid-put still
   leaves a ``#n`` file (local) or an incomplete upload (S3): the README recommends a lifecycle rule.
-- Bounded memory. A put buffers at most one part before deciding between a single PUT (small objects, and
-  the empty one) and a multipart upload, which holds at most `put_concurrency` parts in flight plus the one
-  being filled. A read fetches the range in segments of about `read_segment` bytes, one ahead.
+- Bounded memory. A put is always a multipart upload (one part for a small object), which holds at most
+  `put_concurrency` parts in flight plus the one being filled. A read fetches the range in segments of
+  about `read_segment` bytes, one ahead.
 - Bounded waits. Every S3 request has a connect timeout and a whole-request timeout, and retries are capped
   in number and time, so a dead endpoint is an ArchiveUnavailable after seconds, never a hang. A segment is
   read whole before it is handed out, so a slow consumer never holds a request open past its timeout.
@@ -73,14 +73,13 @@ class _PutAborted(Exception):
 
 
 class _Source:
-    """The chunks a put uploads: what was buffered to choose the kind of put, then the rest of `chunks`.
+    """The chunks a put uploads, as obstore pulls them.
 
     Remembers an exception raised by `chunks` (so `put` lets exactly that one out), and can be aborted:
     the pending pull from `chunks` is cancelled and obstore gets `_PutAborted`, then aborts the upload."""
 
-    def __init__(self, head: list[bytes], rest: AsyncIterator[bytes] | None) -> None:
-        self._head = head
-        self._rest = rest
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = aiter(chunks)
         self._pull: asyncio.Future[bytes] | None = None
         self._aborted = False
         self.raised: BaseException | None = None
@@ -91,11 +90,7 @@ class _Source:
     async def __anext__(self) -> bytes:
         if self._aborted:
             raise _PutAborted
-        if self._head:
-            return self._head.pop(0)
-        if self._rest is None:
-            raise StopAsyncIteration
-        self._pull = asyncio.ensure_future(anext(self._rest))
+        self._pull = asyncio.ensure_future(anext(self._chunks))
         try:
             return await self._pull
         except StopAsyncIteration:
@@ -122,20 +117,22 @@ def _is_not_found(exc: BaseException) -> bool:
 
 
 _XML_CODE = re.compile(r"<Code>([A-Za-z0-9]+)</Code>")
+_STATUS = re.compile(r"status code: (\d{3}(?: [A-Za-z ]+)?)")
 _USERINFO = re.compile(r"//[^/@\s]*@")
 
 
 def _cause(exc: BaseException) -> str:
-    """One short line about what the library said: its first line, without the response body or any
-    userinfo, plus S3's error code when there is one (NoSuchBucket, AccessDenied, SlowDown...)."""
+    """One short line about what the library said: S3's error code and HTTP status when the store answered
+    with one (NoSuchBucket, AccessDenied, SlowDown...), else its first line without any userinfo."""
     text = str(exc).strip()
+    code = _XML_CODE.search(text)
+    if code:
+        status = _STATUS.search(text)
+        return f"{code.group(1)} (HTTP {status.group(1).strip()})" if status else code.group(1)
     first = text.splitlines()[0] if text else ""
     first = _USERINFO.sub("//", first.split(": <?xml")[0]).strip()
     if len(first) > 240:
         first = first[:237] + "..."
-    code = _XML_CODE.search(text)
-    if code and code.group(1) not in first:
-        first = f"{first} ({code.group(1)})"
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
@@ -333,32 +330,13 @@ class ObjectStoreArchive:
 
     async def put(self, key: str, chunks: AsyncIterator[bytes], *, content_type: str) -> None:
         store = self._usable()
-        # Buffer up to one part: an object that ends within it (most probes, the empty one) goes in one
-        # PUT; a larger one goes as a multipart upload of part_size parts.
-        it = aiter(chunks)
-        head: list[bytes] = []
-        buffered = 0
-        rest: AsyncIterator[bytes] | None = it
-        while buffered < self._part_size:
-            try:
-                chunk = await anext(it)
-            except StopAsyncIteration:
-                rest = None
-                break
-            head.append(chunk)
-            buffered += len(chunk)
         attributes: dict[str, str] | None = None
         if self._local_root is None and content_type:
             attributes = {"Content-Type": content_type}
-        if rest is None:
-            body = b"".join(head)
-            head.clear()
-            try:
-                await obstore.put_async(store, key, body, attributes=attributes, use_multipart=False)
-            except Exception as exc:
-                raise self._error("write", key, exc, reads=False) from None
-            return
-        source = _Source(head, rest)
+        # Always obstore's multipart path, even for a small object (one part) or an empty one: it is the
+        # path that can be aborted. A single PUT cannot: on a directory it runs in a blocking thread that
+        # a cancellation does not stop, so the object would land after `put` said it was cancelled.
+        source = _Source(chunks)
         upload = asyncio.ensure_future(
             obstore.put_async(
                 store,
