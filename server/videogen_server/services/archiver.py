@@ -19,9 +19,10 @@ output's state only forward), so two copies for a moment cost bandwidth, never c
 
 Bounds: `concurrency` workers (VIDEOGEN_ARCHIVE_CONCURRENCY, default 4) are the only code that copies, so
 at most that many downloads and puts are in flight; the queue of videos waiting for a worker holds at most
-`queue_limit` ids (a video that does not fit is left to the scan: the store is the queue). Downloads use
-the provider's download pool, which bootstrap sizes as the stream limit plus this concurrency: the
-archiver's connections come on top of the StreamContent callers', never out of their share.
+`queue_limit` ids, 1024 by default (a video that does not fit is left to the scan: the store is the
+queue). Downloads use the provider's download pool, which bootstrap sizes as the stream limit plus this
+concurrency: the archiver's connections come on top of the StreamContent callers', never out of their
+share. Memory per copy is what the archive buffers (obstore: two 8 MiB parts) plus a chunk in flight.
 
 Failures, per output: a download cut mid-way or a size that does not match, and an archive that refuses
 the write (`ArchiveUnavailable`), are retried `attempts` times with backoff, then left PENDING for the next
@@ -58,6 +59,7 @@ Announce = Callable[[VideoRecord], Awaitable[None]]
 # Per upstream call made while copying (reading the task, opening the download): the copy as a whole has no
 # deadline (a 256 MiB output takes what it takes), but every read has the download client's own timeout.
 _CALL_TIMEOUT = 30.0
+_QUEUE_LIMIT = 1024  # videos waiting for a copy, in memory
 
 
 def archive_lease(video_id: str) -> str:
@@ -104,9 +106,9 @@ class Archiver:
         self._attempts = attempts
         self._retry_delay = retry_delay
         self._leases = Leases(coordinator, on_lost=self._leases_lost)
-        # Ids waiting for a worker. Bounded: a burst of completions (100 videos at once) costs a few ids of
-        # memory each, and what does not fit is found again by the scan.
-        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_limit or max(64, 16 * concurrency))
+        # Ids waiting for a worker (about 100 bytes each). Bounded: a burst of completions (100 videos at
+        # once) is queued whole; a backlog past the bound is found again by the scan (the store is the queue).
+        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_limit or _QUEUE_LIMIT)
         self._wanted: set[str] = set()  # queued or being copied here: offered once
         self._copying: dict[str, asyncio.Task[VideoRecord | None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
