@@ -213,3 +213,42 @@ async def test_kill_9_during_a_copy_redoes_it_after_the_restart_recorded_once_by
         assert all(name.startswith("0.mp4#") for name in left), left
     finally:
         await sim.stop()
+
+
+async def test_sigterm_during_a_copy_aborts_it_cleanly_and_leaves_it_pending(tmp_path: Path) -> None:
+    size = 16 * 1024 * 1024
+    sim = RunwaySimulator(
+        api_key="key_archive_term",
+        config=dataclasses.replace(FAST_SIMULATOR, output_size=size, output_bytes_per_second=2 * 1024 * 1024),
+    )
+    await sim.start()
+    data_dir = tmp_path / "data"
+    archive_dir = tmp_path / "archive"
+    try:
+        server = await start_process(data_dir, sim, extra_env={"VIDEOGEN_ARCHIVE": f"file://{archive_dir}"})
+        try:
+            video = await generate(server.stub)
+            async with asyncio.timeout(BOUND):
+                while outputs(sim) < 1:  # noqa: ASYNC110 - the copy's download started
+                    await asyncio.sleep(0.02)
+            async with asyncio.timeout(BOUND):
+                while not archived_files(archive_dir, video.id):  # noqa: ASYNC110 - a part is on disk
+                    await asyncio.sleep(0.05)
+            assert archived_files(archive_dir, video.id)[0].startswith("0.mp4#")  # the temporary file
+            server.terminate()
+            assert await server.wait_exit() == 0
+        finally:
+            await server.close()
+        assert "Traceback" not in server.output(), server.output()
+        store = open_store(str(data_dir), "sqlite")
+        await store.open()
+        try:
+            stopped = await store.get(video.id)
+        finally:
+            await store.close()
+        assert stopped is not None and stopped.outputs[0].archive is ArchiveState.PENDING
+        assert (
+            archived_files(archive_dir, video.id) == []
+        )  # the upload was aborted: not even a temporary file
+    finally:
+        await sim.stop()
