@@ -247,13 +247,18 @@ async def _open_archive(config: Config, started: AsyncExitStack) -> OutputArchiv
     except errors.ArchiveUnavailable as exc:
         raise ConfigError(f"VIDEOGEN_ARCHIVE={archive.description}: {exc.message}") from None
     started.push_async_callback(archive.close)
-    retention = config.archive_retention
-    log.info(
-        "output archive: %s; retention %s",
-        archive.description,
-        "forever" if retention is None else f"{retention:g}s",
-    )
+    log.info("output archive: %s; retention %s", archive.description, _duration(config.archive_retention))
     return archive
+
+
+def _duration(seconds: float | None) -> str:
+    """A retention as VIDEOGEN_ARCHIVE_RETENTION would say it: 30d, 12h, 90s, forever."""
+    if seconds is None:
+        return "forever"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 @dataclass(frozen=True)

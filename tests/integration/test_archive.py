@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 from conftest import FAST_SIMULATOR, RunningServer, start_server, stop_server
+from faults.server_process import run_to_exit
 from moto_s3 import aws_env, moto_s3, require_moto
 from rpc_helpers import expect_stream_error, read_content
 from videogen.v1 import video_pb2
@@ -260,5 +261,35 @@ async def test_copies_have_download_connections_of_their_own_so_streams_never_wa
         record = await server.app.store.get(video.id)
         assert record is not None and record.outputs[0].archive is ArchiveState.PENDING
         stream.cancel()
+    finally:
+        await stop_server(server)
+
+
+async def test_an_archive_that_cannot_be_written_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    """Nobody's video is accepted that could not be kept: the start-up probe fails, exit 2, one line."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_bytes(b"a file where the archive's directory should be")
+    code, output = await run_to_exit(
+        {
+            "VIDEOGEN_ARCHIVE": f"file://{blocker}/archive",
+            "VIDEOGEN_LISTEN": "127.0.0.1:0",
+            "VIDEOGEN_METRICS_LISTEN": "off",
+            "VIDEOGEN_DATA_DIR": str(tmp_path / "data"),
+        }
+    )
+    lines = output.splitlines()
+    assert code == 2, output
+    assert len(lines) == 1, lines
+    assert (
+        lines[0].split("configuration error: ", 1)[1].startswith(f"VIDEOGEN_ARCHIVE=file://{blocker}/archive")
+    )
+
+
+async def test_the_start_up_log_names_the_archive_and_its_retention(tmp_path: Path, caplog) -> None:
+    caplog.set_level("INFO", logger="videogen_server.bootstrap")
+    server = await start_server(str(tmp_path / "data"), archive_retention=7 * 86400.0)
+    try:
+        archive_url = f"file://{tmp_path / 'data' / 'archive'}"
+        assert f"output archive: {archive_url}; retention 7d" in caplog.text
     finally:
         await stop_server(server)
