@@ -258,6 +258,25 @@ async def test_an_archive_that_refuses_writes_leaves_the_output_pending_for_late
     assert saved is not None and saved.outputs[0].archive is ArchiveState.ARCHIVED
 
 
+async def test_a_whole_copy_already_in_the_archive_is_recorded_without_asking_runway(parts: Parts) -> None:
+    """A copier that died between its put and its save, or a record read before another replica's save
+    reached us: the object under the key is hashed again from the archive, not downloaded again."""
+    video = await parts.completed_video()
+    original = parts.sim.output_bytes(video.upstream_id)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield original
+
+    await parts.archive.put(archive_key(video.id, 0), chunks(), content_type="video/mp4")
+    before = runway_requests(parts.sim)
+
+    saved = await parts.archiver().archive_video(video.id)
+
+    assert saved is not None and saved.outputs[0].archive is ArchiveState.ARCHIVED
+    assert saved.outputs[0].sha256 == sha256(original) and saved.outputs[0].size_bytes == OUTPUT_SIZE
+    assert runway_requests(parts.sim) == before
+
+
 async def test_a_video_another_replica_copies_is_left_to_it(parts: Parts) -> None:
     video = await parts.completed_video()
     assert await parts.coordinators[1].acquire(archive_lease(video.id))  # the other replica's copy

@@ -29,7 +29,9 @@ the write (`ArchiveUnavailable`), are retried `attempts` times with backoff, the
 scan; an expired URL (`OutputExpired`) is replaced once by re-reading the task; a task Runway no longer
 has (`UpstreamNotFound`), or an output URL that stays expired, makes the output LOST with its reason
 (final). An output is recorded ARCHIVED only after `put` returned, and a put that fails or is cancelled
-(shutdown, a lost lease) leaves nothing under the key and the output PENDING.
+(shutdown, a lost lease) leaves nothing under the key and the output PENDING. Conversely an object found
+under the key of a PENDING output is a whole verified copy (a copier died between its put and its save):
+it is hashed again from the archive and recorded, with no request to Runway.
 """
 
 from __future__ import annotations
@@ -234,7 +236,8 @@ class Archiver:
         """Copy one output and record the outcome (ARCHIVED or LOST); a copy to try later is logged and the
         record returned as it is."""
         try:
-            size, digest = await self._copy(record, index)
+            found = await self._existing_copy(record, index)
+            size, digest = found if found is not None else await self._copy(record, index)
         except _Lost as lost:
             log.warning("video %s output %d is lost: %s", record.id, index, lost)
             lost_output = dataclasses.replace(
@@ -268,6 +271,26 @@ class Archiver:
         saved = await self._store.save(updated)
         await self._announce(saved)
         return saved
+
+    async def _existing_copy(self, record: VideoRecord, index: int) -> tuple[int, str] | None:
+        """(size, sha256) of an object already under the output's key, hashed again from the archive; None
+        when there is none. Such an object is a whole, verified copy (puts are atomic, and a copy commits
+        only once its size matched Runway's): left by a copier that died between its put and its save, or
+        found because the record was read here before another replica's save reached us (a store may answer
+        terminal records from a short cache). Reading it back costs no request to Runway."""
+        key = archive_key(record.id, index)
+        try:
+            if await self._archive.size(key) is None:
+                return None
+            tally = _Tally()
+            async with self._archive.open_read(key) as out:
+                async for _ in tally.count(out.iter_chunks(self._chunk_size), out.total_size):
+                    pass
+        except (errors.ArchiveUnavailable, errors.ArchiveObjectMissing) as exc:
+            log.info("video %s output %d: no usable copy in the archive yet (%s)", record.id, index, exc)
+            return None
+        log.info("video %s output %d: found a whole copy in the archive; recording it", record.id, index)
+        return tally.size, tally.hexdigest()
 
     async def _copy(self, record: VideoRecord, index: int) -> tuple[int, str]:
         """Stream the output from Runway into the archive; returns (size, sha256 hex) once `put` returned."""
