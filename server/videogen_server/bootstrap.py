@@ -17,16 +17,19 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from videogen_server import __version__
+from videogen_server import __version__, errors
 from videogen_server.api.limits import StreamLimits
-from videogen_server.config import Config, listen_error
+from videogen_server.archive import open_archive
+from videogen_server.config import Config, ConfigError, listen_error
 from videogen_server.observability import logs
 from videogen_server.observability.metrics import Metrics
 from videogen_server.observability.metrics_http import MetricsServer
 from videogen_server.observability.telemetry import Telemetry
 from videogen_server.providers.runway import RunwayProvider
+from videogen_server.services.archiver import Archiver
 from videogen_server.services.content import ContentRelay
-from videogen_server.services.ports import Coordinator, VideoStore
+from videogen_server.services.ports import Coordinator, OutputArchive, VideoStore
+from videogen_server.services.retention import RetentionSweeper
 from videogen_server.services.tracker import TaskTracker
 from videogen_server.services.videos import Videos
 from videogen_server.store import open_coordinator, open_store
@@ -68,6 +71,10 @@ class Service:
     simulator: RunwaySimulator | None = None  # the built-in Runway, when it stands in for the real one
     metrics_server: MetricsServer | None = None  # None: /metrics is off
     metrics_port: int = 0  # the bound /metrics port (config.metrics_listen may say :0)
+    # The output archive (issue 11) and its two workers; all None when VIDEOGEN_ARCHIVE=off.
+    archive: OutputArchive | None = None
+    archiver: Archiver | None = None
+    sweeper: RetentionSweeper | None = None
 
     @classmethod
     async def start(
@@ -89,10 +96,18 @@ class Service:
                 logs.register_secret(secret)  # belt and braces: log lines are scrubbed of keys
             metrics = Metrics(__version__)
             telemetry = Telemetry(metrics, _tracing(tracer_provider))
+            # The archive first: nobody's video is accepted that could not be kept (a bucket that does not
+            # exist or cannot be written is a configuration error, one line).
+            archive = await _open_archive(config, started)
             # Downloads get a pool of their own, one connection per allowed StreamContent call: held streams
-            # can then never starve API calls, nor wait for a connection themselves.
+            # can then never starve API calls, nor wait for a connection themselves. The archiver's copies
+            # get their own share on top (one per copy in flight), never out of the callers'.
+            copies = config.archive_concurrency if archive is not None else 0
             runway = RunwayProvider.connect(
-                upstream.base_url, upstream.api_key, observer=telemetry, max_downloads=config.max_streams
+                upstream.base_url,
+                upstream.api_key,
+                observer=telemetry,
+                max_downloads=config.max_streams + copies,
             )
             started.push_async_callback(runway.aclose)
             store = open_store(config.data_dir, config.store)
@@ -114,7 +129,34 @@ class Service:
                 heartbeat=config.watch_heartbeat,
             )
             started.push_async_callback(tracker.close)
+            archiver = sweeper = None
+            if archive is not None:
+                archiver = Archiver(
+                    timed,
+                    runway,
+                    archive,
+                    coordinator,
+                    announce=tracker.announce,
+                    retention=config.archive_retention,
+                    concurrency=config.archive_concurrency,
+                    scan_interval=config.archive_scan_interval,
+                    chunk_size=config.chunk_size,
+                )
+                tracker.on_completed = archiver.completed  # every COMPLETED recorded here is copied at once
+                sweeper = RetentionSweeper(
+                    timed,
+                    archive,
+                    coordinator,
+                    announce=tracker.announce,
+                    interval=config.archive_sweep_interval,
+                )
+                # Stopped before the tracker (pushed later: closed first), while the store is open.
+                started.push_async_callback(archiver.close)
+                started.push_async_callback(sweeper.close)
             await tracker.start()  # the recovery scan: unfinished videos nobody polls, CREATING orphans
+            if archiver is not None and sweeper is not None:
+                await archiver.start()  # its recovery scan: copies a restart or a dead replica left undone
+                await sweeper.start()
             metrics.track(tracker)
             videos = Videos(timed, runway, tracker, max_active_per_caller=config.max_active_per_caller)
             service = cls(
@@ -126,7 +168,7 @@ class Service:
                 coordinator=coordinator,
                 tracker=tracker,
                 videos=videos,
-                content=ContentRelay(videos, runway, chunk_size=config.chunk_size),
+                content=ContentRelay(videos, runway, chunk_size=config.chunk_size, archive=archive),
                 limits=StreamLimits.of(
                     max_streams=config.max_streams,
                     max_watchers=config.max_watchers,
@@ -135,6 +177,9 @@ class Service:
                 ),
                 upstream=upstream.description,
                 simulator=upstream.simulator or simulator,
+                archive=archive,
+                archiver=archiver,
+                sweeper=sweeper,
             )
             if config.metrics_listen:
                 service.metrics_server = MetricsServer(metrics.registry, config.metrics_listen)
@@ -171,14 +216,49 @@ class Service:
         await self.videos.drain(end - loop.time())
         # Past the grace: the creates still out are closed as outcome-unknown while the store is open.
         await self.videos.close()
+        # Copies in flight are cancelled (their puts abort; the outputs stay PENDING for whoever takes over),
+        # then their leases released; then the pollers. All while the store is open.
+        if self.sweeper is not None:
+            await self.sweeper.close()
+        if self.archiver is not None:
+            await self.archiver.close()
         await self.tracker.close()  # pollers stopped, then leases released: the others take over at once
         await self.coordinator.close()
         await self.runway.aclose()
+        if self.archive is not None:
+            await self.archive.close()
         await self.store.close()
         if self.simulator is not None:
             await _stop_quietly(self.simulator)
         if self.metrics_server is not None:
             await self.metrics_server.stop()
+
+
+async def _open_archive(config: Config, started: AsyncExitStack) -> OutputArchive | None:
+    """The configured archive, opened (its probe object written, read back and deleted), or None when off."""
+    archive = open_archive(config.archive, config.data_dir)
+    if archive is None:
+        log.info(
+            "output archive off (VIDEOGEN_ARCHIVE=off): outputs are served from Runway while it has them"
+        )
+        return None
+    try:
+        await archive.open()
+    except errors.ArchiveUnavailable as exc:
+        raise ConfigError(f"VIDEOGEN_ARCHIVE={archive.description}: {exc.message}") from None
+    started.push_async_callback(archive.close)
+    log.info("output archive: %s; retention %s", archive.description, _duration(config.archive_retention))
+    return archive
+
+
+def _duration(seconds: float | None) -> str:
+    """A retention as VIDEOGEN_ARCHIVE_RETENTION would say it: 30d, 12h, 90s, forever."""
+    if seconds is None:
+        return "forever"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
@@ -22,6 +23,8 @@ DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
 # StreamContent chunk sizes the service accepts (bytes).
 MIN_CHUNK_SIZE = 64 * 1024
 MAX_CHUNK_SIZE = 1024 * 1024
+# How long an archived output is kept when VIDEOGEN_ARCHIVE_RETENTION does not say (30 days, in seconds).
+DEFAULT_ARCHIVE_RETENTION = 30 * 86400.0
 
 
 class ConfigError(ValueError):
@@ -90,6 +93,17 @@ class Config:
     # counted in the store, so across every replica sharing it; past it Generate is RESOURCE_EXHAUSTED
     # before any POST. None: no cap (and no count: Generate costs what it did).
     max_active_per_caller: int | None = None
+    # VIDEOGEN_ARCHIVE: where finished videos are copied (see `archive_url`): "" is archive/ under data_dir,
+    # "file:///absolute/dir", "s3://bucket[/prefix]" (AWS_* variables, read by the S3 client), or "off".
+    archive: str = ""
+    # VIDEOGEN_ARCHIVE_RETENTION: seconds an archived output is kept ("30d" default); None: kept forever.
+    archive_retention: float | None = DEFAULT_ARCHIVE_RETENTION
+    # Issue 11, the archiver: outputs copied into the archive at once (downloads and puts in flight, each
+    # with its own connection to Runway's CDN on top of the stream limit's), the recovery scan's period (it
+    # finds the copies a restart, a dead replica or a failure left undone) and the retention sweeper's.
+    archive_concurrency: int = 4
+    archive_scan_interval: float = 30.0
+    archive_sweep_interval: float = 60.0
 
     @property
     def use_simulator(self) -> bool:
@@ -123,6 +137,17 @@ class Config:
                 env, "VIDEOGEN_MAX_CONNECTION_AGE", default.max_connection_age
             ),
             max_active_per_caller=_optional_positive_int(env, "VIDEOGEN_MAX_ACTIVE_PER_CALLER"),
+            archive=_archive(env, default.archive),
+            archive_retention=_retention(env, default.archive_retention),
+            archive_concurrency=_positive_int(
+                env, "VIDEOGEN_ARCHIVE_CONCURRENCY", default.archive_concurrency
+            ),
+            archive_scan_interval=_positive_float(
+                env, "VIDEOGEN_ARCHIVE_SCAN_INTERVAL", default.archive_scan_interval
+            ),
+            archive_sweep_interval=_positive_float(
+                env, "VIDEOGEN_ARCHIVE_SWEEP_INTERVAL", default.archive_sweep_interval
+            ),
         )
 
     @property
@@ -149,9 +174,18 @@ class Config:
             return f"sqlite {self.store.removeprefix('sqlite://')}"
         return redact_url(self.store)
 
+    @property
+    def archive_url(self) -> str | None:
+        """The archive as a URL, ``file:///abs/dir`` or ``s3://bucket/prefix`` (never a credential: none
+        can be in it), or None when it is off."""
+        return resolve_archive_url(self.archive, self.data_dir)
+
     def __post_init__(self) -> None:
         check_api_keys(self.api_keys)
         check_store(self.store)
+        check_archive(self.archive)
+        if self.archive_retention is not None and not self.archive_retention > 0:
+            raise ConfigError(f"VIDEOGEN_ARCHIVE_RETENTION must be positive, got {self.archive_retention}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("VIDEOGEN_TLS_CERT and VIDEOGEN_TLS_KEY must be set together")
         if self.tls_client_ca and not self.tls_cert:
@@ -215,6 +249,84 @@ def check_store(value: str) -> None:
     if db and not db.isdigit():
         raise ConfigError(f"VIDEOGEN_STORE={shown}: the database must be a number (/0), got {db!r}")
     del port  # checked by urlsplit: a port that is no number in 0..65535 raised above
+
+
+ARCHIVE_FORMS = "file:///absolute/dir, s3://bucket[/prefix] or off"
+# S3's bucket naming rules (the common subset every S3-compatible store accepts).
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_RETENTION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_RETENTION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def check_archive(value: str) -> None:
+    """VIDEOGEN_ARCHIVE is "" (the default directory), "off", or one of ARCHIVE_FORMS; one line otherwise,
+    which never quotes a credential (an S3 URL has no place for one: they are AWS_* variables)."""
+    if value in ("", "off"):
+        return
+    scheme = value.partition("://")[0].lower() if "://" in value else ""
+    if scheme == "file":
+        if not value.startswith("file:///") or value.rstrip("/") == "file:" or "?" in value or "#" in value:
+            raise ConfigError(
+                f"VIDEOGEN_ARCHIVE={redact_url(value)}: a directory archive is file:///absolute/dir "
+                "(three slashes, then the absolute path of the directory)"
+            )
+        if ".." in value.removeprefix("file://").split("/"):
+            raise ConfigError(f"VIDEOGEN_ARCHIVE={redact_url(value)}: the path must not contain '..'")
+        return
+    if scheme == "s3":
+        shown = redact_url(value)
+        rest = value[len("s3://") :]
+        netloc, _, prefix = rest.partition("/")
+        if "@" in netloc:
+            raise ConfigError(
+                f"VIDEOGEN_ARCHIVE={shown}: put no credentials in the URL; an S3 archive takes them from "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            )
+        if not _BUCKET.fullmatch(netloc) or ".." in netloc:
+            raise ConfigError(
+                f"VIDEOGEN_ARCHIVE={shown}: {netloc!r} is not an S3 bucket name (3-63 characters: "
+                "lowercase letters, digits, dots, hyphens); the endpoint goes in AWS_ENDPOINT_URL"
+            )
+        if "?" in prefix or "#" in prefix or ".." in prefix.split("/") or "//" in prefix.rstrip("/"):
+            raise ConfigError(f"VIDEOGEN_ARCHIVE={shown}: the prefix must be a plain path (a/b/c)")
+        return
+    shown = f"a value of scheme {scheme!r}" if scheme else repr(redact_url(value) if "@" in value else value)
+    raise ConfigError(f"VIDEOGEN_ARCHIVE must be {ARCHIVE_FORMS}, got {shown}")
+
+
+def resolve_archive_url(value: str, data_dir: str) -> str | None:
+    """The archive a (checked) VIDEOGEN_ARCHIVE value names: None for off, the absolute ``file://`` URL of
+    archive/ under `data_dir` for "", the value itself otherwise (without a trailing slash)."""
+    if value == "off":
+        return None
+    if value == "":
+        return "file://" + os.path.join(os.path.abspath(data_dir), "archive")
+    return value.rstrip("/")
+
+
+def parse_retention(raw: str) -> float | None:
+    """VIDEOGEN_ARCHIVE_RETENTION: ``<n>s|m|h|d`` (seconds, minutes, hours, days) or ``forever`` (None)."""
+    value = raw.strip().lower()
+    if value == "forever":
+        return None
+    match = _RETENTION.fullmatch(value)
+    seconds = float(match.group(1)) * _RETENTION_UNITS[match.group(2)] if match else 0.0
+    if not seconds > 0:
+        raise ConfigError(
+            f"VIDEOGEN_ARCHIVE_RETENTION must be a positive duration like 30d, 12h, 90m, 3600s, or forever; "
+            f"got {raw!r}"
+        )
+    return seconds
+
+
+def _archive(env: Mapping[str, str], default: str) -> str:
+    raw = (env.get("VIDEOGEN_ARCHIVE") or default).strip()
+    return "off" if raw.lower() == "off" else raw
+
+
+def _retention(env: Mapping[str, str], default: float | None) -> float | None:
+    raw = env.get("VIDEOGEN_ARCHIVE_RETENTION", "").strip()
+    return parse_retention(raw) if raw else default
 
 
 def default_share(limit: int) -> int:

@@ -72,6 +72,7 @@ configuration is by environment variable (the README's "Configuration" and "Oper
   VIDEOGEN_METRICS_LISTEN   Prometheus /metrics address ({DEFAULT_METRICS_LISTEN}; 'off' serves none)
   VIDEOGEN_DATA_DIR         job store directory ({config.data_dir})
   VIDEOGEN_STORE            sqlite (the data dir), sqlite:///path.db or redis://host:port/db ({config.store})
+  VIDEOGEN_ARCHIVE          file:///dir, s3://bucket/prefix (AWS_* variables) or off ({config.archive_url})
   VIDEOGEN_API_KEYS         caller keys, name:key,name:key (unset: no caller auth)
   VIDEOGEN_LOG_FORMAT       text or json ({logging_.format}); VIDEOGEN_LOG_LEVEL ({logging_.level})
   OTEL_TRACES_EXPORTER      otlp or console turns tracing on (so does OTEL_EXPORTER_OTLP_ENDPOINT)

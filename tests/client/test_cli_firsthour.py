@@ -146,6 +146,7 @@ async def test_cancelling_a_completed_video_says_it_already_finished(videogen_se
         ("VIDEO_ALREADY_FINISHED", {"status": "FAILED"}, ("FAILED",)),
         ("VIDEO_CREATING", {}, ("moment",)),
         ("VIDEO_OUTPUT_GONE", {}, ("no longer", "generate")),
+        ("VIDEO_OUTPUT_EXPIRED", {}, ("retention", "generate")),
         ("UPSTREAM_INSUFFICIENT_CREDITS", {}, ("credits",)),
     ],
 )

@@ -36,8 +36,10 @@ def posts_sent(app: App, endpoint: str) -> float:
 async def test_runway_down_fails_fast_and_the_service_stays_healthy(tmp_path: Path):
     data_dir = str(tmp_path / "data")
     # First, with Runway up: one finished video and one still running.
+    # The archive off: this is about Runway's path (a finished video archived is served with Runway down:
+    # tests/integration/test_archive.py).
     up = await start_server(
-        data_dir, sim_config=dataclasses.replace(FAST_SIMULATOR), runway_api_secret="key_test"
+        data_dir, sim_config=dataclasses.replace(FAST_SIMULATOR), runway_api_secret="key_test", archive="off"
     )
     try:
         done = (await up.stub.Generate(pb.GenerateRequest(model="gen4.5", prompt="a", seconds=5))).video
@@ -56,6 +58,7 @@ async def test_runway_down_fails_fast_and_the_service_stays_healthy(tmp_path: Pa
             poll_interval=0.1,
             runway_api_secret="key_test",
             runway_base_url=f"http://127.0.0.1:{down_port}",
+            archive="off",
         )
     )
     port = await app.start()

@@ -21,6 +21,7 @@ from videogen_server.observability.metrics import Metrics
 from videogen_server.services.ports import VideoStore
 from videogen_server.store import SqliteVideoStore
 from videogen_server.store.redis import RedisVideoStore
+from videogen_server.store.sqlite import SCHEMA_VERSION
 
 
 @pytest.fixture(params=ENGINES)
@@ -169,7 +170,7 @@ async def test_sqlite_migrates_a_version_1_file_and_counts_its_rows(tmp_path: Pa
         with pytest.raises(errors.ActiveLimitReached):
             await again.claim(creating("alice"), max_active=1)
         version = await again._run(lambda: again._db().execute("PRAGMA user_version").fetchone()[0])
-        assert version == 2
+        assert version == SCHEMA_VERSION
     finally:
         await again.close()
 

@@ -6,12 +6,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from videogen_server.domain.generation import GenerationMode
 from videogen_server.domain.task import UpstreamTask
 from videogen_server.domain.video import (
     OUTCOME_UNKNOWN_CODE,
     OUTPUT_LIFETIME,
     TERMINAL_STATUSES,
+    ArchiveState,
     OutputInfo,
     VideoRecord,
     VideoStatus,
@@ -243,3 +246,153 @@ def test_a_failed_record_keeps_its_first_error() -> None:
     merged = stored.merged_with(new)
     assert (merged.error_code, merged.error_message, merged.complete_time) == ("FIRST", "first", T0)
     assert merged.update_time == T1
+
+
+# -- merged_with and the archive state (issue 11) ------------------------------------------------------
+
+P, A, L, X = ArchiveState.PENDING, ArchiveState.ARCHIVED, ArchiveState.LOST, ArchiveState.EXPIRED
+RUNWAY_EXPIRY = T0 + OUTPUT_LIFETIME
+RETENTION_END = T0 + timedelta(days=30)
+# Every move an output may make (`merged_with`): forward only; LOST and EXPIRED are final.
+FORWARD = {(P, A), (P, L), (P, X), (A, X)}
+
+
+def completed(
+    *outputs: OutputInfo, expire_time: datetime | None = RUNWAY_EXPIRY, **changes: Any
+) -> VideoRecord:
+    return record(
+        status=VideoStatus.COMPLETED,
+        upstream_status="SUCCEEDED",
+        progress=100,
+        outputs=outputs,
+        complete_time=T0,
+        expire_time=expire_time,
+        **changes,
+    )
+
+
+def archived(index: int, size: int = 100, sha: str = "ab" * 32) -> OutputInfo:
+    return OutputInfo(index, "video/mp4", size, sha256=sha, archive=A)
+
+
+@pytest.mark.parametrize("old", list(ArchiveState))
+@pytest.mark.parametrize("new", list(ArchiveState))
+def test_the_archive_state_only_moves_forward(old: ArchiveState, new: ArchiveState) -> None:
+    stored = completed(OutputInfo(0, "video/mp4", archive=old))
+    merged = stored.merged_with(completed(OutputInfo(0, archive=new), update_time=T1))
+    assert merged.outputs[0].archive is (new if (old, new) in FORWARD else old)
+
+
+def test_archiving_fills_size_and_sha256_and_they_are_never_erased() -> None:
+    stored = completed(OutputInfo(0, "video/mp4"), OutputInfo(1, "video/mp4"))
+    done = stored.merged_with(completed(archived(0, 4096, "cd" * 32), update_time=T1))
+    assert done.outputs == (archived(0, 4096, "cd" * 32), OutputInfo(1, "video/mp4"))
+    # A stale save (the record as a poller had it before the copy) erases nothing and moves nothing back.
+    assert done.merged_with(stored).outputs == done.outputs
+    # Expiry keeps what the verified copy recorded: the record still says what the video was.
+    expired = done.merged_with(completed(OutputInfo(0, archive=X), update_time=T1))
+    assert expired.outputs[0] == OutputInfo(0, "video/mp4", 4096, sha256="cd" * 32, archive=X)
+
+
+def test_a_lost_output_keeps_its_reason() -> None:
+    stored = completed(OutputInfo(0, "video/mp4"))
+    lost = stored.merged_with(completed(OutputInfo(0, archive=L, lost_reason="URL expired (403)")))
+    assert (lost.outputs[0].archive, lost.outputs[0].lost_reason) == (L, "URL expired (403)")
+    assert lost.merged_with(completed(OutputInfo(0), update_time=T1)).outputs[0] == lost.outputs[0]
+    # A later save cannot rescue it either: LOST is final.
+    assert lost.merged_with(completed(archived(0))).outputs[0].archive is L
+
+
+def test_moving_forward_brings_the_expire_time_as_it_is() -> None:
+    stored = completed(OutputInfo(0, "video/mp4"), expire_time=RUNWAY_EXPIRY)
+    # Archived: the retention end replaces Runway's URL expiry ...
+    kept = stored.merged_with(completed(archived(0), expire_time=RETENTION_END, update_time=T1))
+    assert kept.expire_time == RETENTION_END
+    # ... even when it is earlier (a retention shorter than Runway's lifetime) ...
+    short = stored.merged_with(completed(archived(0), expire_time=T0 + timedelta(hours=1)))
+    assert short.expire_time == T0 + timedelta(hours=1)
+    # ... and with retention `forever`: no expiry at all (None is taken, not read as "unknown").
+    forever = stored.merged_with(completed(archived(0), expire_time=None, update_time=T1))
+    assert forever.expire_time is None
+
+
+def test_a_save_that_moves_nothing_keeps_todays_expire_time_rule() -> None:
+    stored = completed(OutputInfo(0, "video/mp4"), expire_time=RUNWAY_EXPIRY)
+    assert stored.merged_with(completed(OutputInfo(0), expire_time=None)).expire_time == RUNWAY_EXPIRY
+    later = RUNWAY_EXPIRY + timedelta(hours=1)
+    assert stored.merged_with(completed(OutputInfo(0), expire_time=later)).expire_time == later
+
+
+@pytest.mark.parametrize("retention_end", [RETENTION_END, None])
+def test_a_late_completed_save_does_not_undo_the_retention_end(retention_end: datetime | None) -> None:
+    # Replica B's poller saw SUCCEEDED after replica A had completed and archived the video: B saves the
+    # COMPLETED record as it built it (outputs PENDING, Runway's URL expiry). That must not turn the
+    # retention end (or `forever`) back into Runway's expiry, or the sweeper deletes a copy still wanted.
+    stored = completed(archived(0), expire_time=retention_end)
+    late = completed(OutputInfo(0, "video/mp4"), expire_time=T1 + OUTPUT_LIFETIME, update_time=T1)
+    merged = stored.merged_with(late)
+    assert merged.expire_time == retention_end
+    assert merged.outputs == (archived(0),)
+
+
+def test_a_new_output_index_already_past_pending_counts_as_a_move() -> None:
+    stored = completed(expire_time=RUNWAY_EXPIRY)
+    merged = stored.merged_with(completed(archived(0), expire_time=None))
+    assert merged.outputs == (archived(0),) and merged.expire_time is None
+
+
+# -- merged_with as properties (hypothesis) ------------------------------------------------------------
+
+_outputs = st.builds(
+    OutputInfo,
+    index=st.integers(0, 2),
+    content_type=st.sampled_from(["", "video/mp4"]),
+    size_bytes=st.one_of(st.none(), st.integers(0, 10**9)),
+    sha256=st.sampled_from(["", "ab" * 32, "cd" * 32]),
+    archive=st.sampled_from(list(ArchiveState)),
+    lost_reason=st.sampled_from(["", "gone (403)"]),
+)
+_output_lists = st.lists(_outputs, max_size=3, unique_by=lambda o: o.index)
+_expiries = st.one_of(st.none(), st.sampled_from([RUNWAY_EXPIRY, RETENTION_END, T1]))
+
+
+def _completed_from(outputs: list[OutputInfo], expire: datetime | None, when: datetime) -> VideoRecord:
+    return completed(*sorted(outputs, key=lambda o: o.index), expire_time=expire, update_time=when)
+
+
+@given(
+    stored_outputs=_output_lists,
+    saves=st.lists(st.tuples(_output_lists, _expiries), max_size=4),
+    stored_expiry=_expiries,
+)
+def test_property_merged_outputs_never_go_back(
+    stored_outputs: list[OutputInfo],
+    saves: list[tuple[list[OutputInfo], datetime | None]],
+    stored_expiry: datetime | None,
+) -> None:
+    current = _completed_from(stored_outputs, stored_expiry, T0)
+    for outputs, expiry in saves:
+        merged = current.merged_with(_completed_from(outputs, expiry, T1))
+        before = {o.index: o for o in current.outputs}
+        after = {o.index: o for o in merged.outputs}
+        assert before.keys() <= after.keys()  # no output is ever dropped
+        for i, old in before.items():
+            new = after[i]
+            assert new.archive is old.archive or (old.archive, new.archive) in FORWARD
+            # what was known stays known
+            for field in ("content_type", "sha256", "lost_reason"):
+                assert getattr(new, field) or not getattr(old, field)
+            assert new.size_bytes is not None or old.size_bytes is None
+        moved = any(after[i].archive is not (before[i].archive if i in before else P) for i in after)
+        if not moved:
+            # nothing moved: a None never erases the expire time (today's rule), and a record with an
+            # archive decision keeps its expire time whatever the save says
+            if any(o.archive is not P for o in current.outputs) or expiry is None:
+                assert merged.expire_time == current.expire_time
+            else:
+                assert merged.expire_time == expiry
+        else:
+            assert merged.expire_time == expiry
+        # merging the same save twice changes nothing more (idempotent: a retried save is harmless)
+        assert merged.merged_with(_completed_from(outputs, expiry, T1)) == merged
+        current = merged

@@ -411,6 +411,12 @@ def _failed_precondition_hint(err: VideogenError) -> str:
             "Runway no longer has this video's output (outputs expire after about a day, and the built-in "
             "simulator forgets them when the server restarts); generate it again"
         )
+    if err.reason == "VIDEO_OUTPUT_EXPIRED":
+        return (
+            "the service kept this video's content for its retention period (VIDEOGEN_ARCHIVE_RETENTION), "
+            "which has ended, and deleted it; the video's record remains (`videogen get ID`); "
+            "generate it again"
+        )
     if err.reason == "UPSTREAM_INSUFFICIENT_CREDITS":
         return "the service's Runway account has no credits left; ask its operator to add credits"
     return _HINTS["FAILED_PRECONDITION"]

@@ -181,6 +181,8 @@ def video_message(record: VideoRecord) -> video_pb2.Video:
         create_time=_timestamp(record.create_time),
         update_time=_timestamp(record.update_time),
         complete_time=_timestamp(record.complete_time),
+        # The record's own (domain/video.py): Runway's URL expiry, the retention end once archived, or unset
+        # when the archive keeps the video forever.
         expire_time=_timestamp(record.expire_time),
     )
     if record.cost_credits is not None:
@@ -188,7 +190,8 @@ def video_message(record: VideoRecord) -> video_pb2.Video:
     if record.estimated_credits is not None:
         video.estimated_credits = record.estimated_credits
     for output in record.outputs:
-        item = video.videos.add(index=output.index, content_type=output.content_type)
+        # sha256: "" until ARCHIVED (the domain's default), so an unarchived output shows none.
+        item = video.videos.add(index=output.index, content_type=output.content_type, sha256=output.sha256)
         if output.size_bytes is not None:
             item.size_bytes = output.size_bytes
     if record.status is VideoStatus.FAILED or record.error_code:

@@ -192,27 +192,51 @@ class VideoRecord:
 
         Not terminal: `new`, whole (last writer wins). Terminal: final. A `new` of another status changes
         nothing (this record is returned); one of the same status merges in only metadata: outputs (per
-        index, a known content type or size is filled in, never erased), expire_time, credits,
-        upstream_status and the later update_time. The error and complete_time stay as first recorded.
+        index: a known content type, size, sha256 or lost reason is filled in, never erased; the archive
+        state only moves forward, PENDING -> ARCHIVED -> EXPIRED or PENDING -> LOST, so a stale save never
+        takes an output back to PENDING nor out of a final state), expire_time, credits, upstream_status
+        and the later update_time. The error and complete_time stay as first recorded.
+
+        expire_time says until when the content can be fetched: Runway's URL expiry while nothing is
+        archived, the retention end once archived, None when retention is `forever`. So a `new` that moves
+        some output's archive state forward brings its expire_time as it is (None included: kept forever).
+        Any other `new` fills it in (a None there erases nothing), as before, unless an output of this
+        record is already past PENDING: then the expire time belongs to the archive (a late COMPLETED save
+        from a racing poller, which carries Runway's URL expiry, must not shorten a retention end or end
+        `forever`, which the sweeper would act on) and stays.
         """
         if not self.status.terminal:
             return new
         if new.status != self.status:
             return self
         outputs = {o.index: o for o in self.outputs}
+        advanced = False
         for o in new.outputs:
             old = outputs.get(o.index)
             if old is None:
                 outputs[o.index] = o
-            else:
-                outputs[o.index] = OutputInfo(
-                    index=o.index,
-                    content_type=o.content_type or old.content_type,
-                    size_bytes=o.size_bytes if o.size_bytes is not None else old.size_bytes,
-                )
+                advanced = advanced or o.archive is not ArchiveState.PENDING
+                continue
+            archive = old.archive
+            if o.archive in _ARCHIVE_NEXT[old.archive]:
+                archive, advanced = o.archive, True
+            outputs[o.index] = OutputInfo(
+                index=o.index,
+                content_type=o.content_type or old.content_type,
+                size_bytes=o.size_bytes if o.size_bytes is not None else old.size_bytes,
+                sha256=o.sha256 or old.sha256,
+                archive=archive,
+                lost_reason=o.lost_reason or old.lost_reason,
+            )
+        if advanced:
+            expire_time = new.expire_time
+        elif any(o.archive is not ArchiveState.PENDING for o in self.outputs):
+            expire_time = self.expire_time
+        else:
+            expire_time = new.expire_time or self.expire_time
         return self.replace(
             outputs=tuple(outputs[i] for i in sorted(outputs)),
-            expire_time=new.expire_time or self.expire_time,
+            expire_time=expire_time,
             cost_credits=new.cost_credits if new.cost_credits is not None else self.cost_credits,
             estimated_credits=(
                 new.estimated_credits if new.estimated_credits is not None else self.estimated_credits
@@ -220,3 +244,13 @@ class VideoRecord:
             upstream_status=new.upstream_status or self.upstream_status,
             update_time=max(self.update_time, new.update_time),
         )
+
+
+# The archive states an output may move to from each state (`merged_with`): forward only, and LOST and
+# EXPIRED are final. PENDING -> EXPIRED is the ARCHIVED step and the sweep arriving in one save.
+_ARCHIVE_NEXT: dict[ArchiveState, frozenset[ArchiveState]] = {
+    ArchiveState.PENDING: frozenset({ArchiveState.ARCHIVED, ArchiveState.LOST, ArchiveState.EXPIRED}),
+    ArchiveState.ARCHIVED: frozenset({ArchiveState.EXPIRED}),
+    ArchiveState.LOST: frozenset(),
+    ArchiveState.EXPIRED: frozenset(),
+}

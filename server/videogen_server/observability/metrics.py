@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
@@ -135,6 +136,8 @@ class TimedStore:
         self._save = histogram(op="save")
         self._delete = histogram(op="delete")
         self._list = histogram(op="list_unfinished")
+        self._list_unarchived = histogram(op="list_unarchived")
+        self._list_expired = histogram(op="list_expired")
 
     async def open(self) -> None:
         await self._inner.open()
@@ -181,3 +184,17 @@ class TimedStore:
             return await self._inner.list_unfinished()
         finally:
             self._list.observe(time.perf_counter() - start)
+
+    async def list_unarchived(self, limit: int = 100) -> list[VideoRecord]:
+        start = time.perf_counter()
+        try:
+            return await self._inner.list_unarchived(limit)
+        finally:
+            self._list_unarchived.observe(time.perf_counter() - start)
+
+    async def list_expired(self, now: datetime, limit: int = 100) -> list[VideoRecord]:
+        start = time.perf_counter()
+        try:
+            return await self._inner.list_expired(now, limit)
+        finally:
+            self._list_expired.observe(time.perf_counter() - start)

@@ -1,4 +1,11 @@
-"""The content relay: a finished video's bytes, streamed from Runway's output URL to the caller.
+"""The content relay: a finished video's bytes, streamed to the caller from the output archive once the
+output is archived (issue 11: no request to Runway at all), else from Runway's output URL.
+
+An archived output is read from the archive with a ranged read for offset/limit. When the archive cannot
+serve an object the record says is archived (a replica that does not see the same directory, an object
+lost by the storage, the archive down), that is logged and the bytes are relayed from Runway while its URL
+lives, from the byte reached. An output whose retention ended (EXPIRED) is FAILED_PRECONDITION
+VIDEO_OUTPUT_EXPIRED; one Runway stopped serving before it was copied (LOST), VIDEO_OUTPUT_GONE.
 
 Bytes flow one chunk at a time from the upstream HTTP body to the caller, so memory stays bounded whatever
 the file size and a slow caller slows the upstream read (backpressure, no queue). A connection cut mid-body
@@ -16,8 +23,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from videogen_server import errors
-from videogen_server.domain.video import VideoRecord, VideoStatus
-from videogen_server.services.ports import OutputSource
+from videogen_server.domain.video import ArchiveState, VideoRecord, VideoStatus, archive_key
+from videogen_server.services.ports import OutputArchive, OutputSource
 from videogen_server.services.videos import Videos
 
 log = logging.getLogger(__name__)
@@ -39,10 +46,13 @@ class Chunk:
 
 
 class ContentRelay:
-    def __init__(self, videos: Videos, source: OutputSource, *, chunk_size: int) -> None:
+    def __init__(
+        self, videos: Videos, source: OutputSource, *, chunk_size: int, archive: OutputArchive | None = None
+    ) -> None:
         self._videos = videos
         self._source = source
         self._chunk_size = chunk_size
+        self._archive = archive  # None: the archive is off, every output is relayed from Runway
 
     async def prepare(
         self, owner: str, video_id: str, *, index: int, offset: int, limit: int, deadline: float | None
@@ -69,7 +79,18 @@ class ContentRelay:
                 "no such output",
                 [errors.FieldViolation("index", f"must be below {len(record.outputs)} for this video")],
             )
-        size = record.outputs[index].size_bytes
+        output = record.outputs[index]
+        if output.archive is ArchiveState.EXPIRED:
+            raise errors.FailedPrecondition(
+                "the video's retention ended and its content was deleted; the video's record remains",
+                reason="VIDEO_OUTPUT_EXPIRED",
+            )
+        if output.archive is ArchiveState.LOST:
+            raise errors.FailedPrecondition(
+                f"Runway no longer has this video's output, and no copy was made ({output.lost_reason})",
+                reason="VIDEO_OUTPUT_GONE",
+            )
+        size = output.size_bytes
         if size is not None and offset > size:
             raise errors.OutOfRange(f"offset {offset} is past the end of the content ({size} bytes)")
         return record
@@ -78,9 +99,58 @@ class ContentRelay:
         self, record: VideoRecord, *, index: int, offset: int, limit: int, deadline: float | None
     ) -> AsyncIterator[ContentHeader | Chunk]:
         """Yields one ContentHeader, then the chunks of [offset, offset+limit) in order."""
-        position = offset
         end: int | None = offset + limit if limit else None
+        position = offset
         header_sent = False
+        if self._archive is not None and record.outputs[index].archive is ArchiveState.ARCHIVED:
+            try:
+                async for item in self._from_archive(self._archive, record, index, offset, end):
+                    if isinstance(item, Chunk):
+                        position = item.offset + len(item.data)
+                    else:
+                        header_sent = True
+                    yield item
+                return
+            except (errors.ArchiveObjectMissing, errors.ArchiveUnavailable) as exc:
+                log.warning(
+                    "video %s output %d: the archived copy cannot be read (%s); relaying from Runway "
+                    "from byte %d",
+                    record.id,
+                    index,
+                    exc,
+                    position,
+                )
+                if end is not None and position >= end:
+                    return
+        async for item in self._relay(record, index, position, end, header_sent, deadline):
+            yield item
+
+    async def _from_archive(
+        self, archive: OutputArchive, record: VideoRecord, index: int, offset: int, end: int | None
+    ) -> AsyncIterator[ContentHeader | Chunk]:
+        output = record.outputs[index]
+        content_type = output.content_type or "video/mp4"
+        if output.size_bytes is not None and offset == output.size_bytes:
+            yield ContentHeader(content_type, output.size_bytes)  # an empty read at the end: valid
+            return
+        position = offset
+        async with archive.open_read(archive_key(record.id, index), start=offset, end=end) as out:
+            yield ContentHeader(out.content_type or content_type, out.total_size)
+            async for data in out.iter_chunks(self._chunk_size):
+                yield Chunk(position, data)
+                position += len(data)
+
+    async def _relay(
+        self,
+        record: VideoRecord,
+        index: int,
+        position: int,
+        end: int | None,
+        header_sent: bool,
+        deadline: float | None,
+    ) -> AsyncIterator[ContentHeader | Chunk]:
+        """From Runway's output URL, bytes [position, end); the header first unless it was sent already."""
+        offset = position
         resumes = refreshes = 0
         url = await self._output_url(record, index, deadline)
         while True:

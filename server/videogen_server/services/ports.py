@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from videogen_server.domain.generation import GenerateSpec
@@ -97,9 +98,12 @@ class VideoStore(Protocol):
 
         A stored terminal state (COMPLETED/FAILED/CANCELLED) is final: when the stored record is terminal
         and `record` has another status, nothing is written and the stored record is returned. With the
-        same terminal status only metadata is merged in: outputs (per index, known content type / size
-        are filled, never erased), expire_time, credits, upstream_status and update_time; the
-        error and complete_time stay as first recorded.
+        same terminal status only metadata is merged in: outputs (per index, known content type / size /
+        sha256 / lost reason are filled, never erased; the archive state only moves forward, PENDING ->
+        ARCHIVED -> EXPIRED or PENDING -> LOST), expire_time (taken as it is, None included, from a
+        `record` that moves an output's archive state forward; otherwise filled in, and kept once an
+        output is past PENDING), credits, upstream_status and update_time; the error and complete_time
+        stay as first recorded.
         Non-terminal states are last-writer-wins.
 
         Needs: an atomic read-check-write of one record (Redis: WATCH/MULTI or a Lua script), so that a
@@ -122,6 +126,27 @@ class VideoStore(Protocol):
         whose upstream create may or may not have happened; nothing calls it at start-up yet (issue 9).
         Needs: a consistent scan; it may miss records created concurrently.
         """
+
+    async def list_unarchived(self, limit: int = 100) -> list[VideoRecord]:
+        """COMPLETED records with at least one output still PENDING (not copied to the archive yet), oldest
+        complete_time first, at most `limit` (issue 11: the archiver's recovery scan after a restart or a
+        takeover; the copies not done yet). A record with no outputs is not listed: nothing to copy.
+
+        Needs: an index kept in the same atomic step as every claim, save and delete (never a scan of every
+        record): a record enters it when it is saved COMPLETED with a PENDING output and leaves it once no
+        output is PENDING. It may miss records saved concurrently.
+        """
+        ...
+
+    async def list_expired(self, now: datetime, limit: int = 100) -> list[VideoRecord]:
+        """Records with an ARCHIVED output whose expire_time is at or before `now`, oldest expire_time first,
+        at most `limit` (issue 11: the retention sweeper). A record kept forever (expire_time None) is
+        never listed.
+
+        Needs: an index kept as for `list_unarchived`, ordered by expire_time: a record leaves it once no
+        output is ARCHIVED (all EXPIRED, say). It may miss records saved concurrently.
+        """
+        ...
 
 
 # --- Coordination between processes sharing one store (design §6 "Scale"; issue 10) -------------------

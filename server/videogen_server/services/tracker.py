@@ -144,8 +144,12 @@ class TaskTracker:
         freshness: float = 1.0,
         heartbeat: float = 30.0,
         poll_timeout: float = 30.0,
+        on_completed: Callable[[VideoRecord], None] | None = None,
     ) -> None:
         self._store = store
+        # Told of every COMPLETED state this instance records (the archiver queues its copy: issue 11). Set
+        # before `start`; it must neither block nor raise.
+        self.on_completed = on_completed
         self._get_task = get_task
         self._coordinator = coordinator
         self._leases = Leases(coordinator, on_lost=self._leases_lost)
@@ -703,6 +707,12 @@ class TaskTracker:
         saved = await self._store.save(updated.replace(polled_at=utcnow()))
         if not _same_view(saved, current):
             await self._tell_others(current.id)
+        if (
+            saved.status is VideoStatus.COMPLETED
+            and current.status is not VideoStatus.COMPLETED
+            and self.on_completed is not None
+        ):
+            self.on_completed(saved)  # recorded here: whoever polled it starts its copy
         return saved
 
 

@@ -253,8 +253,11 @@ class Handlers:
         if fault is not None and fault.kind == "cut_body":
             await response.write(media.read(start, min(end, start + fault.cut_after)))
             raise _drop(request)
+        rate = self.s.config.output_bytes_per_second
         for chunk in media.iter_range(start, end, CHUNK):
             await response.write(chunk)
+            if rate:
+                await asyncio.sleep(len(chunk) / rate)
         await response.write_eof()
         return response
 

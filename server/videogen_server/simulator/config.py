@@ -23,6 +23,9 @@ class SimulatorConfig:
     """Concurrent RUNNING tasks per model; later tasks are THROTTLED in submission order. None = no cap."""
     output_size: int = 2 * MIB
     """Bytes of each output MP4 (generated lazily per range; 256 MiB costs no memory)."""
+    output_bytes_per_second: float | None = None
+    """Output downloads are paced to about this rate (a slow CDN: a copy that lasts long enough to be
+    killed mid-way in a test). None = as fast as the connection goes."""
     output_url_ttl: float = 86400.0
     """Seconds until a minted output URL expires (then 403)."""
     credits: int = 1_000_000

@@ -87,6 +87,11 @@ class RunwaySimulator:
         media = OutputMedia(task.id, index, task.output_size)
         return media.read(0, media.size)
 
+    def forget_task(self, task_id: str) -> bool:
+        """Forget a task as Runway does some time after it ended: its GET is then 404 and its output URLs
+        stop working. Not a request (request_counts are unchanged). False when there was no such task."""
+        return self._store.delete(task_id) is not None
+
     def task_status(self, task_id: str) -> str | None:
         """Current status of a task, or None when unknown or deleted."""
         task = self._store.get(task_id)

@@ -4,7 +4,7 @@ Format decisions:
 - datetimes are ISO-8601 in UTC (``2025-01-02T03:04:05.123456+00:00``, domain/clock.py) and come back as
   aware UTC datetimes (the same instant, so they compare equal). A naive datetime is taken to be UTC: the
   service uses UTC throughout.
-- enums are stored by value, ``outputs`` as a list of objects.
+- enums are stored by value, ``outputs`` as a list of objects (an output's ``archive`` state by value too).
 - decoding ignores keys it does not know (a record written by a newer version) and gives missing keys
   their dataclass defaults (a record written by an older version), so adding a field needs no migration.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 from videogen_server.domain.clock import format_time, parse_time
 from videogen_server.domain.generation import GenerationMode
-from videogen_server.domain.video import OutputInfo, VideoRecord, VideoStatus
+from videogen_server.domain.video import ArchiveState, OutputInfo, VideoRecord, VideoStatus
 
 _DATETIME_FIELDS = frozenset({"create_time", "update_time", "complete_time", "expire_time", "polled_at"})
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(VideoRecord))
@@ -41,9 +41,7 @@ def record_to_dict(record: VideoRecord) -> dict[str, Any]:
         if name in _DATETIME_FIELDS:
             out[name] = None if value is None else format_time(value)
         elif name == "outputs":
-            out[name] = [
-                {"index": o.index, "content_type": o.content_type, "size_bytes": o.size_bytes} for o in value
-            ]
+            out[name] = [_output_to_dict(o) for o in value]
         elif name in _ENUM_FIELDS:
             out[name] = value.value
         else:
@@ -59,15 +57,31 @@ def record_from_dict(data: dict[str, Any]) -> VideoRecord:
     kwargs["mode"] = GenerationMode(kwargs["mode"])
     kwargs["status"] = VideoStatus(kwargs["status"])
     if "outputs" in kwargs:
-        kwargs["outputs"] = tuple(
-            OutputInfo(
-                index=int(o["index"]),
-                content_type=o.get("content_type", ""),
-                size_bytes=o.get("size_bytes"),
-            )
-            for o in kwargs["outputs"]
-        )
+        kwargs["outputs"] = tuple(_output_from_dict(o) for o in kwargs["outputs"])
     return VideoRecord(**kwargs)
+
+
+def _output_to_dict(o: OutputInfo) -> dict[str, Any]:
+    return {
+        "index": o.index,
+        "content_type": o.content_type,
+        "size_bytes": o.size_bytes,
+        "sha256": o.sha256,
+        "archive": o.archive.value,
+        "lost_reason": o.lost_reason,
+    }
+
+
+def _output_from_dict(o: dict[str, Any]) -> OutputInfo:
+    # An output written before issue 11 has no archive keys: PENDING, no digest, no reason (the defaults).
+    return OutputInfo(
+        index=int(o["index"]),
+        content_type=o.get("content_type", ""),
+        size_bytes=o.get("size_bytes"),
+        sha256=o.get("sha256", ""),
+        archive=ArchiveState(o.get("archive", ArchiveState.PENDING.value)),
+        lost_reason=o.get("lost_reason", ""),
+    )
 
 
 def encode_record(record: VideoRecord) -> str:

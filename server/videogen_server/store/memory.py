@@ -8,14 +8,20 @@ Atomicity: each method does all of its reading and writing without awaiting in b
 with respect to every other call on the event loop. Each call first yields to the loop once, as a call
 to a real engine would, so that callers meet the same interleavings (and a caller cancelled at that point
 has written nothing). What `save` keeps is the model's rule (`VideoRecord.merged_with`), as in SQLite.
+
+The archive's indexes (`list_unarchived`, `list_expired`) are two dicts of id -> time kept in the same step as
+the record (store/archive_index.py decides membership); a listing sorts only its index, never every record.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+from datetime import datetime
 
 from videogen_server import errors
 from videogen_server.domain.video import VideoRecord
+from videogen_server.store.archive_index import expiring_at, unarchived_since
 
 __all__ = ["MemoryVideoStore"]
 
@@ -28,6 +34,9 @@ class MemoryVideoStore:
         # equal create_times in `list_unfinished`, as SQLite's rowid does.
         self._records: dict[str, VideoRecord] = {}
         self._keys: dict[tuple[str, str], str] = {}
+        # The archive's indexes, written with every record (see `_put`): id -> complete_time / expire_time.
+        self._unarchived: dict[str, datetime] = {}
+        self._expiring: dict[str, datetime] = {}
         self._opened = False
         self._closed = False
 
@@ -50,6 +59,8 @@ class MemoryVideoStore:
         self._closed = True
         self._records.clear()
         self._keys.clear()
+        self._unarchived.clear()
+        self._expiring.clear()
 
     # -- VideoStore ------------------------------------------------------------------------------------
 
@@ -77,7 +88,7 @@ class MemoryVideoStore:
             )
             if active >= max_active:
                 raise errors.ActiveLimitReached(record.owner, max_active)
-        self._records[record.id] = record
+        self._put(record)
         if record.request_id:
             self._keys[key] = record.id
         return record, True
@@ -90,12 +101,14 @@ class MemoryVideoStore:
         if (stored.owner, stored.request_id) != (record.owner, record.request_id):
             raise ValueError(f"video {record.id!r}: owner and request_id cannot change")
         new = stored.merged_with(record)
-        self._records[record.id] = new
+        self._put(new)
         return new
 
     async def delete(self, video_id: str) -> None:
         await self._enter()
         record = self._records.pop(video_id, None)
+        self._unarchived.pop(video_id, None)
+        self._expiring.pop(video_id, None)
         if record is not None and record.request_id:
             self._keys.pop((record.owner, record.request_id), None)
 
@@ -104,7 +117,31 @@ class MemoryVideoStore:
         unfinished = [r for r in self._records.values() if not r.status.terminal]
         return sorted(unfinished, key=lambda r: r.create_time)  # stable: ties stay in insertion order
 
+    async def list_unarchived(self, limit: int = 100) -> list[VideoRecord]:
+        await self._enter()
+        # nsmallest is stable: equal times stay in insertion order, as SQLite's rowid orders them.
+        oldest = heapq.nsmallest(limit, self._unarchived.items(), key=lambda item: item[1])
+        return [self._records[video_id] for video_id, _ in oldest]
+
+    async def list_expired(self, now: datetime, limit: int = 100) -> list[VideoRecord]:
+        await self._enter()
+        due = ((video_id, at) for video_id, at in self._expiring.items() if at <= now)
+        oldest = heapq.nsmallest(limit, due, key=lambda item: item[1])
+        return [self._records[video_id] for video_id, _ in oldest]
+
     # -- plumbing --------------------------------------------------------------------------------------
+
+    def _put(self, record: VideoRecord) -> None:
+        """Write `record` and its entries in the archive's indexes, in one step (no await)."""
+        self._records[record.id] = record
+        for index, at in (
+            (self._unarchived, unarchived_since(record)),
+            (self._expiring, expiring_at(record)),
+        ):
+            if at is None:
+                index.pop(record.id, None)
+            else:
+                index[record.id] = at
 
     async def _enter(self) -> None:
         """Check the store is usable, yield to the loop once (as a real engine's call does), check again."""

@@ -18,6 +18,12 @@ Keys (``prefix`` is ``videogen:`` unless given):
   ``unfinished`` no longer holds (finished by a replica of an older version during a rolling deploy).
 - ``{prefix}unfinished``: a sorted set of the ids not in a terminal state, scored by an insertion counter
   (``{prefix}seq``), kept in the same script or transaction as the record; `list_unfinished` reads it.
+- ``{prefix}unarchived``: a sorted set of the COMPLETED ids with an output still PENDING, scored by complete
+  time (epoch seconds), and ``{prefix}expiring``: the ids with an ARCHIVED output, scored by expire_time
+  (store/archive_index.py decides both): the archive's indexes (issue 11), kept in the same script or
+  transaction as the record; `list_unarchived` and `list_expired` read a range of them, never every record.
+  Filled once from the records for data written before them (``{prefix}archive-index:ready`` marks that
+  done): a SCAN at `open`, each entry written only if the record is still what was read.
 The scripts name keys they compute (the record of a held idempotency key): fine on one Redis (or a
 primary with replicas), not on Redis Cluster.
 
@@ -47,6 +53,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Final, TypeVar
 
 import redis.asyncio as aioredis
@@ -55,6 +62,7 @@ import redis.exceptions as rexc
 from videogen_server import errors
 from videogen_server.config import redact_url
 from videogen_server.domain.video import VideoRecord, VideoStatus
+from videogen_server.store.archive_index import expiring_at, index_score, unarchived_since
 from videogen_server.store.codec import decode_record, encode_record
 from videogen_server.store.redis_connection import (
     CONNECT_TIMEOUT_S,
@@ -75,8 +83,10 @@ T = TypeVar("T")
 TERMINAL_CACHE_TTL_S: Final = 1.0
 TERMINAL_CACHE_MAX: Final = 10_000
 
-# KEYS: record, idempotency key ('' for none), unfinished set, seq counter, the owner's active set
-# ARGV: id, owner, request_id, status, data, terminal ('1'/'0'), record key prefix, max_active ('' for none)
+# KEYS: record, idempotency key ('' for none), unfinished set, seq counter, the owner's active set, the
+#       unarchived index, the expiring index
+# ARGV: id, owner, request_id, status, data, terminal ('1'/'0'), record key prefix, max_active ('' for none),
+#       unarchived score, expiring score ('' for not indexed)
 # Returns {1, data}: inserted (or this very id already holds the key: a retried call);
 #         {0, data}: the key is held by another video, whose data is returned; {-1}: the id exists;
 #         {-2}: the owner has max_active unfinished videos already (nothing written but the set's pruning).
@@ -109,14 +119,17 @@ if ARGV[6] == '0' then
   redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), ARGV[1])
   redis.call('SADD', KEYS[5], ARGV[1])
 end
+if ARGV[9] ~= '' then redis.call('ZADD', KEYS[6], ARGV[9], ARGV[1]) end
+if ARGV[10] ~= '' then redis.call('ZADD', KEYS[7], ARGV[10], ARGV[1]) end
 return {1, ARGV[5]}
 """
 
 # The common save: the stored record is not terminal and of the same owner and key, so the model's rule
 # (`merged_with`) is "the new record, whole": written here in one step. Anything else returns 0 and takes
 # the WATCH/MULTI path, which runs the rule in Python.
-# KEYS: record, unfinished set, the owner's active set; ARGV: owner, request_id, status, data, terminal
-# ('1'/'0'), the terminal statuses, id
+# KEYS: record, unfinished set, the owner's active set, the unarchived index, the expiring index
+# ARGV: owner, request_id, status, data, terminal ('1'/'0'), the terminal statuses, id, unarchived score,
+#       expiring score ('' for not indexed: removed)
 _SAVE_FAST: Final = """
 local cur = redis.call('HMGET', KEYS[1], 'owner', 'request_id', 'status')
 if not cur[1] or cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
@@ -128,6 +141,10 @@ if ARGV[5] == '1' then
   redis.call('ZREM', KEYS[2], ARGV[7])
   redis.call('SREM', KEYS[3], ARGV[7])
 end
+if ARGV[8] ~= '' then redis.call('ZADD', KEYS[4], ARGV[8], ARGV[7])
+else redis.call('ZREM', KEYS[4], ARGV[7]) end
+if ARGV[9] ~= '' then redis.call('ZADD', KEYS[5], ARGV[9], ARGV[7])
+else redis.call('ZREM', KEYS[5], ARGV[7]) end
 return 1
 """
 
@@ -139,8 +156,8 @@ if o and o == ARGV[1] then return redis.call('HGET', KEYS[1], 'data') end
 return false
 """
 
-# KEYS: record, unfinished set; ARGV: id, key prefix. The record, its idempotency key (if it still points
-# at this id) and its index entry, together.
+# KEYS: record, unfinished set, unarchived index, expiring index; ARGV: id, key prefix. The record, its
+# idempotency key (if it still points at this id) and its index entries, together.
 _DELETE: Final = """
 local cur = redis.call('HMGET', KEYS[1], 'owner', 'request_id')
 if not cur[1] then return 0 end
@@ -150,6 +167,8 @@ if cur[2] ~= '' then
 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('SREM', ARGV[2] .. 'active:' .. string.len(cur[1]) .. ':' .. cur[1], ARGV[1])
 return 1
 """
@@ -177,6 +196,39 @@ for i, id in ipairs(ids) do
   if d then out[#out + 1] = d end
 end
 return out
+"""
+
+# KEYS: an archive index (sorted set); ARGV: record key prefix, limit, the highest score ('+inf': any).
+# The data of the first `limit` ids scored up to that, lowest first, read in one step.
+_LIST_INDEX: Final = """
+-- ZRANGEBYSCORE rather than ZRANGE ... BYSCORE: the same on Redis before 6.2.
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for i, id in ipairs(ids) do
+  local d = redis.call('HGET', ARGV[1] .. id, 'data')
+  if d then out[#out + 1] = d end
+end
+return out
+"""
+
+
+def _index_scores(record: VideoRecord) -> tuple[str, str]:
+    """The record's scores in the unarchived and expiring indexes ('' for not indexed), as Redis reads a
+    score (repr: the float exactly)."""
+    since, until = unarchived_since(record), expiring_at(record)
+    return (
+        "" if since is None else repr(index_score(since)),
+        "" if until is None else repr(index_score(until)),
+    )
+
+
+# KEYS: record, unarchived index, expiring index; ARGV: the record's data as read, unarchived score, expiring
+# score ('' for none), id. Index the record as read only if it is still that (a save since has indexed it).
+_INDEX_IF_UNCHANGED: Final = """
+if redis.call('HGET', KEYS[1], 'data') ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4]) end
+if ARGV[3] ~= '' then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4]) end
+return 1
 """
 
 # The terminal statuses, for the fast save's check in Lua ("COMPLETED,FAILED,CANCELLED").
@@ -207,6 +259,8 @@ class RedisVideoStore:
         self._seq = f"{prefix}seq"
         # id -> (terminal record, monotonic time it was read or written here); insertion-ordered for eviction.
         self._terminal: dict[str, tuple[VideoRecord, float]] = {}
+        self._unarchived = f"{prefix}unarchived"
+        self._expiring = f"{prefix}expiring"
 
     @property
     def description(self) -> str:
@@ -249,12 +303,15 @@ class RedisVideoStore:
                 ("get_owned", _GET_OWNED),
                 ("delete", _DELETE),
                 ("list_unfinished", _LIST_UNFINISHED),
+                ("list_index", _LIST_INDEX),
                 ("fill_active", _FILL_ACTIVE),
+                ("index_if_unchanged", _INDEX_IF_UNCHANGED),
             )
         }
         self._client = client
         await self._check_durability()
         await self._fill_active()
+        await self._fill_archive_indexes()
 
     async def close(self) -> None:
         if self._closed:
@@ -310,6 +367,50 @@ class RedisVideoStore:
                 "store %s: per-caller counts not checked at start (Redis did not answer)", self.description
             )
 
+    async def _fill_archive_indexes(self) -> None:
+        """Index the COMPLETED records written before the archive's indexes existed, once per data set (see
+        the module docstring). A SCAN in batches, not one long script: Redis keeps serving meanwhile. A
+        Redis that does not answer now is left for the next start (and logged)."""
+        ready = f"{self._prefix}archive-index:ready"
+        try:
+            await self._call(lambda c: self._fill_archive_indexes_on(c, ready))
+        except errors.StoreUnavailable:
+            log.warning(
+                "store %s: older videos not checked for the archive at start (Redis did not answer)",
+                self.description,
+            )
+
+    async def _fill_archive_indexes_on(self, client: aioredis.Redis, ready: str) -> None:
+        if await client.exists(ready):
+            return
+        keys: list[str] = []
+        async for key in client.scan_iter(match=f"{self._record_key('')}*", count=500):
+            keys.append(str(key))
+            if len(keys) >= 500:
+                await self._index_batch(client, keys)
+                keys = []
+        await self._index_batch(client, keys)
+        await client.set(ready, "1")
+
+    async def _index_batch(self, client: aioredis.Redis, keys: list[str]) -> None:
+        if not keys:
+            return
+        async with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hmget(key, ["status", "data"])
+            rows = await pipe.execute()
+        for key, (status, data) in zip(keys, rows, strict=True):
+            if status != VideoStatus.COMPLETED.value or data is None:
+                continue
+            record = decode_record(str(data))
+            since, until = _index_scores(record)
+            if since or until:
+                await self._scripts["index_if_unchanged"](
+                    keys=[key, self._unarchived, self._expiring],
+                    args=[data, since, until, record.id],
+                    client=client,
+                )
+
     # -- VideoStore ------------------------------------------------------------------------------------
 
     async def check(self) -> None:
@@ -354,6 +455,8 @@ class RedisVideoStore:
                     self._unfinished,
                     self._seq,
                     self._active_key(record.owner),
+                    self._unarchived,
+                    self._expiring,
                 ],
                 args=[
                     record.id,
@@ -364,6 +467,7 @@ class RedisVideoStore:
                     "1" if record.status.terminal else "0",
                     self._record_key(""),
                     "" if max_active is None else str(max_active),
+                    *_index_scores(record),
                 ],
                 client=c,
             )
@@ -381,7 +485,13 @@ class RedisVideoStore:
         data = encode_record(record)
         done = await self._call(
             lambda c: self._scripts["save_fast"](
-                keys=[key, self._unfinished, self._active_key(record.owner)],
+                keys=[
+                    key,
+                    self._unfinished,
+                    self._active_key(record.owner),
+                    self._unarchived,
+                    self._expiring,
+                ],
                 args=[
                     record.owner,
                     record.request_id,
@@ -390,6 +500,7 @@ class RedisVideoStore:
                     "1" if record.status.terminal else "0",
                     _TERMINAL,
                     record.id,
+                    *_index_scores(record),
                 ],
                 client=c,
             )
@@ -422,6 +533,13 @@ class RedisVideoStore:
                     if new.status.terminal:
                         pipe.zrem(self._unfinished, new.id)
                         pipe.srem(self._active_key(new.owner), new.id)
+                    for index, score in zip(
+                        (self._unarchived, self._expiring), _index_scores(new), strict=True
+                    ):
+                        if score:
+                            pipe.zadd(index, {new.id: score})
+                        else:
+                            pipe.zrem(index, new.id)
                     await pipe.execute()
                     return new
                 except rexc.WatchError:
@@ -431,7 +549,7 @@ class RedisVideoStore:
         self._terminal.pop(video_id, None)
         await self._call(
             lambda c: self._scripts["delete"](
-                keys=[self._record_key(video_id), self._unfinished],
+                keys=[self._record_key(video_id), self._unfinished, self._unarchived, self._expiring],
                 args=[video_id, self._prefix],
                 client=c,
             )
@@ -446,6 +564,29 @@ class RedisVideoStore:
         records = [decode_record(d) for d in rows]
         records.sort(key=lambda r: r.create_time)  # stable: ties stay in insertion order
         return records
+
+    async def list_unarchived(self, limit: int = 100) -> list[VideoRecord]:
+        records = await self._list_index(self._unarchived, limit, "+inf")
+        # Scores are floats (microseconds may round): the exact order is the records' own (stable).
+        records.sort(key=lambda r: unarchived_since(r) or r.update_time)
+        return records
+
+    async def list_expired(self, now: datetime, limit: int = 100) -> list[VideoRecord]:
+        records = await self._list_index(self._expiring, limit, repr(index_score(now)))
+        # The exact times decide, not the float scores (a rounding may let in one due a microsecond later).
+        due = [r for r in records if (at := expiring_at(r)) is not None and at <= now]
+        due.sort(key=lambda r: expiring_at(r) or now)
+        return due
+
+    async def _list_index(self, index: str, limit: int, highest: str) -> list[VideoRecord]:
+        if limit <= 0:
+            return []
+        rows = await self._call(
+            lambda c: self._scripts["list_index"](
+                keys=[index], args=[self._record_key(""), limit, highest], client=c
+            )
+        )
+        return [decode_record(d) for d in rows]
 
     # -- plumbing --------------------------------------------------------------------------------------
 

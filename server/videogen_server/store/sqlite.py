@@ -15,6 +15,12 @@ process (``kill -9`` at any point) loses nothing that was committed and never le
 NORMAL, a power loss or OS crash may lose the last few commits (never corrupts the database); use
 ``synchronous=FULL`` if that matters more than write latency.
 
+The archive's indexes (issue 11; schema 3): two columns beside the record, written by every INSERT and
+UPDATE with it, so in the same transaction: `unarchived_since` (the complete_time of a COMPLETED record with
+an output still PENDING, else NULL) and `archived_until` (the expire_time of a record with an ARCHIVED
+output, else NULL), each with a partial index over its non-NULL rows (store/archive_index.py decides both).
+`list_unarchived` and `list_expired` read those indexes in order, never the table.
+
 Cache: terminal records are kept in a bounded in-memory map so that `get` of a finished video costs no
 thread hop. An owner-scoped `get` uses an entry only for its owner: another owner's video takes the same
 query as an unknown id, so NOT_FOUND costs the same for both. The map is written only on the worker
@@ -32,11 +38,13 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
 from videogen_server import errors
 from videogen_server.domain.clock import format_time
 from videogen_server.domain.video import VideoRecord, VideoStatus
+from videogen_server.store.archive_index import expiring_at, index_text, unarchived_since
 from videogen_server.store.codec import decode_record, encode_record
 
 __all__ = ["DB_FILENAME", "SCHEMA_VERSION", "SqliteVideoStore"]
@@ -44,7 +52,7 @@ __all__ = ["DB_FILENAME", "SCHEMA_VERSION", "SqliteVideoStore"]
 T = TypeVar("T")
 
 DB_FILENAME: Final = "videogen.sqlite3"
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 _BUSY_TIMEOUT_S: Final = 10.0  # another process holding the write lock: wait this long, then fail
 _CACHE_MAX: Final = 10_000
 
@@ -54,8 +62,42 @@ _CACHE_MAX: Final = 10_000
 # with the same list: a change to the terminal set needs a migration that recreates `videos_unfinished`
 # and `videos_owner_unfinished`.
 _TERMINAL_SQL: Final = "(" + ", ".join(f"'{s.value}'" for s in VideoStatus if s.terminal) + ")"
-# Each entry migrates from user_version == index to index + 1.
-_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+
+
+def _index_columns(record: VideoRecord) -> tuple[str | None, str | None]:
+    """The archive index columns of `record`: (unarchived_since, archived_until), NULL when not indexed."""
+    since, until = unarchived_since(record), expiring_at(record)
+    return (
+        None if since is None else index_text(since),
+        None if until is None else index_text(until),
+    )
+
+
+def _add_archive_columns(conn: sqlite3.Connection) -> None:
+    """Migration 3: the archive index columns. SQLite has no ADD COLUMN IF NOT EXISTS: like the other
+    statements (IF NOT EXISTS), a step run again on a file that has them changes nothing."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(videos)")}
+    for column in ("unarchived_since", "archived_until"):
+        if column not in have:
+            conn.execute(f"ALTER TABLE videos ADD COLUMN {column} TEXT")
+
+
+def _fill_archive_columns(conn: sqlite3.Connection) -> None:
+    """Migration 3: the archive index columns of the rows already there. Only COMPLETED rows can be indexed;
+    their outputs, written before the archive existed, decode as PENDING, so each is listed as unarchived
+    (the archiver then copies it, or records it LOST when Runway no longer serves it)."""
+    rows = conn.execute("SELECT rowid, data FROM videos WHERE status = 'COMPLETED'").fetchall()
+    for rowid, data in rows:
+        since, until = _index_columns(decode_record(data))
+        conn.execute(
+            "UPDATE videos SET unarchived_since = ?, archived_until = ? WHERE rowid = ?",
+            (since, until, rowid),
+        )
+
+
+# Each entry migrates from user_version == index to index + 1: SQL statements, or a function run on the
+# connection, inside the one migration transaction.
+_MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], ...]] = (
     (
         """
         CREATE TABLE IF NOT EXISTS videos (
@@ -82,6 +124,17 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # change; the index is built from them.
         f"CREATE INDEX IF NOT EXISTS videos_owner_unfinished ON videos (owner)"
         f" WHERE status NOT IN {_TERMINAL_SQL}",
+    ),
+    (
+        # The archive's indexes (issue 11): the archiver's recovery scan and the retention sweeper read only
+        # the rows these partial indexes hold, in their order. Fixed-width UTC text (index_text): text order
+        # is time order.
+        _add_archive_columns,
+        "CREATE INDEX IF NOT EXISTS videos_unarchived ON videos (unarchived_since)"
+        " WHERE unarchived_since IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS videos_archived_until ON videos (archived_until)"
+        " WHERE archived_until IS NOT NULL",
+        _fill_archive_columns,
     ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -164,6 +217,12 @@ class SqliteVideoStore:
     async def list_unfinished(self) -> list[VideoRecord]:
         return await self._run(self._list_unfinished_sync)
 
+    async def list_unarchived(self, limit: int = 100) -> list[VideoRecord]:
+        return await self._run(self._list_unarchived_sync, limit)
+
+    async def list_expired(self, now: datetime, limit: int = 100) -> list[VideoRecord]:
+        return await self._run(self._list_expired_sync, index_text(now), limit)
+
     # -- plumbing (event loop side) --------------------------------------------------------------------
 
     def _check_open(self) -> None:
@@ -213,7 +272,10 @@ class SqliteVideoStore:
                 )
             for step in _MIGRATIONS[version:]:
                 for statement in step:
-                    conn.execute(statement)
+                    if callable(statement):
+                        statement(conn)
+                    else:
+                        conn.execute(statement)
             if version != SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -255,12 +317,13 @@ class SqliteVideoStore:
 
     def _insert_sql(self, or_ignore: bool) -> str:
         return (
-            "INSERT INTO videos (id, owner, request_id, status, updated_at, data) VALUES (?, ?, ?, ?, ?, ?)"
+            "INSERT INTO videos (id, owner, request_id, status, updated_at, data, unarchived_since,"
+            " archived_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             + (" ON CONFLICT DO NOTHING" if or_ignore else "")
         )
 
     @staticmethod
-    def _row(record: VideoRecord) -> tuple[str, str, str, str, str, str]:
+    def _row(record: VideoRecord) -> tuple[str, str, str, str, str, str, str | None, str | None]:
         return (
             record.id,
             record.owner,
@@ -268,6 +331,7 @@ class SqliteVideoStore:
             record.status.value,
             format_time(record.update_time),
             encode_record(record),
+            *_index_columns(record),
         )
 
     def _claim_sync(self, record: VideoRecord) -> tuple[VideoRecord, bool]:
@@ -331,14 +395,14 @@ class SqliteVideoStore:
 
     def _save_sync(self, record: VideoRecord) -> VideoRecord:
         conn = self._db()
-        _, owner, request_id, status, updated_at, data = self._row(record)
+        _, owner, request_id, status, updated_at, data, since, until = self._row(record)
         # The common case, a stored non-terminal record of the same owner and key (last writer wins), is
         # one guarded UPDATE run as its own transaction: no read, no decode. Anything else (unknown id, a
         # changed owner or key, a terminal stored record to merge into) takes the read-check-write below.
         cur = conn.execute(
-            "UPDATE videos SET status = ?, updated_at = ?, data = ?"
+            "UPDATE videos SET status = ?, updated_at = ?, data = ?, unarchived_since = ?, archived_until = ?"
             f" WHERE id = ? AND owner = ? AND request_id = ? AND status NOT IN {_TERMINAL_SQL}",
-            (status, updated_at, data, record.id, owner, request_id),
+            (status, updated_at, data, since, until, record.id, owner, request_id),
         )
         if cur.rowcount == 1:
             self._remember(record)
@@ -351,10 +415,11 @@ class SqliteVideoStore:
                 raise ValueError(f"video {record.id!r}: owner and request_id cannot change")
             new = stored.merged_with(record)
             if new != stored:
-                _, _, _, status, updated_at, data = self._row(new)
+                _, _, _, status, updated_at, data, since, until = self._row(new)
                 conn.execute(
-                    "UPDATE videos SET status = ?, updated_at = ?, data = ? WHERE id = ?",
-                    (status, updated_at, data, new.id),
+                    "UPDATE videos SET status = ?, updated_at = ?, data = ?, unarchived_since = ?,"
+                    " archived_until = ? WHERE id = ?",
+                    (status, updated_at, data, since, until, new.id),
                 )
         self._remember(new)
         return new
@@ -374,6 +439,31 @@ class SqliteVideoStore:
         records = [(decode_record(data), rowid) for rowid, data in rows]
         records.sort(key=lambda r: (r[0].create_time, r[1]))
         return [record for record, _ in records]
+
+    def _list_unarchived_sync(self, limit: int) -> list[VideoRecord]:
+        # Served in order by the partial index videos_unarchived (rowid breaks ties: it is in the index).
+        rows = (
+            self._db()
+            .execute(
+                "SELECT data FROM videos WHERE unarchived_since IS NOT NULL"
+                " ORDER BY unarchived_since, rowid LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
+        return [decode_record(data) for (data,) in rows]
+
+    def _list_expired_sync(self, now: str, limit: int) -> list[VideoRecord]:
+        # Served in order by the partial index videos_archived_until (a comparison implies NOT NULL).
+        rows = (
+            self._db()
+            .execute(
+                "SELECT data FROM videos WHERE archived_until <= ? ORDER BY archived_until, rowid LIMIT ?",
+                (now, limit),
+            )
+            .fetchall()
+        )
+        return [decode_record(data) for (data,) in rows]
 
 
 class _Worker:

@@ -159,7 +159,9 @@ class Video(_message.Message):
 
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
-        """Until when the content is expected to be downloadable (Runway keeps outputs for about 24 hours)."""
+        """Until when the content can be fetched: the retention end once archived; Runway's URL expiry (about 24
+        hours after completion) before; unset when the archive keeps it forever.
+        """
 
     def __init__(
         self,
@@ -208,22 +210,26 @@ class VideoOutput(_message.Message):
     INDEX_FIELD_NUMBER: _builtins.int
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """The output's position, 0-based; pass it as StreamContentRequest.index."""
     content_type: _builtins.str
     """The media type, e.g. `video/mp4`, once known."""
     size_bytes: _builtins.int
-    """The size in bytes, once known (after the first StreamContent of this output)."""
+    """The size in bytes, once known: from the verified archive copy, or learnt while streaming it from Runway."""
+    sha256: _builtins.str
+    """The hex SHA-256 of the archived copy, computed while copying; set once archived, empty before."""
     def __init__(
         self,
         *,
         index: _builtins.int = ...,
         content_type: _builtins.str = ...,
         size_bytes: _builtins.int | None = ...,
+        sha256: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_size_bytes", b"_size_bytes", "size_bytes", b"size_bytes"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_size_bytes", b"_size_bytes", "content_type", b"content_type", "index", b"index", "size_bytes", b"size_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_size_bytes", b"_size_bytes", "content_type", b"content_type", "index", b"index", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__size_bytes: _TypeAlias = _typing.Literal["size_bytes"]  # noqa: Y015
     _WhichOneofArgType__size_bytes: _TypeAlias = _typing.Literal["_size_bytes", b"_size_bytes"]  # noqa: Y015

@@ -101,8 +101,11 @@ class VideoServiceServicer:
     def StreamContent(self, request, context):
         """Streams the finished video's bytes in chunks (256 KiB by default). The first message also carries the
         content type and the total size when known. Resume an interrupted download with `offset`.
-        Errors: NOT_FOUND, FAILED_PRECONDITION (not COMPLETED yet), OUT_OF_RANGE (`offset` past the end),
-        UNAVAILABLE (the upstream download could not be completed; nothing short is ever reported as success).
+        Errors: NOT_FOUND, FAILED_PRECONDITION (not COMPLETED yet; or reason `VIDEO_OUTPUT_GONE`: Runway no
+        longer has the output and it was never archived; or reason `VIDEO_OUTPUT_EXPIRED`: the archive's
+        retention ended and the copy was deleted; in both cases Get still returns the video), OUT_OF_RANGE
+        (`offset` past the end), UNAVAILABLE (the upstream download could not be completed; nothing short is
+        ever reported as success).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

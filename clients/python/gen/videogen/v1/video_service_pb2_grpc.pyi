@@ -51,8 +51,11 @@ class VideoServiceStub:
     StreamContent: _grpc.UnaryStreamMultiCallable[_video_service_pb2.StreamContentRequest, _video_service_pb2.StreamContentResponse]
     """Streams the finished video's bytes in chunks (256 KiB by default). The first message also carries the
     content type and the total size when known. Resume an interrupted download with `offset`.
-    Errors: NOT_FOUND, FAILED_PRECONDITION (not COMPLETED yet), OUT_OF_RANGE (`offset` past the end),
-    UNAVAILABLE (the upstream download could not be completed; nothing short is ever reported as success).
+    Errors: NOT_FOUND, FAILED_PRECONDITION (not COMPLETED yet; or reason `VIDEO_OUTPUT_GONE`: Runway no
+    longer has the output and it was never archived; or reason `VIDEO_OUTPUT_EXPIRED`: the archive's
+    retention ended and the copy was deleted; in both cases Get still returns the video), OUT_OF_RANGE
+    (`offset` past the end), UNAVAILABLE (the upstream download could not be completed; nothing short is
+    ever reported as success).
     """
     Cancel: _grpc.UnaryUnaryMultiCallable[_video_service_pb2.CancelRequest, _video_service_pb2.CancelResponse]
     """Cancels a queued or running video. Errors: NOT_FOUND, FAILED_PRECONDITION (already COMPLETED or
@@ -96,8 +99,11 @@ class VideoServiceAsyncStub(VideoServiceStub):
     StreamContent: _aio.UnaryStreamMultiCallable[_video_service_pb2.StreamContentRequest, _video_service_pb2.StreamContentResponse]  # type: ignore[assignment]
     """Streams the finished video's bytes in chunks (256 KiB by default). The first message also carries the
     content type and the total size when known. Resume an interrupted download with `offset`.
-    Errors: NOT_FOUND, FAILED_PRECONDITION (not COMPLETED yet), OUT_OF_RANGE (`offset` past the end),
-    UNAVAILABLE (the upstream download could not be completed; nothing short is ever reported as success).
+    Errors: NOT_FOUND, FAILED_PRECONDITION (not COMPLETED yet; or reason `VIDEO_OUTPUT_GONE`: Runway no
+    longer has the output and it was never archived; or reason `VIDEO_OUTPUT_EXPIRED`: the archive's
+    retention ended and the copy was deleted; in both cases Get still returns the video), OUT_OF_RANGE
+    (`offset` past the end), UNAVAILABLE (the upstream download could not be completed; nothing short is
+    ever reported as success).
     """
     Cancel: _aio.UnaryUnaryMultiCallable[_video_service_pb2.CancelRequest, _video_service_pb2.CancelResponse]  # type: ignore[assignment]
     """Cancels a queued or running video. Errors: NOT_FOUND, FAILED_PRECONDITION (already COMPLETED or
@@ -156,8 +162,11 @@ class VideoServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_video_service_pb2.StreamContentResponse], _abc.AsyncIterator[_video_service_pb2.StreamContentResponse]]:
         """Streams the finished video's bytes in chunks (256 KiB by default). The first message also carries the
         content type and the total size when known. Resume an interrupted download with `offset`.
-        Errors: NOT_FOUND, FAILED_PRECONDITION (not COMPLETED yet), OUT_OF_RANGE (`offset` past the end),
-        UNAVAILABLE (the upstream download could not be completed; nothing short is ever reported as success).
+        Errors: NOT_FOUND, FAILED_PRECONDITION (not COMPLETED yet; or reason `VIDEO_OUTPUT_GONE`: Runway no
+        longer has the output and it was never archived; or reason `VIDEO_OUTPUT_EXPIRED`: the archive's
+        retention ended and the copy was deleted; in both cases Get still returns the video), OUT_OF_RANGE
+        (`offset` past the end), UNAVAILABLE (the upstream download could not be completed; nothing short is
+        ever reported as success).
         """
 
     @_abc_1.abstractmethod
