@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from httpcore._async.http11 import AsyncHTTP11Connection
-
 from videogen_server import errors
 from videogen_server.providers.runway.downloads import BODY_READ_SIZE, OutputDownloads, raise_body_read_size
 

@@ -36,10 +36,10 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 OUTPUT_ENDPOINT = "output"
 DOWNLOAD_KEEPALIVE = 20
 DOWNLOAD_KEEPALIVE_EXPIRY = 5.0
-# Bytes asked of the socket per read of a response body. httpcore reads HTTP/1.1 bodies 64 KiB at a time, and
-# every read is a trip through httpcore, anyio and h11 in Python; asyncio's transport receives up to 256 KiB per
-# recv, which anyio then splits to the asked size (copying the rest each time). At 64 KiB a 256 MiB relay made
-# ~8,000 reads and cost ~1.4 ms of CPU per MiB in httpx alone; at 256 KiB, ~0.7 (bench/stream_content.py).
+# Bytes asked of the socket per read of a response body. httpcore reads HTTP/1.1 bodies 64 KiB at a time,
+# and every read is a trip through httpcore, anyio and h11 in Python; asyncio's transport receives up to
+# 256 KiB per recv, which anyio then splits to the asked size (copying the rest each time). At 64 KiB a
+# 256 MiB relay made ~8,000 reads (docs/benchmarks.md, "Issue 11": the relay's CPU, before and after).
 BODY_READ_SIZE = 256 * 1024
 
 
