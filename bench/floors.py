@@ -1,4 +1,4 @@
-"""Floors measured in the same run as the service: what the least a program can spend per MiB to do each part of
+"""Floors measured in the same run as the service: the least a program spends per MiB on each part of
 a StreamContent's transport work, with the minimal programs of bench/floor_procs.py run as separate processes.
 
 - server floor: a bare grpc.aio server sending 256 MiB as bytes messages, from memory or from a local file

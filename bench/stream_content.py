@@ -21,6 +21,7 @@ import hashlib
 import os
 import tempfile
 
+import grpc
 from videogen.v1 import video_pb2, video_service_pb2
 from videogen_server.config import Config
 from videogen_server.simulator.media import OutputMedia
@@ -95,7 +96,9 @@ async def main() -> None:
         url = task["output"][0]
         want = expected_sha256(video.upstream_task_id, SIZE)
         # A first small read warms the server's connection pool and code paths.
-        warm = s.channel().unary_stream(SERVICE + "StreamContent")
+        warm: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = s.channel().unary_stream(
+            SERVICE + "StreamContent"
+        )
         async for _ in warm(video_service_pb2.StreamContentRequest(id=vid, limit=MIB).SerializeToString()):
             pass
         directs, relays = [], []
@@ -134,7 +137,8 @@ async def main() -> None:
     )
     wall = median([r[2] for r in relays])
     note(
-        f"relay wall time {wall:.2f}s ({SIZE / MIB / wall:.0f} MiB/s); bare client receiving it {relay_client:.2f} ms/MiB"
+        f"relay wall time {wall:.2f}s ({SIZE / MIB / wall:.0f} MiB/s); "
+        f"bare client receiving it {relay_client:.2f} ms/MiB"
     )
     for flavour, cpus in clients.items():
         got = ms_per_mib(median(cpus))
