@@ -282,9 +282,10 @@ class AsyncVideoClient:
             start = position
             try:
                 async for msg in call:
-                    if msg.data:
-                        position += len(msg.data)
-                        yield msg.data
+                    data = msg.data  # once: every read of a protobuf bytes field is a copy
+                    if data:
+                        position += len(data)
+                        yield data
                 return
             except grpc.RpcError as exc:
                 err = from_rpc_error(exc)
@@ -320,6 +321,7 @@ class AsyncVideoClient:
         checked_out_of_range = False
         try:
             while True:
+                await part.flush()  # a resume starts from what is on disk
                 start = part.offset
                 call = stub.StreamContent(
                     part.request(id, index), metadata=self._metadata, timeout=deadline.call_timeout()
@@ -332,8 +334,9 @@ class AsyncVideoClient:
                             await part.start_stream(msg)
                             if on_progress is not None:
                                 on_progress(part.offset, part.total)
-                        await part.write(msg)
-                        if on_progress is not None and msg.data:
+                        data = msg.data  # once: every read of a protobuf bytes field is a copy
+                        await part.write(msg.offset, data)
+                        if on_progress is not None and data:
                             on_progress(part.offset, part.total)
                     if part.complete():
                         return await part.finish()

@@ -272,9 +272,10 @@ class VideoClient:
             start = position
             try:
                 for msg in call:
-                    if msg.data:
-                        position += len(msg.data)
-                        yield msg.data
+                    data = msg.data  # once: every read of a protobuf bytes field is a copy
+                    if data:
+                        position += len(data)
+                        yield data
                 return
             except grpc.RpcError as exc:
                 err = from_rpc_error(exc)
@@ -321,8 +322,9 @@ class VideoClient:
                             part.start_stream(msg)
                             if on_progress is not None:
                                 on_progress(part.offset, part.total)
-                        part.write(msg)
-                        if on_progress is not None and msg.data:
+                        data = msg.data  # once: every read of a protobuf bytes field is a copy
+                        part.write(msg.offset, data)
+                        if on_progress is not None and data:
                             on_progress(part.offset, part.total)
                     if part.complete():
                         return part.finish()
