@@ -107,13 +107,20 @@ class OutputStream:
                 elif piece:
                     pending.append(piece)
                     pending_size += len(piece)
+                    del piece
                     if pending_size >= chunk_size:
+                        # Cut before yielding, so that while the caller holds a chunk (a slow reader: most
+                        # of the time) this generator holds only the chunks still to come and the rest.
                         data = pending[0] if len(pending) == 1 else b"".join(pending)
                         whole = len(data) - len(data) % chunk_size
-                        for at in range(0, whole, chunk_size):
-                            yield data[at : at + chunk_size]
+                        ready = [
+                            data[at : at + chunk_size] for at in range(whole - chunk_size, -1, -chunk_size)
+                        ]
                         pending = [data[whole:]] if whole < len(data) else []
                         pending_size = len(data) - whole
+                        del data
+                        while ready:
+                            yield ready.pop()
                 if last:
                     break
             if pending:
