@@ -405,6 +405,13 @@ def report(name: str, figure: str, target: str, met: bool) -> None:
     print(line, flush=True)
 
 
+def skipped(name: str, reason: str) -> None:
+    """A target that cannot be measured yet (e.g. the feature it measures has not landed), and why."""
+    line = f"BENCH {name}: not run: {reason} | SKIPPED"
+    RESULTS.append(line)
+    print(line, flush=True)
+
+
 def note(text: str) -> None:
     """Supporting figures (not a target line)."""
     line = f"  - {text}"

@@ -10,8 +10,10 @@ transfer, which leaves out interpreter start-up and imports).
 - `grpc-client TARGET METHOD REQUEST_HEX`: a bare grpc.aio client receiving one stream as bytes (no
   deserializer), counting them. Prints one JSON line: {"cpu": seconds, "wall": seconds, "bytes": n}.
 - `httpx URL`: a plain httpx download (`aiter_bytes`, counting bytes), same JSON line.
-- `videogen-client TARGET VIDEO_ID DIR sync|async`: the Python client's `download` of output 0 to a file in
-  DIR, same JSON line (plus the file's size).
+- `videogen-client TARGET VIDEO_ID DIR sync|async download|stream`: the Python client's `download` of output
+  0 to a file in DIR, or its `stream_content`; same JSON line plus the bytes' SHA-256.
+- `write-file DIR SIZE CHUNK`: writes SIZE bytes to a new file in DIR in CHUNK-byte writes and fsyncs it
+  (what a download adds to receiving: the kernel's page-cache copy); same JSON line.
 """
 
 from __future__ import annotations
@@ -108,28 +110,69 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def videogen_client(target: str, video_id: str, directory: str, flavour: str) -> None:
-    """The SHA-256 of the file is computed after the measured window."""
+def videogen_client(target: str, video_id: str, directory: str, flavour: str, what: str) -> None:
+    """`what` = "download" (to a file; its SHA-256 is computed after the measured window) or "stream"
+    (`stream_content`, hashing the bytes as they come, the hashing's own cost measured apart and taken
+    out: what is left is the client's receiving)."""
+    import hashlib
+
     path = os.path.join(directory, f"{video_id}-{flavour}.mp4")
+    digest = hashlib.sha256()
+    hashing = 0.0
+
+    def consume(data: bytes) -> None:
+        nonlocal hashing
+        h0 = time.process_time()
+        digest.update(data)
+        hashing += time.process_time() - h0
+
     if flavour == "sync":
         from videogen_client import VideoClient
 
         with VideoClient(target) as client:
             client.get(video_id)  # connect before measuring
             cpu0, wall0 = time.process_time(), time.monotonic()
-            size = client.download(video_id, path, resume=False, timeout=600)
-            _report(cpu0, wall0, size, sha256=lambda: _sha256(path))
+            if what == "download":
+                size = client.download(video_id, path, resume=False, timeout=600)
+            else:
+                size = 0
+                for data in client.stream_content(video_id, timeout=600):
+                    size += len(data)
+                    consume(data)
+            cpu, wall = time.process_time() - cpu0 - hashing, time.monotonic() - wall0
     else:
         from videogen_client import AsyncVideoClient
 
-        async def run() -> None:
+        async def run() -> tuple[int, float, float]:
             async with AsyncVideoClient(target) as client:
                 await client.get(video_id)
                 cpu0, wall0 = time.process_time(), time.monotonic()
-                size = await client.download(video_id, path, resume=False, timeout=600)
-                _report(cpu0, wall0, size, sha256=lambda: _sha256(path))
+                if what == "download":
+                    size = await client.download(video_id, path, resume=False, timeout=600)
+                else:
+                    size = 0
+                    async for data in client.stream_content(video_id, timeout=600):
+                        size += len(data)
+                        consume(data)
+                return size, time.process_time() - cpu0 - hashing, time.monotonic() - wall0
 
-        asyncio.run(run())
+        size, cpu, wall = asyncio.run(run())
+    sha256 = _sha256(path) if what == "download" else digest.hexdigest()
+    if what == "download":
+        os.unlink(path)
+    print(json.dumps({"cpu": cpu, "wall": wall, "bytes": size, "sha256": sha256}), flush=True)
+
+
+def write_file(directory: str, size: int, chunk: int) -> None:
+    """The file-write floor: `size` bytes written to a new file in `chunk`-byte writes, then fsync."""
+    payload = os.urandom(chunk)
+    path = os.path.join(directory, "write-floor.bin")
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    with open(path, "wb", buffering=0) as f:
+        for _ in range(size // chunk):
+            f.write(payload)
+        os.fsync(f.fileno())
+    _report(cpu0, wall0, size)
     os.unlink(path)
 
 
@@ -143,6 +186,8 @@ def main(argv: list[str]) -> None:
         asyncio.run(httpx_get(args[0]))
     elif mode == "videogen-client":
         videogen_client(*args)
+    elif mode == "write-file":
+        write_file(args[0], int(args[1]), int(args[2]))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

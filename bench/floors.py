@@ -4,7 +4,8 @@ a StreamContent's transport work, with the minimal programs of bench/floor_procs
 - server floor: a bare grpc.aio server sending 256 MiB as bytes messages, from memory or from a local file
   (its CPU read from /proc/<pid>/stat around each stream);
 - client floor: a bare grpc.aio client receiving those messages as bytes (its own process CPU time);
-- httpx floor: a plain httpx download of an output URL from the simulator (its own process CPU time).
+- httpx floor: a plain httpx download of an output URL from the simulator (its own process CPU time);
+- write floor: writing 256 MiB to a new local file and fsyncing it (its own process CPU time).
 
 Each figure is the median of ROUNDS transfers. The gRPC floors do not depend on the service, so they are
 measured once per `make bench` run (cached here) and shared by every benchmark that compares with them.
@@ -38,6 +39,7 @@ class GrpcFloors:
 
 
 _cached: GrpcFloors | None = None
+_write_cached: dict[int, float] = {}
 
 
 def ms_per_mib(cpu_seconds_: float, size: int = SIZE) -> float:
@@ -123,3 +125,15 @@ def describe(f: GrpcFloors) -> str:
             f"{f.server_file[chunk]:.2f} from a file; client {f.client[chunk]:.2f}"
         )
     return "; ".join(parts)
+
+
+async def write_floor(chunk: int) -> float:
+    """ms/MiB of writing SIZE bytes to a new local file in `chunk`-byte writes plus an fsync, in a process
+    of its own (median of ROUNDS): what saving a download costs on top of receiving it. Cached per run."""
+    if chunk not in _write_cached:
+        cpus = []
+        with tempfile.TemporaryDirectory(prefix="videogen-write-floor-") as d:
+            for _ in range(ROUNDS):
+                cpus.append((await run_json("write-file", d, str(SIZE), str(chunk)))["cpu"])
+        _write_cached[chunk] = ms_per_mib(median(cpus))
+    return _write_cached[chunk]
