@@ -145,9 +145,9 @@ class PartialDownload:
                     f"{self.part_path} holds {size} bytes but the content has {first.total_size}; removed it",
                 )
 
-    def write(self, offset: int, data: bytes) -> None:
-        """Appends ``data`` (a message's bytes, read once from it: each read of a protobuf ``bytes`` field
-        is a copy) that the server sent at ``offset``."""
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        """Appends ``data``, which the server sent at ``offset`` (a view into the received message: see
+        content_wire.py)."""
         if not data:
             return
         if offset != self.offset:
@@ -167,7 +167,7 @@ class PartialDownload:
         self._fh.write(data)
         self.offset += len(data)
 
-    def write_all(self, pieces: list[tuple[int, bytes]]) -> None:
+    def write_all(self, pieces: list[tuple[int, bytes | memoryview]]) -> None:
         """``write`` of each (offset, data) in order."""
         for offset, data in pieces:
             self.write(offset, data)
@@ -231,7 +231,7 @@ class AsyncPartialDownload:
     def __init__(self, part: PartialDownload, executor: ThreadPoolExecutor) -> None:
         self._part = part
         self._executor = executor
-        self._pending: list[tuple[int, bytes]] = []
+        self._pending: list[tuple[int, bytes | memoryview]] = []
         self._pending_size = 0
 
     @classmethod
@@ -272,7 +272,7 @@ class AsyncPartialDownload:
     async def start_stream(self, first: video_service_pb2.StreamContentResponse) -> None:
         await self._run(functools.partial(self._part.start_stream, first))
 
-    async def write(self, offset: int, data: bytes) -> None:
+    async def write(self, offset: int, data: bytes | memoryview) -> None:
         if not data:
             return
         self._pending.append((offset, data))
