@@ -128,8 +128,9 @@ class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
         ):
             if isinstance(item, Chunk):
                 if first is not None:
-                    # The first chunk carries the content type and total size too.
-                    first.data = item.data
+                    # The first chunk carries the content type and total size too. bytes(): a chunk may
+                    # be a view (protobuf takes bytes; bytes(b) of a bytes object is that object).
+                    first.data = bytes(item.data)
                     yield first
                     first = None
                 else:
