@@ -24,6 +24,7 @@ BENCHMARKS = (
     "archive_content",
     "slow_readers",
     "generate_latency",
+    "replicas",
 )
 
 

@@ -163,3 +163,54 @@ async def test_a_hung_redis_fails_a_call_within_the_socket_timeout(redis_server:
             assert time.monotonic() - start < 3.9
         finally:
             redis_server.proc.send_signal(signal.SIGCONT)
+
+
+async def _commands(client: aioredis.Redis) -> int:
+    """Commands Redis has processed so far (INFO stats; this INFO counts as one), to tell an answer from
+    memory from a round trip."""
+    return int((await client.info("stats"))["total_commands_processed"])
+
+
+async def test_terminal_records_are_cached_briefly_and_never_for_another_owner(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Get of a COMPLETED video is the hot read: a terminal record is answered from memory for a short
+    while; a running one never is; another owner's cached video costs the round trip an unknown id costs."""
+    monkeypatch.setattr("videogen_server.store.redis.TERMINAL_CACHE_TTL_S", 0.5)
+    prefix = unique_prefix()
+    a = RedisVideoStore(redis_server.url, prefix=prefix)
+    b = RedisVideoStore(redis_server.url, prefix=prefix)
+    info = aioredis.Redis.from_url(redis_server.url)
+    async with a, b:
+        await _commands(info)  # connected
+        running = make_record(status=VideoStatus.IN_PROGRESS)
+        await a.claim(running)
+        done = make_record(status=VideoStatus.COMPLETED)
+        await b.claim(done)
+        assert await a.get(done.id) == done  # read once: cached from here
+
+        before = await _commands(info)
+        for _ in range(5):
+            assert await a.get(done.id, owner="alice") == done
+        assert await _commands(info) - before == 1  # only the INFO call itself
+
+        # Another owner: a miss, the same owner-scoped round trip as an unknown id.
+        before = await _commands(info)
+        assert await a.get(done.id, owner="mallory") is None
+        assert await _commands(info) - before > 1  # the owner-scoped script ran in Redis
+
+        # A running record is always read from Redis: b's change is seen at once.
+        await b.save(running.replace(progress=40))
+        assert (await a.get(running.id)).progress == 40  # type: ignore[union-attr]
+
+        # Output metadata saved by another process is seen once the short cache life is over.
+        later = done.replace(upstream_status="SUCCEEDED-again")
+        await b.save(later)
+        assert (await a.get(done.id)).upstream_status == done.upstream_status  # type: ignore[union-attr]
+        await asyncio.sleep(0.6)
+        assert (await a.get(done.id)).upstream_status == "SUCCEEDED-again"  # type: ignore[union-attr]
+
+        # A delete here forgets the cached record at once.
+        await a.delete(done.id)
+        assert await a.get(done.id) is None
+    await info.aclose()

@@ -224,9 +224,15 @@ class TaskTracker:
         self._ensure_poller(feed)
 
     async def announce(self, record: VideoRecord) -> None:
-        """A change made here and saved: to local watchers, and to every other instance (best effort)."""
+        """A change made here and saved: to local watchers, and to every other instance (best effort).
+
+        The notice to the others is sent in the background: nobody's call waits for it (a Generate would
+        otherwise pay one more Redis round trip), and the others re-read the store anyway if it is lost."""
         self.publish(record)
-        await self._tell_others(record.id)
+        if self._closed:
+            await self._tell_others(record.id)
+        else:
+            self._spawn(self._tell_others(record.id), name=f"announce-{record.id}")
 
     # -- leases, for the creates (services/videos.py) ------------------------------------------------------
 

@@ -32,14 +32,20 @@ Redis fails a call within about two seconds, not at the caller's deadline. A poo
 is retried once on a fresh one (a restarted Redis costs no error); every script is safe to run twice (a
 `claim` that finds its key held by its own id reports it inserted).
 
-No cache: another replica may change any record, and an owner-scoped `get` of another owner's video must
-take the same round trip as an unknown id.
+A short cache of terminal records only: a terminal record never changes status again, only output metadata
+(sizes, and the archive's state) does, so `get` may answer from memory for `TERMINAL_CACHE_TTL_S` (1 s) after
+this process last read or wrote it. Across replicas, output metadata saved by another process can therefore
+be up to that long old here; everything else (a running video, a claim, a save) always goes to Redis. An
+owner-scoped `get` of another owner's cached video is a miss and takes the same round trip as an unknown id.
+(Get of a COMPLETED video is the hot read: without the cache each one cost a Redis round trip and about
+twice the server CPU of a health check; bench/replicas.py.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
@@ -64,6 +70,10 @@ __all__ = ["DEFAULT_PREFIX", "RedisVideoStore"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# How long a terminal record read or written here may be answered from memory (see the module docstring).
+TERMINAL_CACHE_TTL_S: Final = 1.0
+TERMINAL_CACHE_MAX: Final = 10_000
 
 # KEYS: record, idempotency key ('' for none), unfinished set, seq counter, the owner's active set
 # ARGV: id, owner, request_id, status, data, terminal ('1'/'0'), record key prefix, max_active ('' for none)
@@ -195,6 +205,8 @@ class RedisVideoStore:
         self._idle.set()
         self._unfinished = f"{prefix}unfinished"
         self._seq = f"{prefix}seq"
+        # id -> (terminal record, monotonic time it was read or written here); insertion-ordered for eviction.
+        self._terminal: dict[str, tuple[VideoRecord, float]] = {}
 
     @property
     def description(self) -> str:
@@ -304,12 +316,32 @@ class RedisVideoStore:
         await self._call(lambda c: c.ping())
 
     async def get(self, video_id: str, *, owner: str | None = None) -> VideoRecord | None:
+        cached = self._terminal.get(video_id)
+        if cached is not None:
+            record, at = cached
+            if time.monotonic() - at < TERMINAL_CACHE_TTL_S:
+                # Another owner's cached record is a miss, like an unknown id (the same round trip below).
+                if owner is None or record.owner == owner:
+                    return record
+            else:
+                del self._terminal[video_id]
         key = self._record_key(video_id)
         if owner is None:
             data = await self._call(lambda c: c.hget(key, "data"))
         else:
             data = await self._call(lambda c: self._scripts["get_owned"](keys=[key], args=[owner], client=c))
-        return None if data is None else decode_record(str(data))
+        if data is None:
+            return None
+        return self._remember(decode_record(str(data)))
+
+    def _remember(self, record: VideoRecord) -> VideoRecord:
+        """Keep a terminal record for the cache's short life (see the module docstring); forget any other."""
+        self._terminal.pop(record.id, None)  # re-inserted last: the oldest entries are evicted first
+        if record.status.terminal:
+            self._terminal[record.id] = (record, time.monotonic())
+            while len(self._terminal) > TERMINAL_CACHE_MAX:
+                del self._terminal[next(iter(self._terminal))]
+        return record
 
     async def claim(self, record: VideoRecord, *, max_active: int | None = None) -> tuple[VideoRecord, bool]:
         idem = self._idem_key(record.owner, record.request_id) if record.request_id else ""
@@ -363,8 +395,9 @@ class RedisVideoStore:
             )
         )
         if int(done) == 1:
-            return record
-        return await self._call(lambda c: self._save_merge(c, record))
+            return self._remember(record)
+        self._terminal.pop(record.id, None)  # whatever the merge keeps, read it from Redis next time
+        return self._remember(await self._call(lambda c: self._save_merge(c, record)))
 
     async def _save_merge(self, client: aioredis.Redis, record: VideoRecord) -> VideoRecord:
         """The read-merge-write under WATCH: retried when another writer changed the record meanwhile."""
@@ -395,6 +428,7 @@ class RedisVideoStore:
                     continue  # another writer came first: read again
 
     async def delete(self, video_id: str) -> None:
+        self._terminal.pop(video_id, None)
         await self._call(
             lambda c: self._scripts["delete"](
                 keys=[self._record_key(video_id), self._unfinished],
