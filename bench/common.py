@@ -232,7 +232,13 @@ async def stack(
             **(server_env or {}),
         }
         # The listening line is logged at INFO; WARNING keeps per-request lines out of the measurement.
-        server = _spawn(["-m", "videogen_server"], {**env, **server_vars}, workdir, "server")
+        # BENCH_CPROFILE=1: the server runs under cProfile (its event-loop thread), written on exit.
+        profile = (
+            ["-m", "cProfile", "-o", str(workdir / "server.cprofile")]
+            if os.environ.get("BENCH_CPROFILE")
+            else []
+        )
+        server = _spawn([*profile, "-m", "videogen_server"], {**env, **server_vars}, workdir, "server")
         await _server_port(server, grpc_port)
         s = Stack(sim, server, sim_url, f"127.0.0.1:{grpc_port}", workdir)
         await _wait_serving(s)
@@ -246,6 +252,8 @@ async def stack(
         yield s
     finally:
         await s.close()
+        if os.environ.get("BENCH_CPROFILE"):
+            print(f"  (cProfile of the server: {workdir / 'server.cprofile'})", flush=True)
         if profiler is not None:
             profiler.wait(30)
             print(f"  (py-spy profile of the server: {workdir / 'server.pyspy'})", flush=True)
@@ -393,6 +401,13 @@ def median(values: Sequence[float]) -> float:
 def report(name: str, figure: str, target: str, met: bool) -> None:
     """The one summary line per target: `BENCH <name>: <figure> | target <target> | MET/MISSED`."""
     line = f"BENCH {name}: {figure} | target {target} | {'MET' if met else 'MISSED'}"
+    RESULTS.append(line)
+    print(line, flush=True)
+
+
+def skipped(name: str, reason: str) -> None:
+    """A target that cannot be measured yet (e.g. the feature it measures has not landed), and why."""
+    line = f"BENCH {name}: not run: {reason} | SKIPPED"
     RESULTS.append(line)
     print(line, flush=True)
 

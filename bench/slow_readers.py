@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 
 from videogen.v1 import video_pb2, video_service_pb2
@@ -44,7 +45,9 @@ async def slow_download(s: Stack, channel: int, video_id: str) -> tuple[str, int
 
 
 async def main() -> None:
-    async with stack(pending_seconds=0.05, running_seconds=0.2, output_size=SIZE) as s:
+    chunk = os.environ.get("BENCH_CHUNK_SIZE")  # as in stream_content: VIDEOGEN_CHUNK_SIZE for the server
+    env = {"VIDEOGEN_CHUNK_SIZE": chunk} if chunk else None
+    async with stack(pending_seconds=0.05, running_seconds=0.2, output_size=SIZE, server_env=env) as s:
         ids = [await generate(s, f"slow reader bench {i}") for i in range(VIDEOS)]
         want = {}
         for vid in ids:

@@ -17,6 +17,7 @@ import grpc
 import grpc.aio
 from videogen.v1 import video_pb2, video_service_pb2, video_service_pb2_grpc
 
+from .content_wire import content_stream
 from .download import (
     AsyncPartialDownload,
     Deadline,
@@ -104,7 +105,10 @@ class AsyncVideoClient:
                     self._channel = grpc.aio.secure_channel(self.target, creds, options=options)
                 else:
                     self._channel = grpc.aio.insecure_channel(self.target, options=options)
-            self._stub = video_service_pb2_grpc.VideoServiceStub(self._channel)
+            stub = video_service_pb2_grpc.VideoServiceStub(self._channel)
+            # StreamContent's messages are read without copying their data (content_wire.py).
+            stub.StreamContent = content_stream(self._channel)
+            self._stub = stub
         return self._stub
 
     async def close(self) -> None:
@@ -282,9 +286,10 @@ class AsyncVideoClient:
             start = position
             try:
                 async for msg in call:
-                    if msg.data:
-                        position += len(msg.data)
-                        yield msg.data
+                    data = bytes(msg.data)  # the one copy (msg.data is a view into the message)
+                    if data:
+                        position += len(data)
+                        yield data
                 return
             except grpc.RpcError as exc:
                 err = from_rpc_error(exc)
@@ -320,6 +325,7 @@ class AsyncVideoClient:
         checked_out_of_range = False
         try:
             while True:
+                await part.flush()  # a resume starts from what is on disk
                 start = part.offset
                 call = stub.StreamContent(
                     part.request(id, index), metadata=self._metadata, timeout=deadline.call_timeout()
@@ -332,8 +338,9 @@ class AsyncVideoClient:
                             await part.start_stream(msg)
                             if on_progress is not None:
                                 on_progress(part.offset, part.total)
-                        await part.write(msg)
-                        if on_progress is not None and msg.data:
+                        data = msg.data  # a view into the message: written to the file as is
+                        await part.write(msg.offset, data)
+                        if on_progress is not None and data:
                             on_progress(part.offset, part.total)
                     if part.complete():
                         return await part.finish()

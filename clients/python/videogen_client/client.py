@@ -13,6 +13,7 @@ from typing import Any, Self, TypeVar
 import grpc
 from videogen.v1 import video_pb2, video_service_pb2, video_service_pb2_grpc
 
+from .content_wire import content_stream
 from .download import (
     Deadline,
     PartialDownload,
@@ -100,7 +101,10 @@ class VideoClient:
                     self._channel = grpc.secure_channel(self.target, creds, options=options)
                 else:
                     self._channel = grpc.insecure_channel(self.target, options=options)
-            self._stub = video_service_pb2_grpc.VideoServiceStub(self._channel)
+            stub = video_service_pb2_grpc.VideoServiceStub(self._channel)
+            # StreamContent's messages are read without copying their data (content_wire.py).
+            stub.StreamContent = content_stream(self._channel)
+            self._stub = stub
         return self._stub
 
     def close(self) -> None:
@@ -272,9 +276,10 @@ class VideoClient:
             start = position
             try:
                 for msg in call:
-                    if msg.data:
-                        position += len(msg.data)
-                        yield msg.data
+                    data = bytes(msg.data)  # the one copy (msg.data is a view into the message)
+                    if data:
+                        position += len(data)
+                        yield data
                 return
             except grpc.RpcError as exc:
                 err = from_rpc_error(exc)
@@ -321,8 +326,9 @@ class VideoClient:
                             part.start_stream(msg)
                             if on_progress is not None:
                                 on_progress(part.offset, part.total)
-                        part.write(msg)
-                        if on_progress is not None and msg.data:
+                        data = msg.data  # a view into the message: written to the file as is
+                        part.write(msg.offset, data)
+                        if on_progress is not None and data:
                             on_progress(part.offset, part.total)
                     if part.complete():
                         return part.finish()

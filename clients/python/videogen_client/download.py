@@ -104,8 +104,8 @@ def is_retryable_stream(err: VideogenError) -> bool:
 
 class PartialDownload:
     """The on-disk state of one download. Use ``start_stream`` with the first message of every stream,
-    ``write`` with each message, then ``finish`` (verifies, fsyncs, renames) or ``close`` (keeps the
-    ``.part`` for a later resume)."""
+    ``write`` with each message's offset and data, then ``finish`` (verifies, fsyncs, renames) or ``close``
+    (keeps the ``.part`` for a later resume)."""
 
     def __init__(self, path: str | os.PathLike[str], *, resume: bool = True) -> None:
         self.path = os.fspath(path)
@@ -145,14 +145,16 @@ class PartialDownload:
                     f"{self.part_path} holds {size} bytes but the content has {first.total_size}; removed it",
                 )
 
-    def write(self, msg: video_service_pb2.StreamContentResponse) -> None:
-        if not msg.data:
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        """Appends ``data``, which the server sent at ``offset`` (a view into the received message: see
+        content_wire.py)."""
+        if not data:
             return
-        if msg.offset != self.offset:
+        if offset != self.offset:
             raise DataLoss(
-                grpc.StatusCode.DATA_LOSS, f"the server sent bytes at {msg.offset}, expected {self.offset}"
+                grpc.StatusCode.DATA_LOSS, f"the server sent bytes at {offset}, expected {self.offset}"
             )
-        if self.total is not None and self.offset + len(msg.data) > self.total:
+        if self.total is not None and self.offset + len(data) > self.total:
             self.discard()
             raise DataLoss(
                 grpc.StatusCode.DATA_LOSS, f"the server sent more than the announced {self.total} bytes"
@@ -162,8 +164,13 @@ class PartialDownload:
             if parent:
                 os.makedirs(parent, exist_ok=True)
             self._fh = open(self.part_path, "ab")  # noqa: SIM115 (closed by close/finish)
-        self._fh.write(msg.data)
-        self.offset += len(msg.data)
+        self._fh.write(data)
+        self.offset += len(data)
+
+    def write_all(self, pieces: list[tuple[int, bytes | memoryview]]) -> None:
+        """``write`` of each (offset, data) in order."""
+        for offset, data in pieces:
+            self.write(offset, data)
 
     def complete(self) -> bool:
         """Whether a stream that ended OK delivered everything (always true when the size is unknown:
@@ -208,14 +215,24 @@ class AsyncPartialDownload:
     operation (stat, unlink, mkdir, open, write, fsync, rename, close) run on a worker thread, never on the
     event loop.
 
+    Writes are batched: a message's bytes are kept until WRITE_BATCH bytes are pending (or the stream ends,
+    ``flush``), then written with one hop to the thread. A hop per 256 KiB message cost about as much CPU as
+    receiving the message (docs/benchmarks.md, issue 11); the batch bounds the memory held to WRITE_BATCH
+    plus one message. ``offset`` counts the pending bytes too; ``request`` (a resume) must follow a
+    ``flush``, which ``download`` does at the start of every stream.
+
     The download's file operations run one at a time, in order, on one thread of its own, so even when the
     awaiting task is cancelled mid-write the ``close`` queued after it runs only once that write is done.
     Create it with ``await AsyncPartialDownload.open(path, resume=...)`` and always ``await close()``
-    (also after ``finish``): it releases the thread."""
+    (also after ``finish``): it writes what is pending, then releases the thread."""
+
+    WRITE_BATCH = 4 * 1024 * 1024
 
     def __init__(self, part: PartialDownload, executor: ThreadPoolExecutor) -> None:
         self._part = part
         self._executor = executor
+        self._pending: list[tuple[int, bytes | memoryview]] = []
+        self._pending_size = 0
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], *, resume: bool = True) -> AsyncPartialDownload:
@@ -234,7 +251,7 @@ class AsyncPartialDownload:
 
     @property
     def offset(self) -> int:
-        return self._part.offset
+        return self._part.offset + self._pending_size
 
     @property
     def total(self) -> int | None:
@@ -245,26 +262,46 @@ class AsyncPartialDownload:
         self._part.total = value
 
     def request(self, video_id: str, index: int) -> video_service_pb2.StreamContentRequest:
+        if self._pending:
+            raise RuntimeError("flush() before request(): the resume offset is what is on disk")
         return self._part.request(video_id, index)
 
     def complete(self) -> bool:
-        return self._part.complete()
+        return self.total is None or self.offset == self.total
 
     async def start_stream(self, first: video_service_pb2.StreamContentResponse) -> None:
         await self._run(functools.partial(self._part.start_stream, first))
 
-    async def write(self, msg: video_service_pb2.StreamContentResponse) -> None:
-        if msg.data:
-            await self._run(functools.partial(self._part.write, msg))
+    async def write(self, offset: int, data: bytes | memoryview) -> None:
+        if not data:
+            return
+        self._pending.append((offset, data))
+        self._pending_size += len(data)
+        if self._pending_size >= self.WRITE_BATCH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Writes the pending bytes (checked in order, as ``PartialDownload.write`` does)."""
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_size = self._pending, [], 0
+        await self._run(functools.partial(self._part.write_all, pending))
 
     async def finish(self) -> int:
+        await self.flush()
         return await self._run(self._part.finish)
 
     async def discard(self) -> None:
+        self._pending, self._pending_size = [], 0
         await self._run(self._part.discard)
 
     async def close(self) -> None:
         try:
+            # What was received is kept for a resume. The thread runs it even if this task is cancelled
+            # now (the close below is queued after it).
+            pending, self._pending, self._pending_size = self._pending, [], 0
+            if pending:
+                self._executor.submit(self._part.write_all, pending)
             await self._run(self._part.close)
         finally:
             self._executor.shutdown(wait=False)  # the thread ends once the queued operations are done

@@ -18,6 +18,7 @@ from videogen.v1 import video_service_pb2, video_service_pb2_grpc
 
 from videogen_server import errors
 from videogen_server.api.auth import Authenticator
+from videogen_server.api.content_wire import ContentWire
 from videogen_server.api.error_mapping import ErrorMappingInterceptor
 from videogen_server.api.servicer import VideoServicer
 from videogen_server.api.telemetry_interceptor import TelemetryInterceptor
@@ -157,6 +158,7 @@ class GrpcServer:
                 ErrorMappingInterceptor(
                     Authenticator(service.config.api_keys), on_store_unavailable=self._store_health.check_soon
                 ),
+                ContentWire(),  # innermost: StreamContent's serializer, kept by the two above
             ],
             options=server_options(service.config),
         )

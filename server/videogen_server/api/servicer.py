@@ -13,6 +13,7 @@ import grpc
 from videogen.v1 import video_service_pb2, video_service_pb2_grpc
 
 from videogen_server.api.auth import current_caller
+from videogen_server.api.content_wire import EncodedChunk
 from videogen_server.api.convert import generate_spec, model_message, video_message
 from videogen_server.api.limits import StreamLimits
 from videogen_server.domain.model_info import ModelInfo
@@ -103,7 +104,7 @@ class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
 
     async def StreamContent(  # type: ignore[override]
         self, request: video_service_pb2.StreamContentRequest, context: Context
-    ) -> AsyncIterator[video_service_pb2.StreamContentResponse]:
+    ) -> AsyncIterator[video_service_pb2.StreamContentResponse | EncodedChunk]:
         with self._limits.streams.hold(current_caller.get()):
             async with contextlib.aclosing(self._stream_content(request, context)) as messages:
                 async for message in messages:
@@ -111,7 +112,7 @@ class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
 
     async def _stream_content(
         self, request: video_service_pb2.StreamContentRequest, context: Context
-    ) -> AsyncGenerator[video_service_pb2.StreamContentResponse, None]:
+    ) -> AsyncGenerator[video_service_pb2.StreamContentResponse | EncodedChunk, None]:
         deadline = deadline_of(context)
         record = await self._content.prepare(
             current_caller.get(),
@@ -127,12 +128,14 @@ class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
         ):
             if isinstance(item, Chunk):
                 if first is not None:
-                    # The first chunk carries the content type and total size too.
-                    first.data = item.data
+                    # The first chunk carries the content type and total size too. bytes(): a chunk may
+                    # be a view (protobuf takes bytes; bytes(b) of a bytes object is that object).
+                    first.data = bytes(item.data)
                     yield first
                     first = None
                 else:
-                    yield video_service_pb2.StreamContentResponse(data=item.data, offset=item.offset)
+                    # Encoded by hand: one copy of the data, not three (api/content_wire.py).
+                    yield EncodedChunk(item.offset, item.data)
             else:
                 await context.send_initial_metadata(
                     (

@@ -141,7 +141,9 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
                         _bind_response(response)
                     messages.inc()
                     if content_bytes is not None:
-                        content_bytes.inc(len(getattr(response, "data", b"")))
+                        # An EncodedChunk says its size; reading a message's `data` copies it.
+                        size = getattr(response, "size", None)
+                        content_bytes.inc(size if size is not None else len(getattr(response, "data", b"")))
                     yield response
 
         return stream

@@ -36,6 +36,23 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 OUTPUT_ENDPOINT = "output"
 DOWNLOAD_KEEPALIVE = 20
 DOWNLOAD_KEEPALIVE_EXPIRY = 5.0
+# Bytes asked of the socket per read of a response body. httpcore reads HTTP/1.1 bodies 64 KiB at a time,
+# and every read is a trip through httpcore, anyio and h11 in Python; asyncio's transport receives up to
+# 256 KiB per recv, which anyio then splits to the asked size (copying the rest each time). At 64 KiB a
+# 256 MiB relay made ~8,000 reads (docs/benchmarks.md, "Issue 11": the relay's CPU, before and after).
+BODY_READ_SIZE = 256 * 1024
+
+
+def raise_body_read_size(size: int = BODY_READ_SIZE) -> None:
+    """Raises httpcore's HTTP/1.1 body read size to `size` (never lowers it). httpcore has no option for
+    it, so this sets its class attribute: process-wide, which the API client's small JSON bodies do not
+    notice. Without it (an httpcore that renamed it), downloads still work, only at a higher CPU cost."""
+    try:
+        from httpcore._async.http11 import AsyncHTTP11Connection
+    except ImportError:  # pragma: no cover - a future httpcore
+        return
+    if isinstance(getattr(AsyncHTTP11Connection, "READ_NUM_BYTES", None), int):
+        AsyncHTTP11Connection.READ_NUM_BYTES = max(AsyncHTTP11Connection.READ_NUM_BYTES, size)
 
 
 class OutputStream:
@@ -61,26 +78,55 @@ class OutputStream:
         self._expected = expected  # body bytes the server promised (Content-Length / Content-Range)
 
     async def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes]:
+        """The body in chunks of exactly `chunk_size` bytes (the last one may be shorter).
+
+        The body is read as it arrives (up to BODY_READ_SIZE per read) and cut here, not by httpx's
+        `aiter_bytes(chunk_size)`, which copies every byte three times (BytesIO write, getvalue, slice): a
+        read of exactly one chunk is passed on as is, and pieces are joined once only when they must be."""
         received = 0
         skip = self._skip
         left = self._limit
+        pending: list[bytes] = []
+        pending_size = 0
         try:
-            async for raw in self._response.aiter_bytes(chunk_size):
-                received += len(raw)
-                chunk = raw
+            async for piece in self._response.aiter_bytes():
+                received += len(piece)
                 if skip:
-                    if len(chunk) <= skip:
-                        skip -= len(chunk)
+                    if len(piece) <= skip:
+                        skip -= len(piece)
                         continue
-                    chunk = chunk[skip:]
+                    piece = piece[skip:]
                     skip = 0
+                last = False
                 if left is not None:
-                    if len(chunk) >= left:
-                        if left:
-                            yield chunk[:left]
-                        return
-                    left -= len(chunk)
-                yield chunk
+                    if len(piece) >= left:
+                        piece, last = piece[:left], True
+                    left -= len(piece)
+                if not pending and len(piece) == chunk_size:
+                    yield piece  # the common case once reads and chunks are the same size: no copy
+                elif piece:
+                    pending.append(piece)
+                    pending_size += len(piece)
+                    del piece
+                    if pending_size >= chunk_size:
+                        # Cut before yielding, so that while the caller holds a chunk (a slow reader: most
+                        # of the time) this generator holds only the chunks still to come and the rest.
+                        data = pending[0] if len(pending) == 1 else b"".join(pending)
+                        whole = len(data) - len(data) % chunk_size
+                        ready = [
+                            data[at : at + chunk_size] for at in range(whole - chunk_size, -1, -chunk_size)
+                        ]
+                        pending = [data[whole:]] if whole < len(data) else []
+                        pending_size = len(data) - whole
+                        del data
+                        while ready:
+                            yield ready.pop()
+                if last:
+                    break
+            if pending:
+                yield b"".join(pending)
+            if left is not None and left <= 0:
+                return
         except httpx.TransportError as exc:
             raise errors.UpstreamUnavailable(
                 f"download interrupted after {received} bytes ({type(exc).__name__})"
@@ -105,6 +151,7 @@ class OutputDownloads:
     ) -> None:
         if max_downloads < 1:
             raise ValueError("max_downloads must be at least 1")
+        raise_body_read_size()
         owned = http is None
         if http is None:
             http = self._pool(max_downloads, timeout)

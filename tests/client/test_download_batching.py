@@ -1,0 +1,91 @@
+"""AsyncPartialDownload batches writes: one hop to its file thread per WRITE_BATCH bytes, not per message,
+with the same checks, resume offset and on-disk state as the sync PartialDownload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from videogen.v1 import video_service_pb2 as pb
+from videogen_client.download import AsyncPartialDownload, PartialDownload
+from videogen_client.errors import DataLoss
+
+KIB = 1024
+PIECE = 256 * KIB
+
+
+def body(n: int) -> bytes:
+    return bytes(i % 251 for i in range(n))
+
+
+def counting_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Records the number of pieces each trip to the file thread wrote."""
+    trips: list[int] = []
+    real = PartialDownload.write_all
+
+    def write_all(self: PartialDownload, pieces: list[tuple[int, bytes]]) -> None:
+        trips.append(len(pieces))
+        real(self, pieces)
+
+    monkeypatch.setattr(PartialDownload, "write_all", write_all)
+    return trips
+
+
+async def test_writes_go_to_the_thread_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trips = counting_writes(monkeypatch)
+    data = body(40 * PIECE + 123)  # 10 MiB and a bit
+    part = await AsyncPartialDownload.open(tmp_path / "v.mp4")
+    try:
+        await part.start_stream(pb.StreamContentResponse(total_size=len(data), content_type="video/mp4"))
+        for at in range(0, len(data), PIECE):
+            await part.write(at, data[at : at + PIECE])
+            assert part.offset == min(at + PIECE, len(data))  # pending bytes count
+        assert part.complete()
+        assert await part.finish() == len(data)
+    finally:
+        await part.close()
+    assert (tmp_path / "v.mp4").read_bytes() == data
+    batch = AsyncPartialDownload.WRITE_BATCH // PIECE
+    assert trips == [batch, batch, 41 - 2 * batch]  # 3 trips for 41 messages
+
+
+async def test_close_keeps_what_was_received_for_a_resume(tmp_path: Path) -> None:
+    data = body(3 * PIECE)
+    part = await AsyncPartialDownload.open(tmp_path / "v.mp4")
+    await part.start_stream(pb.StreamContentResponse(total_size=10 * PIECE))
+    for at in range(0, len(data), PIECE):
+        await part.write(at, data[at : at + PIECE])  # below one batch: all pending
+    with pytest.raises(RuntimeError):
+        part.request("vid", 0)  # a resume offset must be what is on disk
+    await part.close()
+    assert (tmp_path / "v.mp4.part").read_bytes() == data
+
+    again = await AsyncPartialDownload.open(tmp_path / "v.mp4")
+    try:
+        assert again.offset == len(data) and again.request("vid", 0).offset == len(data)
+    finally:
+        await again.close()
+
+
+async def test_a_gap_is_still_data_loss(tmp_path: Path) -> None:
+    part = await AsyncPartialDownload.open(tmp_path / "v.mp4")
+    try:
+        await part.write(0, b"a" * 100)
+        await part.write(200, b"b" * 100)  # bytes 100..199 never came
+        with pytest.raises(DataLoss, match="expected 100"):
+            await part.flush()
+    finally:
+        await part.close()
+
+
+async def test_discard_drops_pending_bytes(tmp_path: Path) -> None:
+    part = await AsyncPartialDownload.open(tmp_path / "v.mp4")
+    try:
+        await part.write(0, b"a" * 100)
+        await part.discard()
+        assert part.offset == 0
+        await part.write(0, b"b" * 10)
+        await part.flush()
+    finally:
+        await part.close()
+    assert (tmp_path / "v.mp4.part").read_bytes() == b"b" * 10
