@@ -369,8 +369,12 @@ class _Tally:
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 
-    async def count(self, chunks: AsyncIterator[bytes], expected: int | None) -> AsyncIterator[bytes]:
-        async for chunk in chunks:
+    async def count(
+        self, chunks: AsyncIterator[bytes | memoryview], expected: int | None
+    ) -> AsyncIterator[bytes]:
+        async for piece in chunks:
+            # The relay's reads are bytes already; an archive read may hand out views (copied here once).
+            chunk = piece if isinstance(piece, bytes) else bytes(piece)
             self.size += len(chunk)
             if expected is not None and self.size > expected:
                 raise errors.UpstreamUnavailable(

@@ -42,7 +42,7 @@ class ContentHeader:
 @dataclass(frozen=True)
 class Chunk:
     offset: int
-    data: bytes
+    data: bytes | memoryview  # a view into the archive read's buffer, or bytes from the relay
 
 
 class ContentRelay:
