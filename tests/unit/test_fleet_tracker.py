@@ -45,6 +45,8 @@ class Instance:
         """As kill -9: nothing more runs here, and nothing is released (its leases end by expiry)."""
         tracker = self.tracker
         tracker._closed = True
+        # A dead process takes and renews nothing more, whatever of its work was still scheduled.
+        tracker._leases._closed = True
         tasks = [f.poller for f in tracker._feeds.values() if f.poller is not None]
         tasks += list(tracker._background)
         if tracker._leases._keeper is not None:
@@ -157,7 +159,15 @@ async def test_a_dead_holders_video_is_taken_over_by_a_watching_instance(fleet: 
     watch = asyncio.create_task(watch_to_end(b.tracker, video))
     await until(lambda: asyncio.sleep(0, b.tracker.open_watchers == 1))
     await a.die()
-    await until(lambda: asyncio.sleep(0, b.tracker.leases_held == 1))  # after the lease expired
+    try:
+        await until(lambda: asyncio.sleep(0, b.tracker.leases_held == 1))  # after the lease expired
+    except TimeoutError:
+        holder = await b.coordinator.holder(video.id)
+        names = {i.coordinator.instance: n for n, i in zip("abc", f.instances, strict=True)}
+        raise AssertionError(
+            f"b did not take the lease: held by {names.get(holder or '', holder)!r}; "
+            f"b watchers {b.tracker.open_watchers}, b pollers {b.tracker.active_pollers}"
+        ) from None
     f.provider.succeed(video.upstream_id, b"video")
     assert (await watch)[-1] is VideoStatus.COMPLETED
 
