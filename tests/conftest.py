@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import pytest
 from hypothesis import settings
+from redis_server import RedisServer, require_redis_server
 from task_dump import dump_tasks_after
 from videogen.v1 import video_service_pb2_grpc
 from videogen_server.api.server import App
@@ -87,3 +88,16 @@ async def videogen_server(tmp_path: Any) -> AsyncIterator[RunningServer]:
         yield server
     finally:
         await stop_server(server)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Any) -> Iterator[RedisServer]:
+    """A real redis-server for this test (tests/redis_server.py), its data under the test's tmp_path; stopped
+    after it, also when the test left it SIGSTOPped. Skipped without redis-server (failed in CI)."""
+    require_redis_server()
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -108,6 +108,9 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(
+                signal.SIGCONT
+            )  # a test that stopped it (SIGSTOP) may have failed meanwhile
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=10)

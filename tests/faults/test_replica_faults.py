@@ -19,14 +19,14 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
 from fleet_harness import Fleet, FleetSettings, GetSampler, open_fleet
 from grpc_health.v1 import health_pb2
-from redis_server import RedisServer, require_redis_server
+from redis_server import RedisServer
 from rpc_helpers import TERMINAL, expect_error, expect_stream_error, read_content, wait_terminal
 from videogen.v1 import video_pb2, video_service_pb2_grpc
 from videogen.v1 import video_service_pb2 as pb
@@ -53,17 +53,6 @@ def auth(key: str) -> tuple[tuple[str, str], ...]:
 
 def request(request_id: str = "", prompt: str = "a boat over three replicas") -> pb.GenerateRequest:
     return pb.GenerateRequest(model="gen4.5", prompt=prompt, seconds=5, request_id=request_id)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    require_redis_server()
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def holder_of(fleet: Fleet, video_id: str, creator: int) -> int:

@@ -6,7 +6,7 @@ server processes on one redis-server honour one count for the fleet."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -16,7 +16,7 @@ from faults.helpers import LONG_RUNNING, posts
 from faults.server_process import start_process
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from redis_server import RedisServer, require_redis_server
+from redis_server import RedisServer
 from rpc_helpers import wait_terminal
 from videogen.v1 import video_pb2
 from videogen.v1 import video_service_pb2 as pb
@@ -93,17 +93,6 @@ async def test_a_caller_past_its_unfinished_videos_is_refused_before_any_post(tm
         assert posts(sim) == 4
     finally:
         await stop_server(server)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    require_redis_server()
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

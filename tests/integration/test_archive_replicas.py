@@ -8,14 +8,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from conftest import FAST_SIMULATOR
 from faults.helpers import outputs
 from faults.server_process import ServerProcess, start_process
-from redis_server import RedisServer, require_redis_server
+from redis_server import RedisServer
 from rpc_helpers import read_content
 from videogen.v1 import video_pb2
 from videogen.v1 import video_service_pb2 as pb
@@ -25,17 +25,6 @@ from videogen_server.simulator.media import OutputMedia
 
 SIZE = 1024 * 1024 + 17
 BOUND = 60.0
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    require_redis_server()
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -16,7 +16,7 @@ import httpx
 import pytest
 from faults.helpers import gets, posts
 from faults.server_process import ServerProcess, free_port, start_process
-from redis_server import RedisServer, require_redis_server
+from redis_server import RedisServer
 from videogen.v1 import video_pb2
 from videogen.v1 import video_service_pb2 as pb
 from videogen_server.domain.video import OUTCOME_UNKNOWN_CODE, VideoRecord, VideoStatus
@@ -45,17 +45,6 @@ class Replica:
             if line.startswith("videogen_leases_held "):
                 return float(line.split()[1])
         raise AssertionError("no videogen_leases_held on /metrics")
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    require_redis_server()
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

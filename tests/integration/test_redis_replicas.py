@@ -6,7 +6,7 @@ nothing to Runway; Redis started again on its data has everything acknowledged b
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -15,7 +15,7 @@ from faults.helpers import LONG_RUNNING, posts
 from faults.server_process import ServerProcess, start_process
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from redis_server import RedisServer, require_redis_server
+from redis_server import RedisServer
 from videogen.v1 import video_pb2
 from videogen.v1 import video_service_pb2 as pb
 from videogen_server.simulator import RunwaySimulator
@@ -31,17 +31,6 @@ def auth(key: str) -> tuple[tuple[str, str], ...]:
 
 def request(request_id: str = "", prompt: str = "a boat") -> pb.GenerateRequest:
     return pb.GenerateRequest(model="gen4.5", prompt=prompt, seconds=5, request_id=request_id)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    require_redis_server()
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
 import pytest
 from conftest import RunningServer, start_server, stop_server
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from redis_server import RedisServer, require_redis_server
+from redis_server import RedisServer
 from videogen.v1 import video_service_pb2 as pb
 from videogen_server.api import server as api_server
 
@@ -21,17 +21,6 @@ SERVICE = "videogen.v1.VideoService"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 BOUND_S = 10.0  # generous: the check runs every second, a dead Redis fails it within ~2 s
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    require_redis_server()
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

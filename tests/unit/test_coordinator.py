@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -216,19 +216,6 @@ def test_open_coordinator_follows_the_store_setting() -> None:
 
 
 # --- Redis: its own redis-server, to kill and restart ----------------------------------------------------
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    require_redis_server()
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        if server.proc is not None and server.proc.poll() is None:
-            server.proc.send_signal(signal.SIGCONT)  # a test that stopped it and failed
-        server.stop()
 
 
 async def test_notices_resync_after_a_redis_restart_then_flow_again(redis_server: RedisServer) -> None:

@@ -9,7 +9,6 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,17 +19,6 @@ from videogen_server import errors
 from videogen_server.config import redact_url
 from videogen_server.domain.video import VideoStatus
 from videogen_server.store.redis import RedisVideoStore
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    require_redis_server()
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_two_clients_racing_one_key_make_one_winner(redis_server: RedisServer) -> None:
