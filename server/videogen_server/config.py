@@ -215,9 +215,26 @@ def redact_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         return "(a value that is not a URL)"
-    netloc, _, path = rest.partition("/")
-    path = path.split("?", 1)[0].split("#", 1)[0]
-    return f"{scheme}://{netloc.rpartition('@')[2]}" + (f"/{path}" if path else "")
+    return f"{scheme}://{_host_and_path(rest)}"
+
+
+_QUERY_OR_FRAGMENT = re.compile(r"[?#]")
+
+
+def _host_and_path(rest: str) -> str:
+    """``[user:password@]host[:port][/path][?query][#fragment]`` -> ``host[:port][/path]``.
+
+    The user and password end at the last '@' before the first '/' (so a raw '?', '#' or '@' in a password
+    goes with them). A query or fragment may start right after the host (redis-py reads ``?password=``
+    too), and then all that follows is theirs. Should a '?' or '#' come before that '@', it is unclear
+    which of the two the '@' is part of: nothing of the authority is shown then."""
+    authority, _, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if at and _QUERY_OR_FRAGMENT.search(userinfo):
+        return "(redacted)"
+    host, *query = _QUERY_OR_FRAGMENT.split(host, maxsplit=1)
+    path = "" if query else _QUERY_OR_FRAGMENT.split(path, maxsplit=1)[0]
+    return host + (f"/{path}" if path else "")
 
 
 def check_store(value: str) -> None:
