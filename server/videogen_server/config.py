@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 DEFAULT_BASE_URL = "https://api.dev.runwayml.com"
 # /metrics when the service runs from the environment; a Config made in code (tests) serves none.
@@ -435,21 +435,11 @@ def otlp_traces_endpoint(env: Mapping[str, str]) -> str:
 
 
 def _loggable(url: str) -> str:
-    """`url` without what may be a credential: user and password, query, fragment. (The headers,
-    OTEL_EXPORTER_OTLP_HEADERS, are never read here, let alone logged.)"""
+    """`url` without what may be a credential, as `redact_url` shows it; an endpoint without a scheme
+    (``host:port``) as its host, port and path. (The headers, OTEL_EXPORTER_OTLP_HEADERS, are never read
+    here, let alone logged.)"""
     url = url.strip()
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "(an endpoint that is not a URL)"
-    if not parts.netloc:  # not scheme://host...: what precedes an '@' may still be a user and password
-        return url.rpartition("@")[2].split("?")[0].split("#")[0]
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if port is None else f"{host}:{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return redact_url(url) if "://" in url else _host_and_path(url)
 
 
 LOG_FORMATS = ("text", "json")
