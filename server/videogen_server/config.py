@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 DEFAULT_BASE_URL = "https://api.dev.runwayml.com"
 # /metrics when the service runs from the environment; a Config made in code (tests) serves none.
@@ -215,9 +215,26 @@ def redact_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         return "(a value that is not a URL)"
-    netloc, _, path = rest.partition("/")
-    path = path.split("?", 1)[0].split("#", 1)[0]
-    return f"{scheme}://{netloc.rpartition('@')[2]}" + (f"/{path}" if path else "")
+    return f"{scheme}://{_host_and_path(rest)}"
+
+
+_QUERY_OR_FRAGMENT = re.compile(r"[?#]")
+
+
+def _host_and_path(rest: str) -> str:
+    """``[user:password@]host[:port][/path][?query][#fragment]`` -> ``host[:port][/path]``.
+
+    The user and password end at the last '@' before the first '/' (so a raw '?', '#' or '@' in a password
+    goes with them). A query or fragment may start right after the host (redis-py reads ``?password=``
+    too), and then all that follows is theirs. Should a '?' or '#' come before that '@', it is unclear
+    which of the two the '@' is part of: nothing of the authority is shown then."""
+    authority, _, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if at and _QUERY_OR_FRAGMENT.search(userinfo):
+        return "(redacted)"
+    host, *query = _QUERY_OR_FRAGMENT.split(host, maxsplit=1)
+    path = "" if query else _QUERY_OR_FRAGMENT.split(path, maxsplit=1)[0]
+    return host + (f"/{path}" if path else "")
 
 
 def check_store(value: str) -> None:
@@ -418,21 +435,11 @@ def otlp_traces_endpoint(env: Mapping[str, str]) -> str:
 
 
 def _loggable(url: str) -> str:
-    """`url` without what may be a credential: user and password, query, fragment. (The headers,
-    OTEL_EXPORTER_OTLP_HEADERS, are never read here, let alone logged.)"""
+    """`url` without what may be a credential, as `redact_url` shows it; an endpoint without a scheme
+    (``host:port``) as its host, port and path. (The headers, OTEL_EXPORTER_OTLP_HEADERS, are never read
+    here, let alone logged.)"""
     url = url.strip()
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "(an endpoint that is not a URL)"
-    if not parts.netloc:  # not scheme://host...: what precedes an '@' may still be a user and password
-        return url.rpartition("@")[2].split("?")[0].split("#")[0]
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if port is None else f"{host}:{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return redact_url(url) if "://" in url else _host_and_path(url)
 
 
 LOG_FORMATS = ("text", "json")

@@ -24,6 +24,9 @@ SECRET = "hunter2-not-for-logs"
         ("redis://redis.internal", "redis://redis.internal"),
         (f"redis://videogen:{SECRET}@redis.internal:6380/2", "redis://redis.internal:6380/2"),
         (f"rediss://:{SECRET}@redis.internal:6380/0", "rediss://redis.internal:6380/0"),
+        # redis-py takes a password from the query too; one right after the host is still a query.
+        (f"redis://redis.internal:6380?password={SECRET}", "redis://redis.internal:6380"),
+        (f"redis://redis.internal#{SECRET}", "redis://redis.internal"),
     ],
 )
 def test_good_values(value: str, shown: str) -> None:

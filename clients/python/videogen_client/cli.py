@@ -29,6 +29,7 @@ from .models import (
     ENV_API_KEY,
     ENV_TARGET,
     is_terminal,
+    load_pem,
     mode_name,
     model_to_dict,
     parse_option_value,
@@ -922,17 +923,14 @@ class _PemError(Exception):
 
 
 def read_pem(path: str | None, option: str) -> bytes | None:
-    """The contents of a PEM file given with ``option`` (None when not given)."""
-    if path is None:
-        return None
+    """The contents of a PEM file given with ``option`` (None when not given): the clients' ``load_pem``,
+    with its errors as the command line reports them."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        return load_pem(path, option)
     except OSError as exc:
         raise _PemError(f"error: {option}: cannot read {path}: {exc.strerror or exc}") from None
-    if b"-----BEGIN " not in data:
-        raise _PemError(f"error: {option}: {path} is not a PEM file (no -----BEGIN line)")
-    return data
+    except ValueError as exc:  # "<option>: <path> is not a PEM file (no -----BEGIN line)"
+        raise _PemError(f"error: {exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

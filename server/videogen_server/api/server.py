@@ -181,8 +181,9 @@ class GrpcServer:
         """Bind (TLS if configured), serve, and report SERVING. Returns the bound port."""
         cfg = self._config
         credentials = await server_credentials(cfg)
-        # Tried first: grpc's own failure is a bare RuntimeError, after a log line of its own on stderr.
-        problem = unbindable(cfg.listen)
+        # Tried first: grpc's own failure is a bare RuntimeError, after a log line of its own on stderr. On
+        # a thread: resolving a host name may take seconds, and the service's pollers already run.
+        problem = await asyncio.to_thread(unbindable, cfg.listen)
         if problem is not None:
             raise listen_error("VIDEOGEN_LISTEN", cfg.listen, problem)
         try:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from videogen_server.api.auth import is_open
+from videogen_server.api.content_wire import STREAM_CONTENT
 from videogen_server.api.rewrap import rewrap
 from videogen_server.observability import logs
 from videogen_server.observability.metrics import split_method
@@ -34,7 +35,6 @@ Context = grpc.aio.ServicerContext[Any, Any]
 # The access log: a logger of its own name, so that operators can route or silence it apart.
 log = logging.getLogger("videogen_server.access")
 
-STREAM_CONTENT = "/videogen.v1.VideoService/StreamContent"
 # A caller's own request id (x-request-id metadata) is kept when it is this tame; otherwise we make one.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
