@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from redis_server import RedisServer, require_redis_server, unique_prefix
+from redis_server import RedisServer, free_port, require_redis_server, unique_prefix
 from unit.test_store import make_record
 from videogen_server import errors
 from videogen_server.config import redact_url
@@ -115,6 +115,23 @@ async def test_redis_down_fails_fast_as_store_unavailable(redis_server: RedisSer
         assert await store.get(rec.id) == rec
         assert await store.claim(make_record(request_id="before")) == (rec, False)
         await store.check()
+
+
+async def test_a_replica_cut_off_from_its_master_is_store_unavailable(redis_server: RedisServer) -> None:
+    # MASTERDOWN: Redis made a replica of a master it cannot reach, told not to serve stale data. redis-py
+    # raises MasterDownError with the code stripped from its text: a check of the text alone misses it.
+    async with RedisVideoStore(redis_server.url, prefix=unique_prefix()) as store:
+        rec = make_record(request_id="before")
+        await store.claim(rec)
+        admin = aioredis.Redis.from_url(redis_server.url)
+        try:
+            await admin.config_set("replica-serve-stale-data", "no")
+            await admin.replicaof("127.0.0.1", free_port())  # nothing listens there
+        finally:
+            await admin.aclose()
+        with pytest.raises(errors.StoreUnavailable) as info:
+            await store.get(rec.id)
+        assert info.value.reason == "STORE_UNAVAILABLE" and info.value.retry_after == 1.0
 
 
 async def test_open_warns_when_redis_would_not_keep_writes(

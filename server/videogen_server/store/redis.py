@@ -393,23 +393,29 @@ class RedisVideoStore:
         await client.set(ready, "1")
 
     async def _index_batch(self, client: aioredis.Redis, keys: list[str]) -> None:
+        """One SCAN batch: the records read in one pipeline, the COMPLETED ones indexed in a second (each
+        entry still its own compare-and-write script): two round trips a batch, not one per record, which
+        on a large data set and a Redis across a network is what the first start after the upgrade takes."""
         if not keys:
             return
         async with client.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.hmget(key, ["status", "data"])
             rows = await pipe.execute()
-        for key, (status, data) in zip(keys, rows, strict=True):
-            if status != VideoStatus.COMPLETED.value or data is None:
-                continue
-            record = decode_record(str(data))
-            since, until = _index_scores(record)
-            if since or until:
-                await self._scripts["index_if_unchanged"](
-                    keys=[key, self._unarchived, self._expiring],
-                    args=[data, since, until, record.id],
-                    client=client,
-                )
+        async with client.pipeline(transaction=False) as pipe:
+            for key, (status, data) in zip(keys, rows, strict=True):
+                if status != VideoStatus.COMPLETED.value or data is None:
+                    continue
+                record = decode_record(str(data))
+                since, until = _index_scores(record)
+                if since or until:
+                    # Queued on the pipeline (which loads the script first if Redis lacks it), sent below.
+                    await self._scripts["index_if_unchanged"](
+                        keys=[key, self._unarchived, self._expiring],
+                        args=[data, since, until, record.id],
+                        client=pipe,
+                    )
+            await pipe.execute()
 
     # -- VideoStore ------------------------------------------------------------------------------------
 

@@ -53,10 +53,16 @@ def connect(
 
 def is_unavailable(exc: BaseException) -> bool:
     """True for the errors that mean "Redis cannot serve us right now": unreachable, timing out, loading its
-    data set after a restart, read-only (a replica) or unable to persist (MISCONF)."""
-    if isinstance(exc, (rexc.ConnectionError, rexc.TimeoutError, rexc.ReadOnlyError)):
+    data set after a restart, read-only (a replica), a replica cut off from its master (MASTERDOWN) or unable
+    to persist (MISCONF).
+
+    By class where redis-py has one: it strips the code from the text of the errors it maps (LOADING is
+    BusyLoadingError, a ConnectionError; MASTERDOWN is MasterDownError). MISCONF has none: a plain
+    ResponseError whose text still starts with the code."""
+    unavailable_classes = (rexc.ConnectionError, rexc.TimeoutError, rexc.ReadOnlyError, rexc.MasterDownError)
+    if isinstance(exc, unavailable_classes):
         return True
-    return isinstance(exc, rexc.ResponseError) and str(exc).startswith(("MISCONF", "LOADING", "MASTERDOWN"))
+    return isinstance(exc, rexc.ResponseError) and str(exc).startswith("MISCONF")
 
 
 def unavailable(log: logging.Logger, description: str, exc: Exception) -> errors.StoreUnavailable:
