@@ -289,15 +289,16 @@ class Archiver:
         found because the record was read here before another replica's save reached us (a store may answer
         terminal records from a short cache). Reading it back costs no request to Runway."""
         key = archive_key(record.id, index)
+        tally = _Tally(self._hasher)
         try:
-            if await self._archive.size(key) is None:
-                return None
-            tally = _Tally(self._hasher)
+            # One request when there is none (the usual case): the read's own HEAD says so.
             async with self._archive.open_read(key) as out:
                 async for piece in out.iter_chunks(self._chunk_size):
                     await tally.add(piece, out.total_size)  # hashed as handed out (a view): no copy
                 await tally.finish(out.total_size)
-        except (errors.ArchiveUnavailable, errors.ArchiveObjectMissing) as exc:
+        except errors.ArchiveObjectMissing:
+            return None
+        except errors.ArchiveUnavailable as exc:
             log.info("video %s output %d: no usable copy in the archive yet (%s)", record.id, index, exc)
             return None
         log.info("video %s output %d: found a whole copy in the archive; recording it", record.id, index)
