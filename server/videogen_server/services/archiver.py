@@ -152,10 +152,6 @@ class Archiver:
         """Videos being copied now (at most `concurrency`)."""
         return len(self._copying)
 
-    @property
-    def queued(self) -> int:
-        return self._queue.qsize()
-
     # -- ways in ---------------------------------------------------------------------------------------
 
     def completed(self, record: VideoRecord) -> None:
