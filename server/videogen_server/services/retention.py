@@ -48,7 +48,6 @@ class RetentionSweeper:
         self._leases = Leases(coordinator, on_lost=lambda _: None)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        self.expired = 0  # outputs deleted and recorded EXPIRED by this instance (tests, metrics)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._sweep_forever(), name="retention sweeper")
@@ -98,7 +97,6 @@ class RetentionSweeper:
                     expired += 1
             if expired:
                 await self._save(record.replace(outputs=tuple(outputs), update_time=now))
-                self.expired += expired
             return expired
         finally:
             await self._leases.release([lease])
