@@ -149,6 +149,7 @@ class Service:
                     coordinator,
                     announce=tracker.announce,
                     interval=config.archive_sweep_interval,
+                    leases=archiver.leases,
                 )
                 # Stopped before the tracker (pushed later: closed first), while the store is open.
                 started.push_async_callback(archiver.close)

@@ -585,3 +585,21 @@ async def test_an_expired_output_is_failed_precondition_and_a_lost_one_gone(
     with pytest.raises(errors.FailedPrecondition) as lost:
         await relay.content.prepare("alice", gone.id, index=0, offset=0, limit=0, deadline=None)
     assert lost.value.reason == "VIDEO_OUTPUT_GONE"
+
+
+async def test_a_sweep_leaves_a_video_alone_while_a_copy_here_holds_its_lease(parts: Parts) -> None:
+    """The sweeper shares the archiver's leases (bootstrap): the coordinator would grant one process's
+    lease to both, and the one that finished first would release the other's."""
+    video = await parts.completed_video()
+    archiver = parts.archiver(retention=0.05)
+    await archiver.archive_video(video.id)
+    await asyncio.sleep(0.1)  # retention over
+    sweeper = RetentionSweeper(
+        parts.store, parts.archive, parts.coordinators[0], announce=parts.announce, leases=archiver.leases
+    )
+    lease = archive_lease(video.id)
+    assert await archiver.leases.acquire(lease)  # as a copy of another output would hold it
+    assert await sweeper.sweep() == 0
+    assert archiver.leases.holds(lease)  # not released under the copy
+    await archiver.leases.release([lease])
+    assert await sweeper.sweep() == 1

@@ -352,6 +352,11 @@ class Archiver:
             raise _Lost(f"Runway no longer lists output {index} of the task (status {task.status})")
         return task.outputs[index]
 
+    @property
+    def leases(self) -> Leases:
+        """The archive leases of this process (`archive:<id>`), for the retention sweeper to share."""
+        return self._leases
+
     def _leases_lost(self, leases: set[str]) -> None:
         """Copy leases the keeper could not renew: another replica may copy those videos now, so ours stop
         (their puts abort; nothing is recorded)."""

@@ -49,9 +49,11 @@ class Leases:
         return list(self._held)
 
     async def acquire(self, video_id: str) -> bool:
-        """Take the lease unless another instance holds it. Raises `errors.StoreUnavailable` when the engine
-        cannot be reached (then it is not taken)."""
-        if self._closed:
+        """Take the lease unless anyone else holds it: another instance, or other work in this process that
+        took it through this same `Leases` (the coordinator cannot tell two holders in one process apart, so
+        it would answer True to both; one releasing would then end the other's lease). Raises
+        `errors.StoreUnavailable` when the engine cannot be reached (then it is not taken)."""
+        if self._closed or self.holds(video_id):
             return False
         start = time.monotonic()
         won = await self._coordinator.acquire(video_id)

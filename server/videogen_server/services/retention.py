@@ -38,14 +38,18 @@ class RetentionSweeper:
         announce: Announce,
         interval: float = 60.0,
         batch: int = 100,
+        leases: Leases | None = None,
     ) -> None:
         self._store = store
         self._archive = archive
         self._announce = announce
         self._interval = interval
         self._batch = batch
-        # A sweep holds a lease for one delete-and-save: the keeper never needs to tell it that one was lost.
-        self._leases = Leases(coordinator, on_lost=lambda _: None)
+        # A sweep holds a video's archive lease for one delete-and-save. Pass the archiver's `leases` so that
+        # a sweep and a copy of one video in this process exclude each other too (Leases.acquire); without
+        # it the sweeper keeps leases of its own, which only exclude other instances.
+        self._owns_leases = leases is None
+        self._leases = leases if leases is not None else Leases(coordinator, on_lost=lambda _: None)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -58,7 +62,8 @@ class RetentionSweeper:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._leases.close()
+        if self._owns_leases:
+            await self._leases.close()
 
     async def sweep(self) -> int:
         """One pass: every video whose retention ended, a batch at a time. Returns the outputs expired."""
@@ -80,7 +85,7 @@ class RetentionSweeper:
     async def _expire(self, video_id: str) -> int:
         lease = archive_lease(video_id)
         if not await self._leases.acquire(lease):
-            return 0  # another replica sweeps (or copies) it now
+            return 0  # another replica, or a copy here, holds it now
         try:
             record = await self._store.get(video_id)
             if record is None:
