@@ -45,9 +45,6 @@ class Leases:
         expiry = self._held.get(video_id)
         return expiry is not None and expiry > time.monotonic()
 
-    def held(self) -> list[str]:
-        return list(self._held)
-
     async def acquire(self, video_id: str) -> bool:
         """Take the lease unless another instance holds it. Raises `errors.StoreUnavailable` when the engine
         cannot be reached (then it is not taken)."""
