@@ -233,10 +233,7 @@ class TaskTracker:
         The notice to the others is sent in the background: nobody's call waits for it (a Generate would
         otherwise pay one more Redis round trip), and the others re-read the store anyway if it is lost."""
         self.publish(record)
-        if self._closed:
-            await self._tell_others(record.id)
-        else:
-            self._spawn(self._tell_others(record.id), name=f"announce-{record.id}")
+        await self._tell_others_soon(record.id)
 
     # -- leases, for the creates (services/videos.py) ------------------------------------------------------
 
@@ -574,6 +571,14 @@ class TaskTracker:
         except errors.VideogenError as exc:
             log.warning("taking over the released lease of video %s failed (%s)", video_id, exc)
 
+    async def _tell_others_soon(self, video_id: str) -> None:
+        """The "changed" notice, in the background: nobody's call waits for a best-effort PUBLISH. Sent
+        inline once closing (`_spawn` starts nothing then: `close` would not wait for it)."""
+        if self._closed:
+            await self._tell_others(video_id)
+        else:
+            self._spawn(self._tell_others(video_id), name=f"announce-{video_id}")
+
     async def _tell_others(self, video_id: str) -> None:
         try:
             await self._coordinator.announce(video_id)
@@ -706,7 +711,9 @@ class TaskTracker:
         # Saved even when nothing changed (then only polled_at is new): a Get on any instance reuses it.
         saved = await self._store.save(updated.replace(polled_at=utcnow()))
         if not _same_view(saved, current):
-            await self._tell_others(current.id)
+            # In the background: the waiters (a Get, the poller) and the fleet's poll lock need not wait for
+            # the PUBLISH.
+            await self._tell_others_soon(current.id)
         if (
             saved.status is VideoStatus.COMPLETED
             and current.status is not VideoStatus.COMPLETED
