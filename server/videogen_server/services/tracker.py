@@ -216,23 +216,12 @@ class TaskTracker:
         finally:
             self._detach(feed)
 
-    def publish(self, record: VideoRecord) -> None:
-        """Tell local watchers about a change made here (e.g. our own Cancel). A video whose lease this
-        instance holds is followed from now on, watched or not (its create just succeeded here)."""
-        feed = self._feeds.get(record.id)
-        if feed is None:
-            if record.status.terminal or not self._leases.holds(record.id):
-                return
-            feed = self._feeds[record.id] = _Feed(record)
-        feed.settle(record)
-        self._ensure_poller(feed)
-
     async def announce(self, record: VideoRecord) -> None:
         """A change made here and saved: to local watchers, and to every other instance (best effort).
 
         The notice to the others is sent in the background: nobody's call waits for it (a Generate would
         otherwise pay one more Redis round trip), and the others re-read the store anyway if it is lost."""
-        self.publish(record)
+        self._publish_here(record)
         await self._tell_others_soon(record.id)
 
     # -- leases, for the creates (services/videos.py) ------------------------------------------------------
@@ -309,13 +298,24 @@ class TaskTracker:
 
     # -- feeds and their pollers -------------------------------------------------------------------------
 
-    def _attach(self, record: VideoRecord) -> _Feed:
+    def _follow(self, record: VideoRecord) -> _Feed:
+        """The feed of `record`'s video: made from it, or brought up to it."""
         feed = self._feeds.get(record.id)
         if feed is None:
-            feed = _Feed(record)
-            self._feeds[record.id] = feed
+            feed = self._feeds[record.id] = _Feed(record)
         else:
             feed.settle(record)
+        return feed
+
+    def _publish_here(self, record: VideoRecord) -> None:
+        """Tell local watchers about a change made here (`announce` tells the others too). A video whose
+        lease this instance holds is followed from now on, watched or not (its create just succeeded here)."""
+        if record.id not in self._feeds and (record.status.terminal or not self._leases.holds(record.id)):
+            return
+        self._ensure_poller(self._follow(record))
+
+    def _attach(self, record: VideoRecord) -> _Feed:
+        feed = self._follow(record)
         feed.watchers += 1
         self._ensure_poller(feed)
         return feed
@@ -343,11 +343,12 @@ class TaskTracker:
             self._stop_following(feed)
 
     def _stop_following(self, feed: _Feed) -> None:
+        """Nobody watches here and the lease is not ours (callers check): stop its poller, drop the feed
+        unless a poll is still in flight (that poll forgets it when done)."""
         if feed.poller is not None:
             poller, feed.poller = feed.poller, None
             poller.cancel()
-        if feed.polling is None and self._feeds.get(feed.record.id) is feed:
-            del self._feeds[feed.record.id]
+        self._forget(feed)
 
     def _leases_lost(self, video_ids: set[str]) -> None:
         """Leases the keeper could not renew: another instance may poll them now. A watched feed's poller
@@ -452,10 +453,7 @@ class TaskTracker:
             finally:
                 await self._leases.release([video_id])
             return
-        if feed is None:
-            feed = self._feeds[video_id] = _Feed(stored)
-        else:
-            feed.settle(stored)
+        feed = self._follow(stored)
         # The first poll comes one interval after the last poll of anyone (the previous holder's, which
         # may have handed the lease on at shutdown): no gap longer than one interval.
         last = feed.record.polled_at or feed.record.update_time
