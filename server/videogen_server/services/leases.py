@@ -45,9 +45,6 @@ class Leases:
         expiry = self._held.get(video_id)
         return expiry is not None and expiry > time.monotonic()
 
-    def held(self) -> list[str]:
-        return list(self._held)
-
     async def acquire(self, video_id: str) -> bool:
         """Take the lease unless anyone else holds it: another instance, or other work in this process that
         took it through this same `Leases` (the coordinator cannot tell two holders in one process apart, so

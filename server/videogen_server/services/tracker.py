@@ -20,10 +20,11 @@ whichever instance polled) and otherwise coalesces concurrent polls of one task:
 and one across the fleet by the coordinator's poll lock (an instance that does not get the lock waits for
 the winner's answer in the store).
 
-A poll is owned by none of the callers that share it: it runs in a task of its own, under the service's own
-timeout (`poll_timeout`), in a logging context of its own. Each waiter (a Get, a Cancel, the poller) applies
-its own deadline to its wait and may leave, by deadline or cancellation, without touching the poll; only
-when the last waiter leaves before Runway answered is the request abandoned (nobody wants the answer).
+A poll is owned by none of the callers that share it (`services/shared_poll.py`): it runs in a task of its
+own, under the service's own timeout (`poll_timeout`), in a logging context of its own. Each waiter (a Get,
+a Cancel, the poller) applies its own deadline to its wait and may leave, by deadline or cancellation,
+without touching the poll; only when the last waiter leaves before Runway answered is the request abandoned
+(nobody wants the answer).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.observability import logs
 from videogen_server.services.leases import Leases
 from videogen_server.services.ports import Coordinator, Notice, VideoStore
+from videogen_server.services.shared_poll import SharedPoll
 
 log = logging.getLogger(__name__)
 
@@ -56,26 +58,6 @@ _MAX_BACKOFF = 60.0
 _RECHECK = 0.1
 
 
-class _Poll:
-    """One upstream read of a task in flight, shared by everyone who wants its answer."""
-
-    __slots__ = ("fetching", "task", "waiters")
-
-    def __init__(self) -> None:
-        self.task: asyncio.Task[VideoRecord]  # set right after construction (the task needs this object)
-        self.waiters = 0
-        self.fetching = True  # still waiting for Runway (after that the answer is recorded, waiters or not)
-
-    def failed_unheard(self, task: asyncio.Task[VideoRecord]) -> None:
-        """A poll that failed after its last waiter left has nobody to tell: log it once (which also marks
-        the exception retrieved, instead of asyncio's "Task exception was never retrieved")."""
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None and self.waiters <= 0:
-            log.warning("%s failed with nobody waiting for it: %s", task.get_name(), exc)
-
-
 class _Feed:
     __slots__ = ("changed", "due", "last_poll", "poller", "polling", "record", "version", "watchers")
 
@@ -85,7 +67,7 @@ class _Feed:
         self.changed = asyncio.Event()
         self.watchers = 0
         self.poller: asyncio.Task[None] | None = None
-        self.polling: _Poll | None = None  # the poll in flight, shared
+        self.polling: SharedPoll | None = None  # the poll in flight, shared
         self.last_poll = float("-inf")  # monotonic time of the last successful poll
         self.due: float | None = None  # when the poller's next poll is due, if not one interval from now
 
@@ -216,27 +198,13 @@ class TaskTracker:
         finally:
             self._detach(feed)
 
-    def publish(self, record: VideoRecord) -> None:
-        """Tell local watchers about a change made here (e.g. our own Cancel). A video whose lease this
-        instance holds is followed from now on, watched or not (its create just succeeded here)."""
-        feed = self._feeds.get(record.id)
-        if feed is None:
-            if record.status.terminal or not self._leases.holds(record.id):
-                return
-            feed = self._feeds[record.id] = _Feed(record)
-        feed.settle(record)
-        self._ensure_poller(feed)
-
     async def announce(self, record: VideoRecord) -> None:
         """A change made here and saved: to local watchers, and to every other instance (best effort).
 
         The notice to the others is sent in the background: nobody's call waits for it (a Generate would
         otherwise pay one more Redis round trip), and the others re-read the store anyway if it is lost."""
-        self.publish(record)
-        if self._closed:
-            await self._tell_others(record.id)
-        else:
-            self._spawn(self._tell_others(record.id), name=f"announce-{record.id}")
+        self._publish_here(record)
+        await self._tell_others_soon(record.id)
 
     # -- leases, for the creates (services/videos.py) ------------------------------------------------------
 
@@ -312,13 +280,24 @@ class TaskTracker:
 
     # -- feeds and their pollers -------------------------------------------------------------------------
 
-    def _attach(self, record: VideoRecord) -> _Feed:
+    def _follow(self, record: VideoRecord) -> _Feed:
+        """The feed of `record`'s video: made from it, or brought up to it."""
         feed = self._feeds.get(record.id)
         if feed is None:
-            feed = _Feed(record)
-            self._feeds[record.id] = feed
+            feed = self._feeds[record.id] = _Feed(record)
         else:
             feed.settle(record)
+        return feed
+
+    def _publish_here(self, record: VideoRecord) -> None:
+        """Tell local watchers about a change made here (`announce` tells the others too). A video whose
+        lease this instance holds is followed from now on, watched or not (its create just succeeded here)."""
+        if record.id not in self._feeds and (record.status.terminal or not self._leases.holds(record.id)):
+            return
+        self._ensure_poller(self._follow(record))
+
+    def _attach(self, record: VideoRecord) -> _Feed:
+        feed = self._follow(record)
         feed.watchers += 1
         self._ensure_poller(feed)
         return feed
@@ -346,11 +325,12 @@ class TaskTracker:
             self._stop_following(feed)
 
     def _stop_following(self, feed: _Feed) -> None:
+        """Nobody watches here and the lease is not ours (callers check): stop its poller, drop the feed
+        unless a poll is still in flight (that poll forgets it when done)."""
         if feed.poller is not None:
             poller, feed.poller = feed.poller, None
             poller.cancel()
-        if feed.polling is None and self._feeds.get(feed.record.id) is feed:
-            del self._feeds[feed.record.id]
+        self._forget(feed)
 
     def _leases_lost(self, video_ids: set[str]) -> None:
         """Leases the keeper could not renew: another instance may poll them now. A watched feed's poller
@@ -455,10 +435,7 @@ class TaskTracker:
             finally:
                 await self._leases.release([video_id])
             return
-        if feed is None:
-            feed = self._feeds[video_id] = _Feed(stored)
-        else:
-            feed.settle(stored)
+        feed = self._follow(stored)
         # The first poll comes one interval after the last poll of anyone (the previous holder's, which
         # may have handed the lease on at shutdown): no gap longer than one interval.
         last = feed.record.polled_at or feed.record.update_time
@@ -574,6 +551,14 @@ class TaskTracker:
         except errors.VideogenError as exc:
             log.warning("taking over the released lease of video %s failed (%s)", video_id, exc)
 
+    async def _tell_others_soon(self, video_id: str) -> None:
+        """The "changed" notice, in the background: nobody's call waits for a best-effort PUBLISH. Sent
+        inline once closing (`_spawn` starts nothing then: `close` would not wait for it)."""
+        if self._closed:
+            await self._tell_others(video_id)
+        else:
+            self._spawn(self._tell_others(video_id), name=f"announce-{video_id}")
+
     async def _tell_others(self, video_id: str) -> None:
         try:
             await self._coordinator.announce(video_id)
@@ -605,43 +590,16 @@ class TaskTracker:
         poll = feed.polling
         if poll is None:
             current = feed.record if _newer(feed.record, record) else record
-            poll = feed.polling = _Poll()
-            # A task of its own, in a context of its own: no caller's deadline, cancellation or request id.
-            poll.task = asyncio.create_task(
-                self._fetch(feed, poll, current, max_age),
+            poll = feed.polling = SharedPoll.start(
+                lambda started: self._fetch(feed, started, current, max_age),
                 name=f"poll of video {current.id}",
                 context=_own_context(current),
             )
-            poll.task.add_done_callback(poll.failed_unheard)
-        return await self._wait(poll, deadline)
+        return await poll.wait(deadline)
 
-    async def _wait(self, poll: _Poll, deadline: float | None) -> VideoRecord:
-        poll.waiters += 1
-        try:
-            if deadline is None:
-                return await asyncio.shield(poll.task)
-            timeout = asyncio.timeout(deadline - time.monotonic())
-            try:
-                async with timeout:
-                    return await asyncio.shield(poll.task)
-            except TimeoutError:
-                if not timeout.expired():
-                    raise  # the poll's own failure, not this caller's deadline
-                raise errors.DeadlineExceeded("deadline exceeded waiting for Runway's answer") from None
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if poll.task.cancelled() and (current is None or not current.cancelling()):
-                # The poll was abandoned under us (the tracker is closing), not this caller cancelled.
-                raise errors.UpstreamUnavailable("the read of the task from Runway was abandoned") from None
-            raise
-        finally:
-            poll.waiters -= 1
-            if poll.waiters <= 0 and poll.fetching and not poll.task.done():
-                # Everyone left before Runway answered: nobody wants the answer, so don't keep a request
-                # to Runway open for it. (While anyone still waits, the poll runs on whoever left.)
-                poll.task.cancel()
-
-    async def _fetch(self, feed: _Feed, poll: _Poll, current: VideoRecord, max_age: float) -> VideoRecord:
+    async def _fetch(
+        self, feed: _Feed, poll: SharedPoll, current: VideoRecord, max_age: float
+    ) -> VideoRecord:
         """The shared poll itself, in its own task: one read of the task across the fleet (the poll lock),
         recorded and broadcast. Without the lock, another instance is reading it right now: its answer,
         found in the store, is ours too; if its lock expires with no answer, we take the lock and read."""
@@ -679,7 +637,7 @@ class TaskTracker:
                 asyncio.get_running_loop().call_later(self._freshness, self._forget, feed)
 
     async def _read_upstream(
-        self, poll: _Poll, current: VideoRecord, seen: datetime | None, max_age: float
+        self, poll: SharedPoll, current: VideoRecord, seen: datetime | None, max_age: float
     ) -> VideoRecord:
         """Ask Runway (holding the fleet's poll lock), save the answer with `polled_at`, announce a change."""
         # Another instance may have polled between our read of the record and our lock: then its answer,
@@ -706,7 +664,9 @@ class TaskTracker:
         # Saved even when nothing changed (then only polled_at is new): a Get on any instance reuses it.
         saved = await self._store.save(updated.replace(polled_at=utcnow()))
         if not _same_view(saved, current):
-            await self._tell_others(current.id)
+            # In the background: the waiters (a Get, the poller) and the fleet's poll lock need not wait for
+            # the PUBLISH.
+            await self._tell_others_soon(current.id)
         if (
             saved.status is VideoStatus.COMPLETED
             and current.status is not VideoStatus.COMPLETED
