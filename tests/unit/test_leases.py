@@ -70,6 +70,8 @@ async def test_an_unreachable_engine_keeps_leases_until_they_expire_by_our_clock
     assert leases.holds("a") and lost == []
     await asyncio.sleep(TTL)
     assert not leases.holds("a")  # by our clock it is over, whatever the keeper has done
-    assert await leases.renew_once() == {"a"}
+    # Reported lost exactly once: by this renewal, or by the keeper's own if it ran at the same instant (it
+    # renews every TTL/3; under load its third renewal can land just before this one).
+    assert await leases.renew_once() in ({"a"}, set())
     assert lost == [{"a"}]
     await leases.close()
