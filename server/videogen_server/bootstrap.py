@@ -159,6 +159,8 @@ class Service:
                 await archiver.start()  # its recovery scan: copies a restart or a dead replica left undone
                 await sweeper.start()
             metrics.track(tracker)
+            if archiver is not None:
+                metrics.track_archive(archiver, sweeper)
             videos = Videos(timed, runway, tracker, max_active_per_caller=config.max_active_per_caller)
             service = cls(
                 config=config,

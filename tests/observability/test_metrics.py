@@ -189,3 +189,36 @@ async def test_a_taken_metrics_port_fails_the_start(tmp_path):
         assert index.status_code == 200 and "/metrics" in index.text
     finally:
         await stop_server(first)
+
+
+async def test_archive_families_count_copies_and_expiries(tmp_path):
+    # A retention of 1 s and a sweep every 0.2 s: the one output is archived, then expired, within the test.
+    server = await start_server(
+        str(tmp_path / "data"),
+        metrics_listen="127.0.0.1:0",
+        archive=f"file://{tmp_path / 'archive'}",
+        archive_retention=1.0,
+        archive_sweep_interval=0.2,
+    )
+    try:
+        port = server.app.metrics_port
+        _, before = await scrape(port)
+        created = (
+            await server.stub.Generate(pb.GenerateRequest(model="gen4.5", prompt="a red kite", seconds=5))
+        ).video
+        async with asyncio.timeout(30):
+            while True:  # nobody watches: the tracker follows the video and the archiver copies it
+                _, samples = await scrape(port)
+                if value(samples, "videogen_archive_outputs_total", result="expired") >= 1:
+                    break
+                await asyncio.sleep(0.1)
+        got = (await server.stub.Get(pb.GetRequest(id=created.id))).video
+    finally:
+        await stop_server(server)
+    assert value(before, "videogen_archive_outputs_total", result="archived") == 0
+    assert value(before, "videogen_archive_copies_in_flight") == 0
+    assert value(samples, "videogen_archive_outputs_total", result="archived") == 1
+    assert value(samples, "videogen_archive_outputs_total", result="lost") == 0
+    assert value(samples, "videogen_archive_outputs_total", result="expired") == 1
+    assert value(samples, "videogen_archive_copies_in_flight") == 0
+    assert got.status == video_pb2.VIDEO_STATUS_COMPLETED

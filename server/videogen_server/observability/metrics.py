@@ -11,16 +11,20 @@ templates, HTTP statuses): never an id, a URL or a key.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from videogen_server.domain.video import VideoRecord
 from videogen_server.services.ports import VideoStore
 
 if TYPE_CHECKING:
+    from videogen_server.services.archiver import Archiver
+    from videogen_server.services.retention import RetentionSweeper
     from videogen_server.services.tracker import TaskTracker
 
 # RPC latency: unary calls take milliseconds to seconds; streams (WatchStatus, StreamContent) minutes.
@@ -122,8 +126,37 @@ class Metrics:
         self.active_pollers.set_function(lambda: tracker.active_pollers)
         self.leases_held.set_function(lambda: tracker.leases_held)
 
+    def track_archive(self, archiver: Archiver, sweeper: RetentionSweeper | None) -> None:
+        """The archive's families, read from the archiver and the sweeper at each scrape (like `track`):
+        copies in flight, and outputs archived, lost and expired by this instance since it started."""
+        self.registry.register(_ArchiveCollector(archiver, sweeper))
+
     def timed_store(self, store: VideoStore) -> VideoStore:
         return TimedStore(store, self.store_seconds.labels)
+
+
+class _ArchiveCollector(Collector):
+    def __init__(self, archiver: Archiver, sweeper: RetentionSweeper | None) -> None:
+        self._archiver = archiver
+        self._sweeper = sweeper
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            "videogen_archive_copies_in_flight",
+            "Videos whose outputs this instance is copying into the archive now (at most "
+            "VIDEOGEN_ARCHIVE_CONCURRENCY).",
+            value=self._archiver.in_flight,
+        )
+        outputs = CounterMetricFamily(
+            "videogen_archive_outputs",
+            "Outputs this instance recorded, by result: archived (a verified copy), lost (Runway stopped "
+            "serving it before a copy was made), expired (deleted when its retention ended).",
+            labels=("result",),
+        )
+        outputs.add_metric(("archived",), self._archiver.archived)
+        outputs.add_metric(("lost",), self._archiver.lost)
+        outputs.add_metric(("expired",), self._sweeper.expired if self._sweeper is not None else 0)
+        yield outputs
 
 
 class TimedStore:

@@ -51,6 +51,7 @@ class RetentionSweeper:
         self._owns_leases = leases is None
         self._leases = leases if leases is not None else Leases(coordinator, on_lost=lambda _: None)
         self._task: asyncio.Task[None] | None = None
+        self.expired = 0  # outputs this instance expired (deleted from the archive), for metrics
         self._closed = False
 
     async def start(self) -> None:
@@ -79,6 +80,7 @@ class RetentionSweeper:
             if len(records) < self._batch or swept == 0:
                 break  # the last batch, or one held elsewhere right now: the next pass
         if done:
+            self.expired += done
             log.info("retention: deleted %d archived output(s) whose retention ended", done)
         return done
 
