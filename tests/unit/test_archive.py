@@ -511,3 +511,27 @@ async def test_memory_fault_hooks() -> None:
     archive.fail_reads = False
     assert await read_all(archive, "k") == b"a" * 1000
     await archive.close()
+
+
+async def test_a_local_archive_removes_stale_partial_files_at_open(tmp_path: Path) -> None:
+    # What a copy killed mid-way leaves (obstore's `<key>#<n>`), a live copy's partial file, and real objects.
+    videos = tmp_path / "videos" / "a"
+    videos.mkdir(parents=True)
+    stale, live, kept = videos / "0.mp4#3", videos / "1.mp4#12", videos / "0.mp4"
+    for path in (stale, live, kept):
+        path.write_bytes(b"x" * 100)
+    two_hours_ago = os.stat(kept).st_mtime - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    os.utime(kept, (two_hours_ago, two_hours_ago))  # an old object is an object, whatever its age
+
+    archive = ObjectStoreArchive(f"file://{tmp_path}", partial_max_age=3600.0)
+    await archive.open()
+    try:
+        async with asyncio.timeout(10):
+            while stale.exists():  # noqa: ASYNC110 - the clean-up runs in the background
+                await asyncio.sleep(0.02)
+        assert live.exists()  # written to recently: another copy may still be writing it
+        assert kept.read_bytes() == b"x" * 100
+        assert await archive.size("videos/a/0.mp4") == 100
+    finally:
+        await archive.close()

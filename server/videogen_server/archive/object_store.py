@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import uuid
@@ -47,6 +48,7 @@ from obstore.exceptions import NotFoundError
 from obstore.store import LocalStore, S3Store
 
 from videogen_server import errors
+from videogen_server.archive.partial_files import remove_stale_partials
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, ObjectStore, RetryConfig
@@ -54,6 +56,8 @@ if TYPE_CHECKING:
 __all__ = ["ObjectStoreArchive", "describe_archive_url"]
 
 MiB = 1024 * 1024
+log = logging.getLogger(__name__)
+
 PROBE_PREFIX = ".videogen-probe/"
 _PROBE_BYTES = b"videogen archive probe\n"
 
@@ -223,6 +227,7 @@ class ObjectStoreArchive:
         retry_timeout: float = 20.0,
         abort_timeout: float = 10.0,
         default_content_type: str = "video/mp4",
+        partial_max_age: float = 3600.0,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme == "file":
@@ -250,6 +255,8 @@ class ObjectStoreArchive:
         self._default_content_type = default_content_type
         self._store: ObjectStore | None = None
         self._closed = False
+        self._partial_max_age = partial_max_age
+        self._cleanup: asyncio.Task[None] | None = None
 
     @property
     def description(self) -> str:
@@ -272,6 +279,17 @@ class ObjectStoreArchive:
             ) from None
         await self._probe(store)
         self._store = store
+        if self._local_root is not None:
+            # In the background: a large archive's walk must not delay start-up. Best effort, never fatal.
+            self._cleanup = asyncio.create_task(
+                self._remove_partials(self._local_root), name="archive cleanup"
+            )
+
+    async def _remove_partials(self, root: str) -> None:
+        try:
+            await asyncio.to_thread(remove_stale_partials, root, self._partial_max_age)
+        except Exception:
+            log.exception("archive: the clean-up of partial files failed")
 
     async def _build(self) -> ObjectStore:
         if self._local_root is not None:
@@ -326,6 +344,10 @@ class ObjectStoreArchive:
         if self._closed:
             raise RuntimeError("the archive is closed")
         self._closed = True
+        if self._cleanup is not None:
+            self._cleanup.cancel()  # its thread finishes the walk on its own; nothing waits for it
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cleanup
         self._store = None  # obstore's clients hold no threads of ours: dropping the store releases them
 
     # -- OutputArchive ---------------------------------------------------------------------------------
