@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from videogen_server.domain.generation import GenerateSpec
@@ -305,6 +306,8 @@ class TaskRef(Protocol):
     @property
     def id(self) -> str: ...
     @property
+    def key(self) -> str: ...  # the name of the provider key that created it (recorded as runway_key)
+    @property
     def estimated_credits(self) -> float | None: ...
     @property
     def status(self) -> str: ...  # the provider's word for a new task (recorded as upstream_status)
@@ -329,7 +332,9 @@ class OutputSource(Protocol):
     Errors: UpstreamNotFound (no such task), OutputExpired (the URL no longer works: read the task again),
     OutOfRange (start past the end), UpstreamUnavailable (retryable), DeadlineExceeded."""
 
-    async def get_task(self, task_id: str, *, deadline: float | None = None) -> UpstreamTask: ...
+    async def get_task(
+        self, task_id: str, *, key: str = "", deadline: float | None = None
+    ) -> UpstreamTask: ...
 
     def open_output(
         self, url: str, *, start: int = 0, end: int | None = None, deadline: float | None = None
@@ -349,16 +354,45 @@ class VideoProvider(OutputSource, Protocol):
         mode, seconds and size go on the video record; the rest is the provider's own (opaque here)."""
         ...
 
-    async def create(self, plan: UpstreamRequest, *, deadline: float | None = None) -> TaskRef:
-        """Start a (paid) task from a plan this provider made. `deadline` bounds only what happens before
-        the request can reach the provider. Raises UpstreamOutcomeUnknown when the task may or may not
-        exist; any other error means no task was started."""
+    async def create(
+        self, plan: UpstreamRequest, *, key: str | None = None, deadline: float | None = None
+    ) -> TaskRef:
+        """Start a (paid) task from a plan this provider made, with the named key (None: the provider picks
+        the least-loaded key that can take the plan's model; the TaskRef says which). `deadline` bounds only
+        what happens before the request can reach the provider. Raises UpstreamOutcomeUnknown when the task
+        may or may not exist; any other error means no task was started."""
         ...
 
-    async def get_task(self, task_id: str, *, deadline: float | None = None) -> UpstreamTask:
-        """The task as the provider sees it now (UpstreamNotFound: it no longer exists)."""
+    async def get_task(self, task_id: str, *, key: str = "", deadline: float | None = None) -> UpstreamTask:
+        """The task as the provider sees it now, read with the key that created it (`key`: a record's
+        runway_key; "" is the default key). UpstreamNotFound: it no longer exists."""
         ...
 
-    async def cancel_task(self, task_id: str, *, deadline: float | None = None) -> bool:
-        """Cancel (or delete) a task. False: it was already gone."""
+    async def cancel_task(self, task_id: str, *, key: str = "", deadline: float | None = None) -> bool:
+        """Cancel (or delete) a task, with the key that created it. False: it was already gone."""
         ...
+
+    async def upload(
+        self,
+        path: Path,
+        *,
+        filename: str,
+        size: int,
+        content_type: str,
+        key: str | None = None,
+        deadline: float | None = None,
+    ) -> UploadedAsset:
+        """Put a local file (already checked: size, type) into the provider's ephemeral storage, streamed
+        from `path` (never whole in memory), with the named key (None: the provider picks one). Errors:
+        UpstreamUnavailable (retryable), UpstreamRejected; nothing is left to clean up on our side."""
+        ...
+
+
+@dataclass(frozen=True)
+class UploadedAsset:
+    """A file in the provider's storage: the URI its create requests accept, until `expire_time`, and the
+    name of the key that uploaded it (an upload belongs to that key's account)."""
+
+    uri: str
+    expire_time: datetime
+    key: str

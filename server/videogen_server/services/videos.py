@@ -326,7 +326,7 @@ class Videos:
                 reason="VIDEO_ALREADY_FINISHED",
                 metadata={"status": fresh.status.value},
             )
-        await self._provider.cancel_task(fresh.upstream_id, deadline=deadline)
+        await self._provider.cancel_task(fresh.upstream_id, key=fresh.runway_key, deadline=deadline)
         saved = await self._store.save(fresh.cancelled())
         await self._tracker.announce(saved)
         log.info("video %s cancelled (Runway task %s deleted)", saved.id, saved.upstream_id)
