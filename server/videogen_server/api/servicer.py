@@ -95,8 +95,16 @@ class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
     async def List(
         self, request: video_service_pb2.ListRequest, context: Context
     ) -> video_service_pb2.ListResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "List is being built")
-        raise AssertionError("unreachable")
+        # From the store only: the recorded states, no Runway call (a Get of one video refreshes it).
+        records, next_token = await self._videos.list(
+            current_caller.get(),
+            page_size=request.page_size,
+            page_token=request.page_token,
+            filter_text=request.filter,
+        )
+        return video_service_pb2.ListResponse(
+            videos=[_get_response(r).video for r in records], next_page_token=next_token
+        )
 
     async def Upload(
         self, request_iterator: AsyncIterator[video_service_pb2.UploadRequest], context: Context

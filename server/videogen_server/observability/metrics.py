@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+from videogen_server.domain.listing import SCAN_BUDGET, ListCursor, ListPage, ListQuery
 from videogen_server.domain.video import VideoRecord
 from videogen_server.services.ports import VideoStore
 
@@ -138,6 +139,7 @@ class TimedStore:
         self._list = histogram(op="list_unfinished")
         self._list_unarchived = histogram(op="list_unarchived")
         self._list_expired = histogram(op="list_expired")
+        self._list_page = histogram(op="list_page")
 
     async def open(self) -> None:
         await self._inner.open()
@@ -198,3 +200,21 @@ class TimedStore:
             return await self._inner.list_expired(now, limit)
         finally:
             self._list_expired.observe(time.perf_counter() - start)
+
+    async def list_page(
+        self,
+        owner: str,
+        query: ListQuery,
+        *,
+        after: ListCursor | None,
+        limit: int,
+        scan_limit: int = SCAN_BUDGET,
+    ) -> ListPage:
+        start = time.perf_counter()
+        try:
+            return await self._inner.list_page(owner, query, after=after, limit=limit, scan_limit=scan_limit)
+        finally:
+            self._list_page.observe(time.perf_counter() - start)
+
+    async def secret(self, name: str) -> bytes:  # not timed: read once per process
+        return await self._inner.secret(name)

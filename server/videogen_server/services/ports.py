@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from videogen_server.domain.generation import GenerateSpec
+from videogen_server.domain.listing import SCAN_BUDGET, ListCursor, ListPage, ListQuery
 from videogen_server.domain.model_info import ModelInfo
 from videogen_server.domain.task import UpstreamRequest, UpstreamTask
 from videogen_server.domain.video import VideoRecord
@@ -147,6 +148,41 @@ class VideoStore(Protocol):
         Needs: an index kept as for `list_unarchived`, ordered by expire_time: a record leaves it once no
         output is ARCHIVED (all EXPIRED, say). It may miss records saved concurrently.
         """
+        ...
+
+    async def list_page(
+        self,
+        owner: str,
+        query: ListQuery,
+        *,
+        after: ListCursor | None,
+        limit: int,
+        scan_limit: int = SCAN_BUDGET,
+    ) -> ListPage:
+        """`owner`'s videos matching `query` (domain/listing.py `matches`), newest first (create_time
+        descending, then id descending), strictly after `after` (None: from the newest), at most `limit`
+        (issue 12: List).
+
+        Walks `owner`'s own index only (never another owner's entries), in that order, and examines at most
+        `scan_limit` entries (>= `limit`): it stops at `limit` matches, at the end of the index, or at the
+        budget, and in the last case (with entries left) says where (`ListPage.scanned_to`), so a page of a
+        filter that matches little costs a bounded amount and the next page resumes there.
+
+        Needs: an index on (owner, create_time, id) kept in the same atomic step as every claim and
+        delete (create_time, id and owner never change, so a save need not touch it; status, which a save
+        changes, is read from the record as it is when the page is read). Consistency: each page is read
+        from committed records (Redis: one script, so a page is one snapshot; SQLite: one read
+        transaction); between pages, records created later sort before the cursor and are not returned,
+        records deleted meanwhile are simply missing, and a record whose status changed is filtered by its
+        status at the time its page is read.
+        """
+        ...
+
+    async def secret(self, name: str) -> bytes:
+        """A random 32-byte secret kept under `name`: made on first use, then the same for every caller
+        sharing the store (every replica) and across restarts. Atomic: of concurrent first uses (in any
+        process), one secret wins and every caller gets it. (The page tokens of List are signed with one:
+        domain/page_token.py.) The memory engine keeps it for its life only."""
         ...
 
 
