@@ -17,6 +17,7 @@ import grpc
 import httpx
 import pytest
 from conftest import FAST_SIMULATOR, RunningServer, start_server, stop_server
+from redis_server import RedisServer
 from rpc_helpers import expect_error, wait_terminal
 from videogen.v1 import video_pb2, video_service_pb2
 from videogen_server.simulator import SimulatorConfig
@@ -32,8 +33,10 @@ SIM = SimulatorConfig(
 
 @pytest.fixture
 async def server(tmp_path: Path) -> Any:
+    # The archive off: its copies of finished outputs read tasks from Runway in the background, which would
+    # move the simulator's counters that show List itself makes no upstream call.
     running = await start_server(
-        str(tmp_path / "data"), sim_config=SIM, api_keys={"alice": ALICE, "bob": BOB}
+        str(tmp_path / "data"), sim_config=SIM, api_keys={"alice": ALICE, "bob": BOB}, archive="off"
     )
     try:
         yield running
@@ -182,3 +185,31 @@ async def test_list_pages_filters_and_tokens_for_two_callers(server: RunningServ
 async def test_list_needs_a_caller_key(server: RunningServer) -> None:
     err = await expect_error(server.stub.List(video_service_pb2.ListRequest()))
     assert err.code is grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_page_token_from_one_replica_works_on_another_sharing_redis(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Two servers on one redis-server (replicas): the List index is Redis's, and the token key is the
+    store's secret, so a page started on one replica continues on the other, and after a restart."""
+    keys = {"alice": ALICE, "bob": BOB}
+    first = await start_server(str(tmp_path / "a"), sim_config=SIM, api_keys=keys, store=redis_server.url)
+    try:
+        alice = Caller(first, ALICE)
+        created = [await alice.generate(prompt=f"kite {i}") for i in range(5)]
+        await alice.wait_all(created)  # finished: the second replica has nothing to poll
+        page1 = await alice.list(page_size=3)
+        assert [v.id for v in page1.videos] == created[::-1][:3]
+        second = await start_server(
+            str(tmp_path / "b"), sim_config=SIM, api_keys=keys, store=redis_server.url
+        )
+        try:
+            page2 = await Caller(second, ALICE).list(page_size=3, page_token=page1.next_page_token)
+            assert [v.id for v in page2.videos] == created[::-1][3:] and page2.next_page_token == ""
+            assert list((await Caller(second, BOB).list()).videos) == []
+            done = await Caller(second, ALICE).list(filter='status = COMPLETED AND model = "gen4.5"')
+            assert [v.id for v in done.videos] == created[::-1]
+        finally:
+            await stop_server(second)
+    finally:
+        await stop_server(first)
