@@ -122,7 +122,9 @@ class Service:
             log.info("poller leases held as instance %s", coordinator.instance)
             tracker = TaskTracker(
                 timed,
-                lambda task_id, deadline: runway.get_task(task_id, deadline=deadline),
+                lambda record, deadline: runway.get_task(
+                    record.upstream_id, key=record.runway_key, deadline=deadline
+                ),
                 coordinator=coordinator,
                 poll_interval=config.poll_interval,
                 freshness=config.freshness,

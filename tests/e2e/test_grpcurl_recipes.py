@@ -41,6 +41,7 @@ GRPCURL_SECTION = "## Calling it with grpcurl"
 FAULT_SECTION = "### When Runway fails"
 CLIENT_SECTION = "## The Python client and CLI"
 TLS_SECTION = "### Mutual TLS, step by step"
+LIST_SECTION = "### Listing videos"
 
 
 def blocks(heading: str, lang: str = "sh") -> list[str]:
@@ -366,3 +367,25 @@ def _detail(output: str, type_name: str) -> dict[str, Any]:
             if detail.get("@type") == f"type.googleapis.com/{type_name}":
                 return detail
     raise AssertionError(f"no {type_name} in grpcurl's output:\n{output}")
+
+
+async def test_listing_videos_with_a_filter_and_a_second_page(
+    videogen_server: RunningServer, tmp_path: Path
+) -> None:
+    env = recipe_env(tmp_path, ADDR=videogen_server.address)
+    [block] = blocks(LIST_SECTION)
+    assert block.startswith("ADDR=${ADDR:-127.0.0.1:50051}\n")
+    code, out = await run_sh(block, env, tmp_path)
+    assert code == 0, out
+    listed = (await videogen_server.stub.List(video_service_pb2.ListRequest())).videos
+    assert [v.prompt for v in listed] == ["a green kite", "a blue kite", "a red kite"]
+    first_page, second_page = out.split("{", 1)
+    # The first page as the recipe prints it: id, status, prompt, newest first.
+    rows = [line.split(" ", 2) for line in first_page.splitlines()]
+    assert [(r[0], r[2]) for r in rows] == [(listed[0].id, "a green kite"), (listed[1].id, "a blue kite")]
+    assert all(r[1].startswith("VIDEO_STATUS_") for r in rows)
+    # The second page: the oldest one, and no next_page_token (the last page).
+    page = json.loads("{" + second_page)
+    assert [v["id"] for v in page["videos"]] == [listed[2].id]
+    assert "next_page_token" not in page
+    assert_wrote_only_out(tmp_path)

@@ -144,3 +144,48 @@ async def test_download_resumes_a_partial_file(videogen_server: RunningServer, t
     assert proc.returncode == 0, err.decode()
     assert int(out) == len(expected)
     assert resumed.read_bytes() == b"X" + expected[1:]
+
+
+async def test_list_videos_and_iter_videos(videogen_server: RunningServer) -> None:
+    """List from Node: a page with its next token, the next page, every page through iterVideos, and a
+    filter; the same ids, newest first, as the server returns."""
+    created = []
+    for i in range(5):
+        response = await videogen_server.stub.Generate(
+            video_service_pb2.GenerateRequest(model="gen4.5", prompt=f"clip {i}", seconds=5)
+        )
+        created.append(response.video.id)
+    newest = created[::-1]
+    script = (
+        "const { VideoClient } = require(process.argv[1]);"
+        "const c = new VideoClient(process.argv[2]);"
+        "(async () => {"
+        " const first = await c.listVideos({ pageSize: 2 });"
+        " const second = await c.listVideos({ pageSize: 2, pageToken: first.nextPageToken });"
+        " const all = []; for await (const v of c.iterVideos({ pageSize: 2 })) all.push(v.id);"
+        " const none = await c.listVideos({ filter: 'model = \"veo3.1\"' });"
+        " let bad = null; try { await c.listVideos({ filter: 'status = NOPE' }); }"
+        " catch (e) { bad = e.fieldViolations.map((v) => v.field); }"
+        " console.log(JSON.stringify({ first: first.videos.map((v) => v.id), token: first.nextPageToken,"
+        "  second: second.videos.map((v) => v.id), all, none: none.videos.length,"
+        "  noneToken: none.nextPageToken, status: first.videos[0].status, bad }));"
+        "})().then(() => c.close(), (e) => { console.error(e); process.exitCode = 1; c.close(); });"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        node_binary(),
+        "-e",
+        script,
+        str(NODE_DIR / "src" / "client.js"),
+        videogen_server.address,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    got = json.loads(out)
+    assert got["first"] == newest[:2] and got["token"]
+    assert got["second"] == newest[2:4]
+    assert got["all"] == newest
+    assert got["none"] == 0 and got["noneToken"] == ""
+    assert got["status"].startswith("VIDEO_STATUS_")
+    assert got["bad"] == ["filter"]

@@ -457,7 +457,9 @@ class Relay:
 async def relay(parts: Parts) -> AsyncIterator[Relay]:
     tracker = TaskTracker(
         parts.store,
-        lambda task_id, deadline: parts.runway.get_task(task_id, deadline=deadline),
+        lambda record, deadline: parts.runway.get_task(
+            record.upstream_id, key=record.runway_key, deadline=deadline
+        ),
         coordinator=parts.coordinators[0],
         poll_interval=0.1,
     )

@@ -90,7 +90,9 @@ async def fleet() -> AsyncIterator[MakeFleet]:
             await coordinator.open()
             tracker = TaskTracker(
                 store,
-                lambda task_id, deadline: provider.get_task(task_id, deadline=deadline),
+                lambda record, deadline: provider.get_task(
+                    record.upstream_id, key=record.runway_key, deadline=deadline
+                ),
                 coordinator=coordinator,
                 poll_interval=poll_interval,
                 freshness=0.05,

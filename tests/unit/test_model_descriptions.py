@@ -83,7 +83,9 @@ async def test_the_use_case_lists_what_the_provider_describes() -> None:
     await coordinator.open()
     tracker = TaskTracker(
         store,
-        lambda task_id, deadline: provider.get_task(task_id, deadline=deadline),
+        lambda record, deadline: provider.get_task(
+            record.upstream_id, key=record.runway_key, deadline=deadline
+        ),
         coordinator=coordinator,
         poll_interval=1.0,
     )

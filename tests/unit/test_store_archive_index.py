@@ -27,7 +27,7 @@ from videogen_server.services.ports import VideoStore
 from videogen_server.store import SqliteVideoStore
 from videogen_server.store.codec import encode_record
 from videogen_server.store.redis import RedisVideoStore
-from videogen_server.store.sqlite import _MIGRATIONS
+from videogen_server.store.sqlite import _MIGRATIONS, SCHEMA_VERSION
 
 INDEXED = ENGINES
 
@@ -306,7 +306,8 @@ async def test_sqlite_migrates_an_older_file_and_indexes_its_completed_videos(
     store = SqliteVideoStore(path)
     await store.open()
     try:
-        assert await store._run(lambda: store._db().execute("PRAGMA user_version").fetchone()[0]) == 3
+        version = await store._run(lambda: store._db().execute("PRAGMA user_version").fetchone()[0])
+        assert version == SCHEMA_VERSION
         # Their outputs were never copied: PENDING, listed for the archiver, oldest first.
         assert await store.list_unarchived() == [older, newer]
         assert await store.list_expired(datetime(9999, 1, 1, tzinfo=UTC)) == []

@@ -80,7 +80,7 @@ class FakeRunway:
         self.progress = 0.1
         self.fail: list[BaseException] = []  # raised by the next calls, in order
 
-    async def __call__(self, task_id: str, deadline: float | None) -> UpstreamTask:
+    async def __call__(self, record: VideoRecord, deadline: float | None) -> UpstreamTask:
         self.deadlines.append(deadline)
         self.contexts.append((logs.request_id.get(), logs.video_id.get(), logs.task_id.get()))
         self.started.set()
@@ -96,7 +96,11 @@ class FakeRunway:
         # The provider maps its own status words (providers/runway/wire.py); this fake knows two.
         mapped = VideoStatus.COMPLETED if self.status == "SUCCEEDED" else VideoStatus.IN_PROGRESS
         return UpstreamTask(
-            id=task_id, status=self.status, video_status=mapped, progress=self.progress, outputs=outputs
+            id=record.upstream_id,
+            status=self.status,
+            video_status=mapped,
+            progress=self.progress,
+            outputs=outputs,
         )
 
     @property

@@ -55,7 +55,9 @@ async def world() -> AsyncIterator[World]:
     await coordinator.open()
     tracker = TaskTracker(
         store,
-        lambda task_id, deadline: provider.get_task(task_id, deadline=deadline),
+        lambda record, deadline: provider.get_task(
+            record.upstream_id, key=record.runway_key, deadline=deadline
+        ),
         coordinator=coordinator,
         poll_interval=0.05,
         freshness=1.0,

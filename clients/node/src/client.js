@@ -108,6 +108,32 @@ class VideoClient {
   }
 
   /**
+   * One page of the caller's own videos, newest first, as the server recorded them (no call to Runway):
+   * `{ videos, nextPageToken }`, where `nextPageToken` is '' on the last page. `filter`: `status = COMPLETED`,
+   * `model = "gen4.5"`, or both joined by `AND`; `pageSize` 0 means the server's 50 (at most 1000);
+   * `pageToken` is the previous page's `nextPageToken`, with the same filter. A page may hold fewer than
+   * `pageSize` videos without being the last: only an empty token says that.
+   */
+  async listVideos({ filter = '', pageSize = 0, pageToken = '', timeoutMs } = {}) {
+    const response = await this._unary(
+      'List',
+      { filter, page_size: pageSize, page_token: pageToken },
+      timeoutMs,
+    );
+    return { videos: response.videos, nextPageToken: response.next_page_token };
+  }
+
+  /** Every one of the caller's videos matching `filter`, newest first, page after page. */
+  async *iterVideos({ filter = '', pageSize = 0, timeoutMs } = {}) {
+    let pageToken = '';
+    do {
+      const page = await this.listVideos({ filter, pageSize, pageToken, timeoutMs });
+      yield* page.videos;
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+  }
+
+  /**
    * Yields the video's state: the current one at once, then every change, ending after a terminal state.
    * A dropped stream is reopened (the server sends the current state first, so nothing is missed).
    */

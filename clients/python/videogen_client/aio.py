@@ -31,6 +31,7 @@ from .models import (
     DEFAULT_TARGET,
     PemSource,
     ReferenceLike,
+    VideoPage,
     auth_metadata,
     build_generate_request,
     channel_options,
@@ -197,6 +198,42 @@ class AsyncVideoClient:
             lambda t: stub.ListModels(req, metadata=self._metadata, timeout=t), Deadline(timeout)
         )
         return list(resp.models)
+
+    async def list_videos(
+        self,
+        *,
+        filter: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> VideoPage:
+        """One page of the caller's own videos, newest first, as the server recorded them (no call to Runway).
+
+        ``filter``: ``status = COMPLETED``, ``model = "gen4.5"``, or both joined by ``AND``. ``page_size``:
+        0 is the server's default (50), at most 1000. ``page_token``: the ``next_page_token`` of the previous
+        page, with the same filter. Retried on UNAVAILABLE (a read: safe to repeat)."""
+        stub = self._get_stub()
+        req = video_service_pb2.ListRequest(filter=filter, page_size=page_size, page_token=page_token)
+        resp = await self._unary(
+            lambda t: stub.List(req, metadata=self._metadata, timeout=t), Deadline(timeout)
+        )
+        return VideoPage(list(resp.videos), resp.next_page_token)
+
+    async def iter_videos(
+        self, *, filter: str = "", page_size: int = 0, timeout: float | None = None
+    ) -> AsyncIterator[video_pb2.Video]:
+        """Every one of the caller's videos matching ``filter``, newest first, page after page (``timeout``
+        applies to each page). Videos created while it runs are not included; none is repeated or skipped."""
+        token = ""
+        while True:
+            page = await self.list_videos(
+                filter=filter, page_size=page_size, page_token=token, timeout=timeout
+            )
+            for video in page.videos:
+                yield video
+            token = page.next_page_token
+            if not token:
+                return
 
     async def get(self, id: str, *, timeout: float | None = None) -> video_pb2.Video:
         """The video's current state."""

@@ -350,6 +350,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--json prints each model as one JSON object per line, with everything (option values too).",
         "videogen models",
     )
+    listing = add(
+        "list",
+        "list your videos, newest first",
+        "List your own videos, newest first, from the service's records (no call to Runway): one row "
+        "each with its id, status, model, creation time and prompt. One page (--page-size, default 50, "
+        "at most 1000) unless --all; when more remain, says how to get the next page. --json prints one "
+        'object per video, then {"next_page_token": ...} when more remain.',
+        "videogen list --filter 'status = COMPLETED AND model = \"gen4.5\"' --all",
+    )
+    listing.add_argument(
+        "--filter",
+        default="",
+        metavar="EXPR",
+        help='which videos: status = COMPLETED (any status), model = "gen4.5", joined by AND',
+    )
+    listing.add_argument(
+        "--page-size", type=_non_negative_int, default=0, metavar="N", help="videos per page (default 50)"
+    )
+    listing.add_argument(
+        "--page-token", default="", metavar="TOKEN", help="the page to show (printed by a previous list)"
+    )
+    listing.add_argument("--all", action="store_true", help="every page, one after the other")
     return parser
 
 
@@ -908,6 +930,46 @@ def _cmd_models(client: VideoClient, args: argparse.Namespace, ui: _Output, dead
     return EXIT_OK
 
 
+def format_list_row(video: video_pb2.Video) -> tuple[str, str, str, str, str]:
+    """One ``list`` row: id, status, model, creation time, prompt (cut to one short line)."""
+    created = video.create_time.ToJsonString() if video.HasField("create_time") else ""
+    prompt = " ".join(video.prompt.split())
+    if len(prompt) > 40:
+        prompt = prompt[:39] + "…"
+    return video.id, status_name(video.status), video.model, created, prompt
+
+
+def _cmd_list(client: VideoClient, args: argparse.Namespace, ui: _Output, deadline: Deadline) -> int:
+    token = args.page_token
+    rows: list[tuple[str, str, str, str, str]] = []
+    while True:
+        page = client.list_videos(
+            filter=args.filter, page_size=args.page_size, page_token=token, timeout=deadline.remaining()
+        )
+        for video in page.videos:
+            if ui.json:
+                ui.emit(video_to_dict(video))
+            else:
+                rows.append(format_list_row(video))
+        token = page.next_page_token
+        if not token or not args.all:
+            break
+    if not ui.json:
+        header = ("ID", "STATUS", "MODEL", "CREATED", "PROMPT")
+        widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+        for row in (header, *rows):
+            line = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+            ui.out.print(line.rstrip(), markup=False)
+        if not rows:
+            ui.note("no videos" + (" match the filter" if args.filter else ""))
+    if token:
+        if ui.json:
+            ui.emit({"next_page_token": token})
+        else:
+            ui.note(f"more videos: add --page-token {token} (or --all)")
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[VideoClient, argparse.Namespace, _Output, Deadline], int]] = {
     "generate": _cmd_generate,
     "get": _cmd_get,
@@ -915,6 +977,7 @@ COMMANDS: dict[str, Callable[[VideoClient, argparse.Namespace, _Output, Deadline
     "cancel": _cmd_cancel,
     "download": _cmd_download,
     "models": _cmd_models,
+    "list": _cmd_list,
 }
 
 

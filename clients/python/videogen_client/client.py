@@ -27,6 +27,7 @@ from .models import (
     DEFAULT_TARGET,
     PemSource,
     ReferenceLike,
+    VideoPage,
     auth_metadata,
     build_generate_request,
     channel_options,
@@ -193,6 +194,37 @@ class VideoClient:
             lambda t: stub.ListModels(req, metadata=self._metadata, timeout=t), Deadline(timeout)
         )
         return list(resp.models)
+
+    def list_videos(
+        self,
+        *,
+        filter: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> VideoPage:
+        """One page of the caller's own videos, newest first, as the server recorded them (no call to Runway).
+
+        ``filter``: ``status = COMPLETED``, ``model = "gen4.5"``, or both joined by ``AND``. ``page_size``:
+        0 is the server's default (50), at most 1000. ``page_token``: the ``next_page_token`` of the previous
+        page, with the same filter. Retried on UNAVAILABLE (a read: safe to repeat)."""
+        stub = self._get_stub()
+        req = video_service_pb2.ListRequest(filter=filter, page_size=page_size, page_token=page_token)
+        resp = self._unary(lambda t: stub.List(req, metadata=self._metadata, timeout=t), Deadline(timeout))
+        return VideoPage(list(resp.videos), resp.next_page_token)
+
+    def iter_videos(
+        self, *, filter: str = "", page_size: int = 0, timeout: float | None = None
+    ) -> Iterator[video_pb2.Video]:
+        """Every one of the caller's videos matching ``filter``, newest first, page after page (``timeout``
+        applies to each page). Videos created while it runs are not included; none is repeated or skipped."""
+        token = ""
+        while True:
+            page = self.list_videos(filter=filter, page_size=page_size, page_token=token, timeout=timeout)
+            yield from page.videos
+            token = page.next_page_token
+            if not token:
+                return
 
     def get(self, id: str, *, timeout: float | None = None) -> video_pb2.Video:
         """The video's current state."""

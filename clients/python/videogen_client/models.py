@@ -11,7 +11,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 from google.protobuf import json_format, struct_pb2
@@ -210,3 +210,12 @@ def parse_option_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+class VideoPage(NamedTuple):
+    """One page of ``list_videos``: the caller's videos on it (newest first) and the token of the next page
+    ("" on the last page). A page may hold fewer than ``page_size`` videos without being the last (a filter
+    that matched few): only an empty token says there is nothing more."""
+
+    videos: list[video_pb2.Video]
+    next_page_token: str

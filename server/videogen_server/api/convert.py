@@ -26,7 +26,7 @@ from videogen_server.domain.model_info import (
     PromptNeed,
     ReferencesInfo,
 )
-from videogen_server.domain.video import VideoRecord, VideoStatus
+from videogen_server.domain.video import DEFAULT_KEY_NAME, VideoRecord, VideoStatus
 from videogen_server.errors import FieldViolation, InvalidArgument
 
 _STATUS = {
@@ -178,6 +178,8 @@ def video_message(record: VideoRecord) -> video_pb2.Video:
         size=record.size,
         request_id=record.request_id,
         upstream_task_id=record.upstream_id,
+        runway_key=record.runway_key or DEFAULT_KEY_NAME,
+        source_video_id=record.source_video_id,
         create_time=_timestamp(record.create_time),
         update_time=_timestamp(record.update_time),
         complete_time=_timestamp(record.complete_time),

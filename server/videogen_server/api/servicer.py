@@ -91,6 +91,33 @@ class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
         # exception to "VideoService needs a key", for no caller that lacks one.
         return _list_models_response(self._videos.models())
 
+    # Issue 12 in progress: each of these is replaced by its implementation before the branch lands.
+    async def List(
+        self, request: video_service_pb2.ListRequest, context: Context
+    ) -> video_service_pb2.ListResponse:
+        # From the store only: the recorded states, no Runway call (a Get of one video refreshes it).
+        records, next_token = await self._videos.list(
+            current_caller.get(),
+            page_size=request.page_size,
+            page_token=request.page_token,
+            filter_text=request.filter,
+        )
+        return video_service_pb2.ListResponse(
+            videos=[_get_response(r).video for r in records], next_page_token=next_token
+        )
+
+    async def Upload(
+        self, request_iterator: AsyncIterator[video_service_pb2.UploadRequest], context: Context
+    ) -> video_service_pb2.UploadResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Upload is being built")
+        raise AssertionError("unreachable")
+
+    async def Remix(
+        self, request: video_service_pb2.RemixRequest, context: Context
+    ) -> video_service_pb2.RemixResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Remix is being built")
+        raise AssertionError("unreachable")
+
     async def WatchStatus(  # type: ignore[override]
         self, request: video_service_pb2.WatchStatusRequest, context: Context
     ) -> AsyncIterator[video_service_pb2.WatchStatusResponse]:

@@ -42,6 +42,10 @@ TERMINAL_STATUSES = frozenset({VideoStatus.COMPLETED, VideoStatus.FAILED, VideoS
 # Runway keeps outputs for 24-48 h (runway-api.md §3); promise callers the lower bound.
 OUTPUT_LIFETIME = timedelta(hours=24)
 
+# The name of the provider key of a single-key configuration (RUNWAYML_API_SECRET alone), and of every
+# record made before several keys existed (VideoRecord.runway_key "").
+DEFAULT_KEY_NAME = "default"
+
 # The error code of a video whose paid create was sent but never confirmed (see `outcome_unknown`).
 OUTCOME_UNKNOWN_CODE = "VIDEOGEN.UPSTREAM_OUTCOME_UNKNOWN"
 
@@ -105,6 +109,12 @@ class VideoRecord:
     # When Runway was last asked about this task (by any process sharing the store): a Get anywhere reuses a
     # poll younger than the freshness window instead of asking again. Not part of the caller's view.
     polled_at: datetime | None = None
+    # The name of the provider key (Runway account key) that created the task: every later call for this
+    # video (polls, downloads, cancel) must use the same key. "" on records made before several keys existed
+    # means the default key (DEFAULT_KEY_NAME). Never the secret.
+    runway_key: str = ""
+    # For a video made by Remix: the id of the video it was made from (issue 12). "" otherwise.
+    source_video_id: str = ""
 
     def replace(self, **changes: Any) -> VideoRecord:
         return dataclasses.replace(self, **changes)

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from videogen_server.domain.listing import SCAN_BUDGET, ListCursor, ListPage, ListQuery
 from videogen_server.domain.video import VideoRecord
 from videogen_server.services.ports import VideoStore
 
@@ -171,6 +172,7 @@ class TimedStore:
         self._list = histogram(op="list_unfinished")
         self._list_unarchived = histogram(op="list_unarchived")
         self._list_expired = histogram(op="list_expired")
+        self._list_page = histogram(op="list_page")
 
     async def open(self) -> None:
         await self._inner.open()
@@ -231,3 +233,21 @@ class TimedStore:
             return await self._inner.list_expired(now, limit)
         finally:
             self._list_expired.observe(time.perf_counter() - start)
+
+    async def list_page(
+        self,
+        owner: str,
+        query: ListQuery,
+        *,
+        after: ListCursor | None,
+        limit: int,
+        scan_limit: int = SCAN_BUDGET,
+    ) -> ListPage:
+        start = time.perf_counter()
+        try:
+            return await self._inner.list_page(owner, query, after=after, limit=limit, scan_limit=scan_limit)
+        finally:
+            self._list_page.observe(time.perf_counter() - start)
+
+    async def secret(self, name: str) -> bytes:  # not timed: read once per process
+        return await self._inner.secret(name)

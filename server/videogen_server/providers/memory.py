@@ -10,23 +10,29 @@ and answers False for a task already gone; `open_output` serves a finished task'
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from videogen_server import errors
+from videogen_server.domain.clock import utcnow
 from videogen_server.domain.generation import GenerateSpec, GenerationMode
 from videogen_server.domain.model_info import ModelInfo
 from videogen_server.domain.task import UpstreamRequest, UpstreamTask
-from videogen_server.domain.video import VideoStatus
+from videogen_server.domain.video import DEFAULT_KEY_NAME, VideoStatus
+from videogen_server.services.ports import UploadedAsset
 
 if TYPE_CHECKING:
     from videogen_server.services.ports import VideoProvider
 
 DEFAULT_SECONDS = 5
+UPLOAD_LIFETIME = timedelta(hours=24)  # as Runway's (runway-api.md §2.2)
 DEFAULT_SIZE = "1280x720"
 OUTPUT_PREFIX = "memory://outputs/"
 
@@ -43,6 +49,7 @@ class MemoryTaskRef:
     id: str
     estimated_credits: float | None = None
     status: str = VideoStatus.QUEUED.value
+    key: str = DEFAULT_KEY_NAME
 
 
 class MemoryOutput:
@@ -67,6 +74,7 @@ class MemoryProvider:
         self.model_infos = models
         self.tasks: dict[str, UpstreamTask] = {}
         self.plans: dict[str, MemoryPlan] = {}  # the plan each task was created from
+        self.uploads: dict[str, bytes] = {}  # runway:// URI -> the uploaded bytes
         self.calls: defaultdict[str, int] = defaultdict(int)
         self._credits = credits
         self._outputs: dict[str, bytes] = {}
@@ -140,7 +148,9 @@ class MemoryProvider:
         seconds = spec.seconds if spec.seconds is not None else DEFAULT_SECONDS
         return MemoryPlan(mode=mode, seconds=seconds, size=spec.size or DEFAULT_SIZE, spec=spec)
 
-    async def create(self, plan: UpstreamRequest, *, deadline: float | None = None) -> MemoryTaskRef:
+    async def create(
+        self, plan: UpstreamRequest, *, key: str | None = None, deadline: float | None = None
+    ) -> MemoryTaskRef:
         self._call("create")
         if not isinstance(plan, MemoryPlan):
             raise TypeError(f"MemoryProvider.create needs a plan of its own, not {type(plan).__name__}")
@@ -151,14 +161,14 @@ class MemoryProvider:
         self.plans[ref.id] = plan
         return ref
 
-    async def get_task(self, task_id: str, *, deadline: float | None = None) -> UpstreamTask:
+    async def get_task(self, task_id: str, *, key: str = "", deadline: float | None = None) -> UpstreamTask:
         self._call("get_task")
         task = self.tasks.get(task_id)
         if task is None:
             raise errors.UpstreamNotFound(f"no task {task_id}")
         return task
 
-    async def cancel_task(self, task_id: str, *, deadline: float | None = None) -> bool:
+    async def cancel_task(self, task_id: str, *, key: str = "", deadline: float | None = None) -> bool:
         self._call("cancel_task")
         return self.tasks.pop(task_id, None) is not None
 
@@ -175,6 +185,25 @@ class MemoryProvider:
         if start > 0 and start >= len(data):
             raise errors.OutOfRange(f"offset {start} is past the end of the output ({len(data)} bytes)")
         yield MemoryOutput(data, start, end)
+
+    async def upload(
+        self,
+        path: Path,
+        *,
+        filename: str,
+        size: int,
+        content_type: str,
+        key: str | None = None,
+        deadline: float | None = None,
+    ) -> UploadedAsset:
+        """Keeps the file's bytes under a new `runway://` URI (`uploads`), as Runway's storage would."""
+        self._call("upload")
+        data = await asyncio.to_thread(path.read_bytes)
+        if len(data) != size:
+            raise ValueError(f"upload of {filename!r}: {len(data)} bytes on disk, {size} announced")
+        uri = f"runway://memory/{uuid.uuid4()}/{filename}"
+        self.uploads[uri] = data
+        return UploadedAsset(uri=uri, expire_time=utcnow() + UPLOAD_LIFETIME, key=key or DEFAULT_KEY_NAME)
 
 
 if TYPE_CHECKING:

@@ -341,7 +341,9 @@ class Archiver:
     async def _fresh_url(self, record: VideoRecord, index: int) -> str:
         """The output's current signed URL, from the task (URLs are never stored)."""
         try:
-            task = await self._source.get_task(record.upstream_id, deadline=time.monotonic() + _CALL_TIMEOUT)
+            task = await self._source.get_task(
+                record.upstream_id, key=record.runway_key, deadline=time.monotonic() + _CALL_TIMEOUT
+            )
         except errors.UpstreamNotFound:
             raise _Lost(
                 "Runway no longer has the task (deleted or expired) before its output was archived"

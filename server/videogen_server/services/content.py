@@ -197,7 +197,7 @@ class ContentRelay:
 
     async def _output_url(self, record: VideoRecord, index: int, deadline: float | None) -> str:
         try:
-            task = await self._source.get_task(record.upstream_id, deadline=deadline)
+            task = await self._source.get_task(record.upstream_id, key=record.runway_key, deadline=deadline)
         except errors.UpstreamNotFound:
             # The video exists here (Get returns it) but Runway deleted the task and its output (expiry, or
             # a Cancel's DELETE that raced the task's end): NOT_FOUND would read as "no such video".

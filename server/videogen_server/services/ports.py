@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from videogen_server.domain.generation import GenerateSpec
+from videogen_server.domain.listing import SCAN_BUDGET, ListCursor, ListPage, ListQuery
 from videogen_server.domain.model_info import ModelInfo
 from videogen_server.domain.task import UpstreamRequest, UpstreamTask
 from videogen_server.domain.video import VideoRecord
@@ -146,6 +148,41 @@ class VideoStore(Protocol):
         Needs: an index kept as for `list_unarchived`, ordered by expire_time: a record leaves it once no
         output is ARCHIVED (all EXPIRED, say). It may miss records saved concurrently.
         """
+        ...
+
+    async def list_page(
+        self,
+        owner: str,
+        query: ListQuery,
+        *,
+        after: ListCursor | None,
+        limit: int,
+        scan_limit: int = SCAN_BUDGET,
+    ) -> ListPage:
+        """`owner`'s videos matching `query` (domain/listing.py `matches`), newest first (create_time
+        descending, then id descending), strictly after `after` (None: from the newest), at most `limit`
+        (issue 12: List).
+
+        Walks `owner`'s own index only (never another owner's entries), in that order, and examines at most
+        `scan_limit` entries (>= `limit`): it stops at `limit` matches, at the end of the index, or at the
+        budget, and in the last case (with entries left) says where (`ListPage.scanned_to`), so a page of a
+        filter that matches little costs a bounded amount and the next page resumes there.
+
+        Needs: an index on (owner, create_time, id) kept in the same atomic step as every claim and
+        delete (create_time, id and owner never change, so a save need not touch it; status, which a save
+        changes, is read from the record as it is when the page is read). Consistency: each page is read
+        from committed records (Redis: one script, so a page is one snapshot; SQLite: one read
+        transaction); between pages, records created later sort before the cursor and are not returned,
+        records deleted meanwhile are simply missing, and a record whose status changed is filtered by its
+        status at the time its page is read.
+        """
+        ...
+
+    async def secret(self, name: str) -> bytes:
+        """A random 32-byte secret kept under `name`: made on first use, then the same for every caller
+        sharing the store (every replica) and across restarts. Atomic: of concurrent first uses (in any
+        process), one secret wins and every caller gets it. (The page tokens of List are signed with one:
+        domain/page_token.py.) The memory engine keeps it for its life only."""
         ...
 
 
@@ -305,6 +342,8 @@ class TaskRef(Protocol):
     @property
     def id(self) -> str: ...
     @property
+    def key(self) -> str: ...  # the name of the provider key that created it (recorded as runway_key)
+    @property
     def estimated_credits(self) -> float | None: ...
     @property
     def status(self) -> str: ...  # the provider's word for a new task (recorded as upstream_status)
@@ -329,7 +368,9 @@ class OutputSource(Protocol):
     Errors: UpstreamNotFound (no such task), OutputExpired (the URL no longer works: read the task again),
     OutOfRange (start past the end), UpstreamUnavailable (retryable), DeadlineExceeded."""
 
-    async def get_task(self, task_id: str, *, deadline: float | None = None) -> UpstreamTask: ...
+    async def get_task(
+        self, task_id: str, *, key: str = "", deadline: float | None = None
+    ) -> UpstreamTask: ...
 
     def open_output(
         self, url: str, *, start: int = 0, end: int | None = None, deadline: float | None = None
@@ -349,16 +390,45 @@ class VideoProvider(OutputSource, Protocol):
         mode, seconds and size go on the video record; the rest is the provider's own (opaque here)."""
         ...
 
-    async def create(self, plan: UpstreamRequest, *, deadline: float | None = None) -> TaskRef:
-        """Start a (paid) task from a plan this provider made. `deadline` bounds only what happens before
-        the request can reach the provider. Raises UpstreamOutcomeUnknown when the task may or may not
-        exist; any other error means no task was started."""
+    async def create(
+        self, plan: UpstreamRequest, *, key: str | None = None, deadline: float | None = None
+    ) -> TaskRef:
+        """Start a (paid) task from a plan this provider made, with the named key (None: the provider picks
+        the least-loaded key that can take the plan's model; the TaskRef says which). `deadline` bounds only
+        what happens before the request can reach the provider. Raises UpstreamOutcomeUnknown when the task
+        may or may not exist; any other error means no task was started."""
         ...
 
-    async def get_task(self, task_id: str, *, deadline: float | None = None) -> UpstreamTask:
-        """The task as the provider sees it now (UpstreamNotFound: it no longer exists)."""
+    async def get_task(self, task_id: str, *, key: str = "", deadline: float | None = None) -> UpstreamTask:
+        """The task as the provider sees it now, read with the key that created it (`key`: a record's
+        runway_key; "" is the default key). UpstreamNotFound: it no longer exists."""
         ...
 
-    async def cancel_task(self, task_id: str, *, deadline: float | None = None) -> bool:
-        """Cancel (or delete) a task. False: it was already gone."""
+    async def cancel_task(self, task_id: str, *, key: str = "", deadline: float | None = None) -> bool:
+        """Cancel (or delete) a task, with the key that created it. False: it was already gone."""
         ...
+
+    async def upload(
+        self,
+        path: Path,
+        *,
+        filename: str,
+        size: int,
+        content_type: str,
+        key: str | None = None,
+        deadline: float | None = None,
+    ) -> UploadedAsset:
+        """Put a local file (already checked: size, type) into the provider's ephemeral storage, streamed
+        from `path` (never whole in memory), with the named key (None: the provider picks one). Errors:
+        UpstreamUnavailable (retryable), UpstreamRejected; nothing is left to clean up on our side."""
+        ...
+
+
+@dataclass(frozen=True)
+class UploadedAsset:
+    """A file in the provider's storage: the URI its create requests accept, until `expire_time`, and the
+    name of the key that uploaded it (an upload belongs to that key's account)."""
+
+    uri: str
+    expire_time: datetime
+    key: str

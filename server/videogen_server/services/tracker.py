@@ -50,7 +50,8 @@ from videogen_server.services.shared_poll import SharedPoll
 
 log = logging.getLogger(__name__)
 
-GetTask = Callable[[str, float | None], Awaitable[UpstreamTask]]
+# Reads the video's task from the provider, with the video's own key (record.runway_key), by a deadline.
+GetTask = Callable[[VideoRecord, float | None], Awaitable[UpstreamTask]]
 
 _MAX_BACKOFF = 60.0
 # How often an instance waiting for another instance's poll (or create) re-reads the store when no notice
@@ -651,7 +652,7 @@ class TaskTracker:
                 current = stored
         self.upstream_polls += 1
         try:
-            task = await self._get_task(current.upstream_id, time.monotonic() + self._poll_timeout)
+            task = await self._get_task(current, time.monotonic() + self._poll_timeout)
             updated = current.with_task(task)
         except errors.UpstreamNotFound:
             updated = current.gone()

@@ -15,6 +15,7 @@ from videogen_server.domain.ids import parse_uuid
 from videogen_server.domain.model_info import ModelInfo
 from videogen_server.domain.task import UpstreamRequest
 from videogen_server.domain.video import VideoRecord, VideoStatus
+from videogen_server.services.listing import VideoListing
 from videogen_server.services.ports import VideoProvider, VideoStore
 from videogen_server.services.tracker import TaskTracker
 
@@ -116,6 +117,7 @@ class Videos:
         # and shutdown waits for them all (`drain`, `close`), whether or not a caller still listens.
         self._creating: dict[str, _InFlight] = {}
         self._closed = False
+        self._listing = VideoListing(store)  # List: the store's records only
 
     def models(self) -> tuple[ModelInfo, ...]:
         """The models the provider describes, as its catalog says (the same for every caller)."""
@@ -326,7 +328,7 @@ class Videos:
                 reason="VIDEO_ALREADY_FINISHED",
                 metadata={"status": fresh.status.value},
             )
-        await self._provider.cancel_task(fresh.upstream_id, deadline=deadline)
+        await self._provider.cancel_task(fresh.upstream_id, key=fresh.runway_key, deadline=deadline)
         saved = await self._store.save(fresh.cancelled())
         await self._tracker.announce(saved)
         log.info("video %s cancelled (Runway task %s deleted)", saved.id, saved.upstream_id)
@@ -335,3 +337,11 @@ class Videos:
     async def remember_outputs(self, record: VideoRecord) -> None:
         """Record output metadata learnt while streaming (size, content type)."""
         await self._store.save(record)
+
+    async def list(
+        self, owner: str, *, page_size: int, page_token: str, filter_text: str
+    ) -> tuple[list[VideoRecord], str]:
+        """The caller's own videos, newest first, one page (services/listing.py): (videos, next token)."""
+        return await self._listing.list(
+            owner, page_size=page_size, page_token=page_token, filter_text=filter_text
+        )

@@ -11,15 +11,20 @@ has written nothing). What `save` keeps is the model's rule (`VideoRecord.merged
 
 The archive's indexes (`list_unarchived`, `list_expired`) are two dicts of id -> time kept in the same step as
 the record (store/archive_index.py decides membership); a listing sorts only its index, never every record.
+List's index (`list_page`) is one sorted list of (create_time, id) per owner, kept by claim and delete (the
+two never change once a record exists).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import heapq
+import secrets
 from datetime import datetime
 
 from videogen_server import errors
+from videogen_server.domain.listing import SCAN_BUDGET, ListCursor, ListPage, ListQuery, matches
 from videogen_server.domain.video import VideoRecord
 from videogen_server.store.archive_index import expiring_at, unarchived_since
 
@@ -37,6 +42,9 @@ class MemoryVideoStore:
         # The archive's indexes, written with every record (see `_put`): id -> complete_time / expire_time.
         self._unarchived: dict[str, datetime] = {}
         self._expiring: dict[str, datetime] = {}
+        # List's index: per owner, (create_time, id) ascending; a page walks it from the end.
+        self._by_owner: dict[str, list[tuple[datetime, str]]] = {}
+        self._secrets: dict[str, bytes] = {}
         self._opened = False
         self._closed = False
 
@@ -61,6 +69,7 @@ class MemoryVideoStore:
         self._keys.clear()
         self._unarchived.clear()
         self._expiring.clear()
+        self._by_owner.clear()
 
     # -- VideoStore ------------------------------------------------------------------------------------
 
@@ -89,6 +98,7 @@ class MemoryVideoStore:
             if active >= max_active:
                 raise errors.ActiveLimitReached(record.owner, max_active)
         self._put(record)
+        bisect.insort(self._by_owner.setdefault(record.owner, []), (record.create_time, record.id))
         if record.request_id:
             self._keys[key] = record.id
         return record, True
@@ -111,6 +121,11 @@ class MemoryVideoStore:
         self._expiring.pop(video_id, None)
         if record is not None and record.request_id:
             self._keys.pop((record.owner, record.request_id), None)
+        if record is not None:
+            entries = self._by_owner.get(record.owner, [])
+            at = bisect.bisect_left(entries, (record.create_time, record.id))
+            if at < len(entries) and entries[at] == (record.create_time, record.id):
+                del entries[at]
 
     async def list_unfinished(self) -> list[VideoRecord]:
         await self._enter()
@@ -128,6 +143,36 @@ class MemoryVideoStore:
         due = ((video_id, at) for video_id, at in self._expiring.items() if at <= now)
         oldest = heapq.nsmallest(limit, due, key=lambda item: item[1])
         return [self._records[video_id] for video_id, _ in oldest]
+
+    async def list_page(
+        self,
+        owner: str,
+        query: ListQuery,
+        *,
+        after: ListCursor | None,
+        limit: int,
+        scan_limit: int = SCAN_BUDGET,
+    ) -> ListPage:
+        await self._enter()
+        entries = self._by_owner.get(owner, [])
+        # Entries strictly before the cursor in ascending order are the ones after it in the page's order.
+        end = len(entries) if after is None else bisect.bisect_left(entries, (after.create_time, after.id))
+        found: list[VideoRecord] = []
+        budget = max(scan_limit, limit)
+        for examined, position in enumerate(range(end - 1, -1, -1)):
+            if len(found) >= limit:
+                return ListPage(found)
+            if examined >= budget:
+                last_time, last_id = entries[position + 1]
+                return ListPage(found, ListCursor(last_time, last_id))
+            record = self._records[entries[position][1]]
+            if matches(query, record):
+                found.append(record)
+        return ListPage(found)
+
+    async def secret(self, name: str) -> bytes:
+        await self._enter()
+        return self._secrets.setdefault(name, secrets.token_bytes(32))
 
     # -- plumbing --------------------------------------------------------------------------------------
 

@@ -24,6 +24,17 @@ Keys (``prefix`` is ``videogen:`` unless given):
   transaction as the record; `list_unarchived` and `list_expired` read a range of them, never every record.
   Filled once from the records for data written before them (``{prefix}archive-index:ready`` marks that
   done): a SCAN at `open`, each entry written only if the record is still what was read.
+- ``{prefix}by-owner:{len(owner)}:{owner}`` (the length in bytes): List's index (issue 12), a sorted set of
+  that owner's videos, every score 0, each member ``<create_time as fixed-width UTC text>|<id>`` so that
+  lexical order is (create_time, id) order; a page is one ZREVRANGEBYLEX from the cursor, read in a script
+  that checks each entry's status and model (hash fields) and returns the matches' data: one snapshot, at
+  most a scan budget of entries (domain/listing.py). Written by the claim script with the record (which
+  also stores the member as the hash's ``listed`` field and the ``model``), removed by the delete script;
+  saves never touch it (owner, create_time and id never change). Filled once for records written before it
+  existed (``{prefix}list-index:ready`` marks that done): a SCAN at `open`, like the archive's indexes. A
+  replica of an older version still running during a rolling deploy writes records without an entry:
+  those are not listed (they remain readable by Get) until the marker is deleted and a replica restarts.
+- ``{prefix}secret:{name}``: named random secrets (hex), made once with SET NX (List's page token key).
 The scripts name keys they compute (the record of a held idempotency key): fine on one Redis (or a
 primary with replicas), not on Redis Cluster.
 
@@ -51,6 +62,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -61,8 +73,9 @@ import redis.exceptions as rexc
 
 from videogen_server import errors
 from videogen_server.config import redact_url
+from videogen_server.domain.listing import SCAN_BUDGET, ListCursor, ListPage, ListQuery, statuses_of
 from videogen_server.domain.video import VideoRecord, VideoStatus
-from videogen_server.store.archive_index import expiring_at, index_score, unarchived_since
+from videogen_server.store.archive_index import expiring_at, index_score, index_text, unarchived_since
 from videogen_server.store.codec import decode_record, encode_record
 from videogen_server.store.redis_connection import (
     CONNECT_TIMEOUT_S,
@@ -84,9 +97,9 @@ TERMINAL_CACHE_TTL_S: Final = 1.0
 TERMINAL_CACHE_MAX: Final = 10_000
 
 # KEYS: record, idempotency key ('' for none), unfinished set, seq counter, the owner's active set, the
-#       unarchived index, the expiring index
+#       unarchived index, the expiring index, the owner's List index
 # ARGV: id, owner, request_id, status, data, terminal ('1'/'0'), record key prefix, max_active ('' for none),
-#       unarchived score, expiring score ('' for not indexed)
+#       unarchived score, expiring score ('' for not indexed), List index member, model
 # Returns {1, data}: inserted (or this very id already holds the key: a retried call);
 #         {0, data}: the key is held by another video, whose data is returned; {-1}: the id exists;
 #         {-2}: the owner has max_active unfinished videos already (nothing written but the set's pruning).
@@ -113,7 +126,9 @@ if ARGV[8] ~= '' and redis.call('SCARD', KEYS[5]) >= tonumber(ARGV[8]) then
   end
   if redis.call('SCARD', KEYS[5]) >= tonumber(ARGV[8]) then return {-2} end
 end
-redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'request_id', ARGV[3], 'status', ARGV[4], 'data', ARGV[5])
+redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'request_id', ARGV[3], 'status', ARGV[4], 'data', ARGV[5],
+  'listed', ARGV[11], 'model', ARGV[12])
+redis.call('ZADD', KEYS[8], 0, ARGV[11])
 if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[1]) end
 if ARGV[6] == '0' then
   redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), ARGV[1])
@@ -159,8 +174,9 @@ return false
 # KEYS: record, unfinished set, unarchived index, expiring index; ARGV: id, key prefix. The record, its
 # idempotency key (if it still points at this id) and its index entries, together.
 _DELETE: Final = """
-local cur = redis.call('HMGET', KEYS[1], 'owner', 'request_id')
+local cur = redis.call('HMGET', KEYS[1], 'owner', 'request_id', 'listed')
 if not cur[1] then return 0 end
+if cur[3] then redis.call('ZREM', ARGV[2] .. 'by-owner:' .. string.len(cur[1]) .. ':' .. cur[1], cur[3]) end
 if cur[2] ~= '' then
   local k = ARGV[2] .. 'key:' .. string.len(cur[1]) .. ':' .. cur[1] .. ':' .. cur[2]
   if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
@@ -230,6 +246,68 @@ if ARGV[2] ~= '' then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4]) end
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4]) end
 return 1
 """
+
+# KEYS: the owner's List index; ARGV: record key prefix, the highest member ('+', or '(' and the cursor's
+# member: exclusive), limit, scan budget, the statuses wanted (comma-separated, '' for any), '1' to match
+# the model, the model. Returns {scanned_to, data...}: scanned_to is the last member examined when the budget
+# ran out with entries left, else ''. One script: the page is one snapshot. A record without a 'model' field
+# (none is written so; kept for safety) is checked by its data.
+_LIST_PAGE: Final = """
+local limit, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
+local members = redis.call('ZREVRANGEBYLEX', KEYS[1], ARGV[2], '-', 'LIMIT', 0, budget + 1)
+local wanted = {}
+for s in string.gmatch(ARGV[5], '[^,]+') do wanted[s] = true end
+local out = {''}
+local found, examined = 0, 0
+for i, m in ipairs(members) do
+  if found >= limit then return out end
+  if examined >= budget then
+    out[1] = members[i - 1]
+    return out
+  end
+  examined = examined + 1
+  local id = string.sub(m, string.find(m, '|', 1, true) + 1)
+  local h = redis.call('HMGET', ARGV[1] .. id, 'status', 'model', 'data')
+  if h[3] then
+    local ok = ARGV[5] == '' or wanted[h[1]] == true
+    if ok and ARGV[6] == '1' then
+      local model = h[2]
+      if not model then model = cjson.decode(h[3])['model'] end
+      ok = model == ARGV[7]
+    end
+    if ok then
+      out[#out + 1] = h[3]
+      found = found + 1
+    end
+  end
+end
+return out
+"""
+
+# KEYS: record, the owner's List index; ARGV: member, model. Index a record written before the List index
+# existed (`open`'s one-time fill); a record deleted meanwhile is skipped.
+_LIST_INDEX_ONE: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'listed', ARGV[1], 'model', ARGV[2])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+return 1
+"""
+
+# KEYS: the secret's key; ARGV: a fresh secret. The one stored first wins, for every caller.
+_SECRET: Final = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"""
+
+
+def _list_member(record: VideoRecord) -> str:
+    """The record's member in its owner's List index: lexical order is (create_time, id) order."""
+    return _member(record.create_time, record.id)
+
+
+def _member(create_time: datetime, video_id: str) -> str:
+    return f"{index_text(create_time)}|{video_id}"
+
 
 # The terminal statuses, for the fast save's check in Lua ("COMPLETED,FAILED,CANCELLED").
 _TERMINAL: Final = ",".join(s.value for s in VideoStatus if s.terminal)
@@ -306,12 +384,16 @@ class RedisVideoStore:
                 ("list_index", _LIST_INDEX),
                 ("fill_active", _FILL_ACTIVE),
                 ("index_if_unchanged", _INDEX_IF_UNCHANGED),
+                ("list_page", _LIST_PAGE),
+                ("list_index_one", _LIST_INDEX_ONE),
+                ("secret", _SECRET),
             )
         }
         self._client = client
         await self._check_durability()
         await self._fill_active()
         await self._fill_archive_indexes()
+        await self._fill_list_index()
 
     async def close(self) -> None:
         if self._closed:
@@ -417,6 +499,50 @@ class RedisVideoStore:
                     )
             await pipe.execute()
 
+    async def _fill_list_index(self) -> None:
+        """Put the records written before List's index existed into it, once per data set (see the module
+        docstring): a SCAN in batches, as for the archive's indexes. A Redis that does not answer now is
+        left for the next start (and logged)."""
+        ready = f"{self._prefix}list-index:ready"
+        try:
+            await self._call(lambda c: self._fill_list_index_on(c, ready))
+        except errors.StoreUnavailable:
+            log.warning(
+                "store %s: older videos not indexed for List at start (Redis did not answer)",
+                self.description,
+            )
+
+    async def _fill_list_index_on(self, client: aioredis.Redis, ready: str) -> None:
+        if await client.exists(ready):
+            return
+        keys: list[str] = []
+        async for key in client.scan_iter(match=f"{self._record_key('')}*", count=500):
+            keys.append(str(key))
+            if len(keys) >= 500:
+                await self._list_index_batch(client, keys)
+                keys = []
+        await self._list_index_batch(client, keys)
+        await client.set(ready, "1")
+
+    async def _list_index_batch(self, client: aioredis.Redis, keys: list[str]) -> None:
+        if not keys:
+            return
+        async with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hmget(key, ["listed", "data"])
+            rows = await pipe.execute()
+        async with client.pipeline(transaction=False) as pipe:
+            for key, (listed, data) in zip(keys, rows, strict=True):
+                if listed is not None or data is None:
+                    continue  # indexed by its claim already, or gone
+                record = decode_record(str(data))
+                await self._scripts["list_index_one"](
+                    keys=[key, self._owner_index(record.owner)],
+                    args=[_list_member(record), record.model],
+                    client=pipe,
+                )
+            await pipe.execute()
+
     # -- VideoStore ------------------------------------------------------------------------------------
 
     async def check(self) -> None:
@@ -463,6 +589,7 @@ class RedisVideoStore:
                     self._active_key(record.owner),
                     self._unarchived,
                     self._expiring,
+                    self._owner_index(record.owner),
                 ],
                 args=[
                     record.id,
@@ -474,6 +601,8 @@ class RedisVideoStore:
                     self._record_key(""),
                     "" if max_active is None else str(max_active),
                     *_index_scores(record),
+                    _list_member(record),
+                    record.model,
                 ],
                 client=c,
             )
@@ -594,10 +723,54 @@ class RedisVideoStore:
         )
         return [decode_record(d) for d in rows]
 
+    async def list_page(
+        self,
+        owner: str,
+        query: ListQuery,
+        *,
+        after: ListCursor | None,
+        limit: int,
+        scan_limit: int = SCAN_BUDGET,
+    ) -> ListPage:
+        highest = "+" if after is None else "(" + _member(after.create_time, after.id)
+        statuses = "" if query.status is None else ",".join(s.value for s in statuses_of(query.status))
+        reply = await self._call(
+            lambda c: self._scripts["list_page"](
+                keys=[self._owner_index(owner)],
+                args=[
+                    self._record_key(""),
+                    highest,
+                    limit,
+                    max(scan_limit, limit),
+                    statuses,
+                    "0" if query.model is None else "1",
+                    query.model or "",
+                ],
+                client=c,
+            )
+        )
+        scanned_to, *rows = (str(item) for item in reply)
+        records = [decode_record(d) for d in rows]
+        if not scanned_to:
+            return ListPage(records)
+        at, _, video_id = scanned_to.partition("|")
+        return ListPage(records, ListCursor(datetime.fromisoformat(at), video_id))
+
+    async def secret(self, name: str) -> bytes:
+        key = f"{self._prefix}secret:{name}"
+        value = await self._call(
+            lambda c: self._scripts["secret"](keys=[key], args=[secrets.token_hex(32)], client=c)
+        )
+        return bytes.fromhex(str(value))
+
     # -- plumbing --------------------------------------------------------------------------------------
 
     def _record_key(self, video_id: str) -> str:
         return f"{self._prefix}video:{video_id}"
+
+    def _owner_index(self, owner: str) -> str:
+        # In UTF-8 bytes, as for the idempotency key: the delete script names it with string.len.
+        return f"{self._prefix}by-owner:{len(owner.encode())}:{owner}"
 
     def _active_key(self, owner: str) -> str:
         # In UTF-8 bytes, as for the idempotency key: the delete and fill scripts name it with string.len.

@@ -21,6 +21,13 @@ an output still PENDING, else NULL) and `archived_until` (the expire_time of a r
 output, else NULL), each with a partial index over its non-NULL rows (store/archive_index.py decides both).
 `list_unarchived` and `list_expired` read those indexes in order, never the table.
 
+List's index (issue 12; schema 4): two more columns written once, by the INSERT (`create_time` as
+fixed-width UTC text, and `model`), and the index ``videos_owner_created (owner, create_time DESC, id
+DESC)``: a page is a walk of one owner's entries in that index from the cursor, reading `status` and `model`
+of each and decoding only the matches, at most a scan budget of entries (domain/listing.py). No save touches
+the index (its columns never change), so it costs Generate one index insert and nothing after. The `meta`
+table keeps named secrets (`secret`: List's token key), made once per file.
+
 Cache: terminal records are kept in a bounded in-memory map so that `get` of a finished video costs no
 thread hop. An owner-scoped `get` uses an entry only for its owner: another owner's video takes the same
 query as an unknown id, so NOT_FOUND costs the same for both. The map is written only on the worker
@@ -35,6 +42,7 @@ import asyncio
 import contextlib
 import os
 import queue
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -43,6 +51,7 @@ from typing import Any, Final, TypeVar
 
 from videogen_server import errors
 from videogen_server.domain.clock import format_time
+from videogen_server.domain.listing import SCAN_BUDGET, ListCursor, ListPage, ListQuery, statuses_of
 from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.store.archive_index import expiring_at, index_text, unarchived_since
 from videogen_server.store.codec import decode_record, encode_record
@@ -52,7 +61,7 @@ __all__ = ["DB_FILENAME", "SCHEMA_VERSION", "SqliteVideoStore"]
 T = TypeVar("T")
 
 DB_FILENAME: Final = "videogen.sqlite3"
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 _BUSY_TIMEOUT_S: Final = 10.0  # another process holding the write lock: wait this long, then fail
 _CACHE_MAX: Final = 10_000
 
@@ -92,6 +101,22 @@ def _fill_archive_columns(conn: sqlite3.Connection) -> None:
         conn.execute(
             "UPDATE videos SET unarchived_since = ?, archived_until = ? WHERE rowid = ?",
             (since, until, rowid),
+        )
+
+
+def _add_list_columns(conn: sqlite3.Connection) -> None:
+    """Migration 4: List's columns (create_time, model), and their values for the rows already there (both
+    are in each row's data, and never change)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(videos)")}
+    for column in ("create_time", "model"):
+        if column not in have:
+            conn.execute(f"ALTER TABLE videos ADD COLUMN {column} TEXT")
+    rows = conn.execute("SELECT rowid, data FROM videos WHERE create_time IS NULL").fetchall()
+    for rowid, data in rows:
+        record = decode_record(data)
+        conn.execute(
+            "UPDATE videos SET create_time = ?, model = ? WHERE rowid = ?",
+            (index_text(record.create_time), record.model, rowid),
         )
 
 
@@ -135,6 +160,13 @@ _MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...],
         "CREATE INDEX IF NOT EXISTS videos_archived_until ON videos (archived_until)"
         " WHERE archived_until IS NOT NULL",
         _fill_archive_columns,
+    ),
+    (
+        # List (issue 12): one owner's videos, newest first, walked in this index's order from a cursor.
+        _add_list_columns,
+        "CREATE INDEX IF NOT EXISTS videos_owner_created ON videos (owner, create_time DESC, id DESC)",
+        # Named secrets made once per data file (List's page token key).
+        "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL)",
     ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -222,6 +254,20 @@ class SqliteVideoStore:
 
     async def list_expired(self, now: datetime, limit: int = 100) -> list[VideoRecord]:
         return await self._run(self._list_expired_sync, index_text(now), limit)
+
+    async def list_page(
+        self,
+        owner: str,
+        query: ListQuery,
+        *,
+        after: ListCursor | None,
+        limit: int,
+        scan_limit: int = SCAN_BUDGET,
+    ) -> ListPage:
+        return await self._run(self._list_page_sync, owner, query, after, limit, max(scan_limit, limit))
+
+    async def secret(self, name: str) -> bytes:
+        return await self._run(self._secret_sync, name)
 
     # -- plumbing (event loop side) --------------------------------------------------------------------
 
@@ -318,7 +364,7 @@ class SqliteVideoStore:
     def _insert_sql(self, or_ignore: bool) -> str:
         return (
             "INSERT INTO videos (id, owner, request_id, status, updated_at, data, unarchived_since,"
-            " archived_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " archived_until, create_time, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             + (" ON CONFLICT DO NOTHING" if or_ignore else "")
         )
 
@@ -334,9 +380,14 @@ class SqliteVideoStore:
             *_index_columns(record),
         )
 
+    @classmethod
+    def _insert_row(cls, record: VideoRecord) -> tuple[str | None, ...]:
+        """`_row` and the columns only an INSERT writes (List's: they never change)."""
+        return (*cls._row(record), index_text(record.create_time), record.model)
+
     def _claim_sync(self, record: VideoRecord) -> tuple[VideoRecord, bool]:
         conn = self._db()
-        row = self._row(record)
+        row = self._insert_row(record)
         if not record.request_id:
             try:
                 # One statement outside BEGIN: SQLite runs it as its own (durable, atomic) transaction.
@@ -388,7 +439,7 @@ class SqliteVideoStore:
             if active >= max_active:
                 raise errors.ActiveLimitReached(record.owner, max_active)
             try:
-                conn.execute(self._insert_sql(or_ignore=False), self._row(record))
+                conn.execute(self._insert_sql(or_ignore=False), self._insert_row(record))
             except sqlite3.IntegrityError as e:
                 raise ValueError(f"video id {record.id!r} already exists") from e
         return record, True
@@ -464,6 +515,50 @@ class SqliteVideoStore:
             .fetchall()
         )
         return [decode_record(data) for (data,) in rows]
+
+    def _list_page_sync(
+        self, owner: str, query: ListQuery, after: ListCursor | None, limit: int, scan_limit: int
+    ) -> ListPage:
+        # Served by videos_owner_created: the owner's entries from the cursor, in order, no sort. One
+        # statement: one read transaction, so the page is one snapshot. Status and model come from their
+        # columns; only the matches' data is decoded. One row past the budget says whether any is left.
+        sql = "SELECT create_time, id, status, model, data FROM videos WHERE owner = ?"
+        args: list[object] = [owner]
+        if after is not None:
+            sql += " AND (create_time, id) < (?, ?)"
+            args += [index_text(after.create_time), after.id]
+        sql += " ORDER BY create_time DESC, id DESC LIMIT ?"
+        args.append(scan_limit + 1)
+        wanted = None if query.status is None else {s.value for s in statuses_of(query.status)}
+        found: list[VideoRecord] = []
+        last: tuple[str, str] | None = None
+        rows = self._db().execute(sql, args)
+        for examined, (create_time, video_id, status, model, data) in enumerate(rows):
+            if len(found) >= limit:
+                return ListPage(found)
+            if examined >= scan_limit:
+                assert last is not None
+                return ListPage(found, ListCursor(_parse_index_text(last[0]), last[1]))
+            last = (create_time, video_id)
+            if (wanted is None or status in wanted) and (query.model is None or model == query.model):
+                found.append(decode_record(data))
+        return ListPage(found)
+
+    def _secret_sync(self, name: str) -> bytes:
+        # INSERT OR IGNORE then read, in one write transaction: of two processes making it at once, the
+        # first insert wins and both read it.
+        conn = self._db()
+        with self._transaction():
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (name, secrets.token_bytes(32)),
+            )
+            (value,) = conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return bytes(value)
+
+
+def _parse_index_text(text: str) -> datetime:
+    return datetime.fromisoformat(text)
 
 
 class _Worker:

@@ -5,6 +5,7 @@ parts the services never see: the mapping of a GenerateSpec to a create request 
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from pathlib import Path
 
 import httpx
 
@@ -12,6 +13,7 @@ from videogen_server import errors
 from videogen_server.domain.generation import GenerateSpec
 from videogen_server.domain.model_info import ModelInfo
 from videogen_server.domain.task import UpstreamRequest, UpstreamTask
+from videogen_server.domain.video import DEFAULT_KEY_NAME
 from videogen_server.providers.runway.api import RunwayClient
 from videogen_server.providers.runway.breaker import CircuitBreaker
 from videogen_server.providers.runway.catalog import CATALOG
@@ -21,6 +23,7 @@ from videogen_server.providers.runway.mapping import RunwayRequest, build_upstre
 from videogen_server.providers.runway.retry import RetryPolicy
 from videogen_server.providers.runway.transport import UpstreamObserver
 from videogen_server.providers.runway.wire import CreatedTask
+from videogen_server.services.ports import UploadedAsset
 
 
 class RunwayProvider:
@@ -78,7 +81,10 @@ class RunwayProvider:
     def plan(self, spec: GenerateSpec) -> RunwayRequest:
         return build_upstream_request(spec)
 
-    async def create(self, plan: UpstreamRequest, *, deadline: float | None = None) -> CreatedTask:
+    async def create(
+        self, plan: UpstreamRequest, *, key: str | None = None, deadline: float | None = None
+    ) -> CreatedTask:
+        _check_key(key)
         if not isinstance(plan, RunwayRequest):
             raise TypeError(f"RunwayProvider.create needs a plan of its own, not {type(plan).__name__}")
         try:
@@ -89,17 +95,44 @@ class RunwayProvider:
                 raise
             raise named from exc
 
-    async def get_task(self, task_id: str, *, deadline: float | None = None) -> UpstreamTask:
+    async def get_task(self, task_id: str, *, key: str = "", deadline: float | None = None) -> UpstreamTask:
+        _check_key(key)
         return await self._api.get_task(task_id, deadline=deadline)
 
-    async def cancel_task(self, task_id: str, *, deadline: float | None = None) -> bool:
+    async def cancel_task(self, task_id: str, *, key: str = "", deadline: float | None = None) -> bool:
+        _check_key(key)
         # On Runway, DELETE cancels a task that is still running (and deletes a finished one).
         return await self._api.delete_task(task_id, deadline=deadline)
+
+    async def upload(
+        self,
+        path: Path,
+        *,
+        filename: str,
+        size: int,
+        content_type: str,
+        key: str | None = None,
+        deadline: float | None = None,
+    ) -> UploadedAsset:
+        raise errors.FailedPrecondition(
+            "uploads to Runway are not available in this version", reason="UPLOADS_NOT_AVAILABLE"
+        )
 
     def open_output(
         self, url: str, *, start: int = 0, end: int | None = None, deadline: float | None = None
     ) -> AbstractAsyncContextManager[OutputStream]:
         return self._downloads.open_output(url, start=start, end=end, deadline=deadline)
+
+
+def _check_key(key: str | None) -> None:
+    """One key (RUNWAYML_API_SECRET, named DEFAULT_KEY_NAME): a video pinned to another key name was made
+    with a key this configuration no longer has."""
+    if key and key != DEFAULT_KEY_NAME:
+        raise errors.FailedPrecondition(
+            f"the video was made with Runway key {key!r}, which is not configured any more",
+            reason="RUNWAY_KEY_NOT_CONFIGURED",
+            metadata={"runway_key": key},
+        )
 
 
 def _unknown_model(exc: errors.UpstreamRejected, model: object) -> errors.UpstreamRejected:

@@ -11,7 +11,7 @@ from typing import Any
 from videogen_server.domain.clock import parse_time
 from videogen_server.domain.ids import is_canonical_uuid
 from videogen_server.domain.task import UpstreamTask
-from videogen_server.domain.video import VideoStatus
+from videogen_server.domain.video import DEFAULT_KEY_NAME, VideoStatus
 from videogen_server.errors import UpstreamProtocolError
 
 # Runway's task status words.
@@ -46,6 +46,7 @@ class CreatedTask:
     id: str
     estimated_credits: float | None = None
     status: str = NEW_TASK_STATUS  # Runway's word for the new task (the create response carries none)
+    key: str = DEFAULT_KEY_NAME  # the name of the key it was created with
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,8 @@ class Video(_message.Message):
     ESTIMATED_CREDITS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     UPSTREAM_TASK_ID_FIELD_NUMBER: _builtins.int
+    RUNWAY_KEY_FIELD_NUMBER: _builtins.int
+    SOURCE_VIDEO_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The video's id, assigned by this service (a UUID). Use it in Get, Cancel, WatchStatus and StreamContent."""
     status: Global___VideoStatus.ValueType
@@ -137,6 +139,13 @@ class Video(_message.Message):
     """The idempotency key the video was created with, if any."""
     upstream_task_id: _builtins.str
     """Runway's task id, for support conversations with Runway. Never needed to call this service."""
+    runway_key: _builtins.str
+    """The name of the service's Runway key that created the video (as configured in VIDEOGEN_RUNWAY_KEYS;
+    `default` for the single RUNWAYML_API_SECRET), never the secret. Every later call to Runway for this
+    video (polls, downloads, Cancel) uses this key.
+    """
+    source_video_id: _builtins.str
+    """For a video made by Remix: the id of the video it was made from. Empty otherwise."""
     @_builtins.property
     def videos(self) -> _containers.RepeatedCompositeFieldContainer[Global___VideoOutput]:
         """One entry per output once the video is COMPLETED; read each with StreamContent and its `index`."""
@@ -185,10 +194,12 @@ class Video(_message.Message):
         estimated_credits: _builtins.float | None = ...,
         request_id: _builtins.str = ...,
         upstream_task_id: _builtins.str = ...,
+        runway_key: _builtins.str = ...,
+        source_video_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_cost_credits", b"_cost_credits", "_estimated_credits", b"_estimated_credits", "complete_time", b"complete_time", "cost_credits", b"cost_credits", "create_time", b"create_time", "error", b"error", "estimated_credits", b"estimated_credits", "expire_time", b"expire_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cost_credits", b"_cost_credits", "_estimated_credits", b"_estimated_credits", "complete_time", b"complete_time", "cost_credits", b"cost_credits", "create_time", b"create_time", "error", b"error", "estimated_credits", b"estimated_credits", "expire_time", b"expire_time", "id", b"id", "mode", b"mode", "model", b"model", "progress", b"progress", "prompt", b"prompt", "request_id", b"request_id", "seconds", b"seconds", "size", b"size", "status", b"status", "update_time", b"update_time", "upstream_status", b"upstream_status", "upstream_task_id", b"upstream_task_id", "videos", b"videos"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cost_credits", b"_cost_credits", "_estimated_credits", b"_estimated_credits", "complete_time", b"complete_time", "cost_credits", b"cost_credits", "create_time", b"create_time", "error", b"error", "estimated_credits", b"estimated_credits", "expire_time", b"expire_time", "id", b"id", "mode", b"mode", "model", b"model", "progress", b"progress", "prompt", b"prompt", "request_id", b"request_id", "runway_key", b"runway_key", "seconds", b"seconds", "size", b"size", "source_video_id", b"source_video_id", "status", b"status", "update_time", b"update_time", "upstream_status", b"upstream_status", "upstream_task_id", b"upstream_task_id", "videos", b"videos"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cost_credits: _TypeAlias = _typing.Literal["cost_credits"]  # noqa: Y015
     _WhichOneofArgType__cost_credits: _TypeAlias = _typing.Literal["_cost_credits", b"_cost_credits"]  # noqa: Y015

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from videogen.v1 import video_pb2 as _video_pb2
@@ -787,3 +788,267 @@ class ProviderOption(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__minimum) -> _WhichOneofReturnType__minimum | None: ...
 
 Global___ProviderOption: _TypeAlias = ProviderOption  # noqa: Y015
+
+@_typing.final
+class ListRequest(_message.Message):
+    """Request for VideoService.List."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """The most videos to return: 0 means 50, larger than 1000 means 1000; negative is INVALID_ARGUMENT. A
+    page may hold fewer (the last page, or a filter that matched few videos) without being the last: only
+    an empty `next_page_token` says that.
+    """
+    page_token: _builtins.str
+    """The `next_page_token` of the previous page, to get the next one; empty for the first page. Opaque:
+    valid only for the caller it was issued to, with the same `filter`.
+    """
+    filter: _builtins.str
+    """Which videos to return, in a subset of AIP-160: `status = COMPLETED` (any VideoStatus name, with or
+    without the `VIDEO_STATUS_` prefix) and `model = "gen4.5"`, joined by `AND`. Empty: every video.
+    """
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        filter: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRequest: _TypeAlias = ListRequest  # noqa: Y015
+
+@_typing.final
+class ListResponse(_message.Message):
+    """Response for VideoService.List."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIDEOS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token for the next page; empty on the last page."""
+    @_builtins.property
+    def videos(self) -> _containers.RepeatedCompositeFieldContainer[_video_pb2.Video]:
+        """The caller's videos on this page, newest first (by create_time, then id)."""
+
+    def __init__(
+        self,
+        *,
+        videos: _abc.Iterable[_video_pb2.Video] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "videos", b"videos"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListResponse: _TypeAlias = ListResponse  # noqa: Y015
+
+@_typing.final
+class UploadRequest(_message.Message):
+    """One message of VideoService.Upload: the first carries the file's description, every one may carry bytes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILENAME_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    filename: _builtins.str
+    """The file's name, e.g. `clip.mp4` (first message only; at most 255 characters, no path). Its extension,
+    when it has one, must agree with the bytes.
+    """
+    content_type: _builtins.str
+    """The media type, e.g. `video/mp4` or `image/png` (first message only). Empty: taken from the bytes.
+    When set it must agree with the bytes.
+    """
+    size_bytes: _builtins.int
+    """The file's size in bytes, when the client knows it (first message only): a size out of bounds is
+    refused before any byte is sent, and a stream that ends with another count is INVALID_ARGUMENT.
+    """
+    data: _builtins.bytes
+    """The next bytes of the file, in order."""
+    def __init__(
+        self,
+        *,
+        filename: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        size_bytes: _builtins.int | None = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_size_bytes", b"_size_bytes", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_size_bytes", b"_size_bytes", "content_type", b"content_type", "data", b"data", "filename", b"filename", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__size_bytes: _TypeAlias = _typing.Literal["size_bytes"]  # noqa: Y015
+    _WhichOneofArgType__size_bytes: _TypeAlias = _typing.Literal["_size_bytes", b"_size_bytes"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__size_bytes) -> _WhichOneofReturnType__size_bytes | None: ...
+
+Global___UploadRequest: _TypeAlias = UploadRequest  # noqa: Y015
+
+@_typing.final
+class UploadResponse(_message.Message):
+    """Response for VideoService.Upload."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URI_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    uri: _builtins.str
+    """The `runway://` URI of the uploaded file, to use as `input_reference`, `video_uri`, or in `references`
+    and `reference_images` of Generate.
+    """
+    size_bytes: _builtins.int
+    """The number of bytes received and uploaded."""
+    sha256: _builtins.str
+    """The hex SHA-256 of the bytes received and uploaded."""
+    content_type: _builtins.str
+    """The media type found in the bytes, e.g. `video/mp4`."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """Until when Runway accepts the URI (24 hours after the upload)."""
+
+    def __init__(
+        self,
+        *,
+        uri: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        size_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "expire_time", b"expire_time", "sha256", b"sha256", "size_bytes", b"size_bytes", "uri", b"uri"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadResponse: _TypeAlias = UploadResponse  # noqa: Y015
+
+@_typing.final
+class RemixRequest(_message.Message):
+    """Request for VideoService.Remix: a video-to-video generation whose source video is one of the caller's
+    COMPLETED videos. The fields after `id` mean what they mean in GenerateRequest.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    PROMPT_FIELD_NUMBER: _builtins.int
+    SECONDS_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    AUDIO_FIELD_NUMBER: _builtins.int
+    REFERENCES_FIELD_NUMBER: _builtins.int
+    CONTENT_MODERATION_FIELD_NUMBER: _builtins.int
+    REFERENCE_IMAGES_FIELD_NUMBER: _builtins.int
+    PROVIDER_OPTIONS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The id of the COMPLETED video to start from."""
+    index: _builtins.int
+    """Which output of the source video to use (see Video.videos); 0 is the first."""
+    model: _builtins.str
+    """A video-to-video model id; empty means `aleph2`."""
+    prompt: _builtins.str
+    """The text prompt: what to change."""
+    seconds: _builtins.int
+    """The duration in seconds, for models that take one; unset means the model's default."""
+    size: _builtins.str
+    """The output size as `WxH`, for models that take one."""
+    seed: _builtins.int
+    """A seed (0 to 4294967295) for models that accept one; unset means random."""
+    audio: _builtins.bool
+    """Whether to generate audio, for models that can."""
+    request_id: _builtins.str
+    """An idempotency key, as in GenerateRequest.request_id (shared with Generate: one key names one video)."""
+    @_builtins.property
+    def references(self) -> _containers.RepeatedCompositeFieldContainer[Global___MediaReference]:
+        """Video references, for models that accept them."""
+
+    @_builtins.property
+    def content_moderation(self) -> Global___ContentModeration:
+        """Content moderation settings, for models that accept them."""
+
+    @_builtins.property
+    def reference_images(self) -> _containers.RepeatedCompositeFieldContainer[Global___MediaReference]:
+        """Image references, for models that accept them."""
+
+    @_builtins.property
+    def provider_options(self) -> _struct_pb2.Struct:
+        """Extra Runway request fields passed through as-is (see GenerateRequest.provider_options)."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        index: _builtins.int = ...,
+        model: _builtins.str = ...,
+        prompt: _builtins.str = ...,
+        seconds: _builtins.int | None = ...,
+        size: _builtins.str = ...,
+        seed: _builtins.int | None = ...,
+        audio: _builtins.bool | None = ...,
+        references: _abc.Iterable[Global___MediaReference] | None = ...,
+        content_moderation: Global___ContentModeration | None = ...,
+        reference_images: _abc.Iterable[Global___MediaReference] | None = ...,
+        provider_options: _struct_pb2.Struct | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_audio", b"_audio", "_seconds", b"_seconds", "_seed", b"_seed", "audio", b"audio", "content_moderation", b"content_moderation", "provider_options", b"provider_options", "seconds", b"seconds", "seed", b"seed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_audio", b"_audio", "_seconds", b"_seconds", "_seed", b"_seed", "audio", b"audio", "content_moderation", b"content_moderation", "id", b"id", "index", b"index", "model", b"model", "prompt", b"prompt", "provider_options", b"provider_options", "reference_images", b"reference_images", "references", b"references", "request_id", b"request_id", "seconds", b"seconds", "seed", b"seed", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__audio: _TypeAlias = _typing.Literal["audio"]  # noqa: Y015
+    _WhichOneofArgType__audio: _TypeAlias = _typing.Literal["_audio", b"_audio"]  # noqa: Y015
+    _WhichOneofReturnType__seconds: _TypeAlias = _typing.Literal["seconds"]  # noqa: Y015
+    _WhichOneofArgType__seconds: _TypeAlias = _typing.Literal["_seconds", b"_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
+    _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__audio) -> _WhichOneofReturnType__audio | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__seconds) -> _WhichOneofReturnType__seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
+
+Global___RemixRequest: _TypeAlias = RemixRequest  # noqa: Y015
+
+@_typing.final
+class RemixResponse(_message.Message):
+    """Response for VideoService.Remix."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIDEO_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def video(self) -> _video_pb2.Video:
+        """The new video (or, for a repeated `request_id`, the video that key created)."""
+
+    def __init__(
+        self,
+        *,
+        video: _video_pb2.Video | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["video", b"video"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["video", b"video"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemixResponse: _TypeAlias = RemixResponse  # noqa: Y015

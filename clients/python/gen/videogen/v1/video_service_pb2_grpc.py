@@ -69,6 +69,21 @@ class VideoServiceStub:
                 request_serializer=videogen_dot_v1_dot_video__service__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=videogen_dot_v1_dot_video__service__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.List = channel.unary_unary(
+                '/videogen.v1.VideoService/List',
+                request_serializer=videogen_dot_v1_dot_video__service__pb2.ListRequest.SerializeToString,
+                response_deserializer=videogen_dot_v1_dot_video__service__pb2.ListResponse.FromString,
+                _registered_method=True)
+        self.Upload = channel.stream_unary(
+                '/videogen.v1.VideoService/Upload',
+                request_serializer=videogen_dot_v1_dot_video__service__pb2.UploadRequest.SerializeToString,
+                response_deserializer=videogen_dot_v1_dot_video__service__pb2.UploadResponse.FromString,
+                _registered_method=True)
+        self.Remix = channel.unary_unary(
+                '/videogen.v1.VideoService/Remix',
+                request_serializer=videogen_dot_v1_dot_video__service__pb2.RemixRequest.SerializeToString,
+                response_deserializer=videogen_dot_v1_dot_video__service__pb2.RemixResponse.FromString,
+                _registered_method=True)
 
 
 class VideoServiceServicer:
@@ -141,6 +156,45 @@ class VideoServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def List(self, request, context):
+        """Lists the caller's own videos, newest first (AIP-132), a page at a time (AIP-158), optionally filtered
+        (a subset of AIP-160). Served from the service's records: it costs no call to Runway. Pages are stable:
+        videos created while a caller pages through are not inserted into later pages, so no video is skipped
+        or repeated. Errors: INVALID_ARGUMENT (a negative `page_size`; a `page_token` that was altered, or that
+        was issued to another caller or for another `filter`; a `filter` outside the supported subset).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Upload(self, request_iterator, context):
+        """Uploads a local image or video to Runway's ephemeral storage, for inputs too large for a `data:` URI
+        (those stop at 5 MiB; uploads go up to 200 MB). Send `filename` and `content_type` in the first message
+        and the file's bytes in `data` (any message may carry data; chunks of 64 KiB to 1 MiB work well). The
+        server spools the bytes to disk (never the whole file in memory), checks the size (512 B to 200 MB)
+        and the real type from the bytes (PNG, JPEG, WebP, MP4, MOV or WebM) before anything reaches Runway,
+        then returns a `runway://` URI valid for 24 hours that Generate accepts in `input_reference`,
+        `video_uri`, `references` and `reference_images`. Errors: INVALID_ARGUMENT (size out of bounds, a type
+        that is not supported, bytes that do not match `content_type` or the file name's extension, or a
+        stream whose byte count differs from `size_bytes`), UNAVAILABLE (Runway's upload failed; retry).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Remix(self, request, context):
+        """Makes a new video from one of the caller's COMPLETED videos with a video-to-video model (`aleph2` by
+        default): the source goes to Runway as its output URL while Runway still serves it, and from the
+        archive (uploaded to Runway) after that. The new video records `source_video_id`; follow it like any
+        video (Get, WatchStatus, StreamContent). `request_id` makes the call idempotent as in Generate.
+        Errors: NOT_FOUND (no such video, or another caller's), FAILED_PRECONDITION (the source is not
+        COMPLETED, or its content is no longer available), INVALID_ARGUMENT (the fields, as in Generate),
+        ALREADY_EXISTS, UNAVAILABLE and RESOURCE_EXHAUSTED as in Generate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VideoServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -173,6 +227,21 @@ def add_VideoServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=videogen_dot_v1_dot_video__service__pb2.ListModelsRequest.FromString,
                     response_serializer=videogen_dot_v1_dot_video__service__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=videogen_dot_v1_dot_video__service__pb2.ListRequest.FromString,
+                    response_serializer=videogen_dot_v1_dot_video__service__pb2.ListResponse.SerializeToString,
+            ),
+            'Upload': grpc.stream_unary_rpc_method_handler(
+                    servicer.Upload,
+                    request_deserializer=videogen_dot_v1_dot_video__service__pb2.UploadRequest.FromString,
+                    response_serializer=videogen_dot_v1_dot_video__service__pb2.UploadResponse.SerializeToString,
+            ),
+            'Remix': grpc.unary_unary_rpc_method_handler(
+                    servicer.Remix,
+                    request_deserializer=videogen_dot_v1_dot_video__service__pb2.RemixRequest.FromString,
+                    response_serializer=videogen_dot_v1_dot_video__service__pb2.RemixResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -342,6 +411,87 @@ class VideoService:
             '/videogen.v1.VideoService/ListModels',
             videogen_dot_v1_dot_video__service__pb2.ListModelsRequest.SerializeToString,
             videogen_dot_v1_dot_video__service__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def List(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/videogen.v1.VideoService/List',
+            videogen_dot_v1_dot_video__service__pb2.ListRequest.SerializeToString,
+            videogen_dot_v1_dot_video__service__pb2.ListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Upload(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/videogen.v1.VideoService/Upload',
+            videogen_dot_v1_dot_video__service__pb2.UploadRequest.SerializeToString,
+            videogen_dot_v1_dot_video__service__pb2.UploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Remix(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/videogen.v1.VideoService/Remix',
+            videogen_dot_v1_dot_video__service__pb2.RemixRequest.SerializeToString,
+            videogen_dot_v1_dot_video__service__pb2.RemixResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -75,6 +75,33 @@ class VideoServiceStub:
     may have added it since. Needs a caller key when the server has caller keys configured, like every
     VideoService call.
     """
+    List: _grpc.UnaryUnaryMultiCallable[_video_service_pb2.ListRequest, _video_service_pb2.ListResponse]
+    """Lists the caller's own videos, newest first (AIP-132), a page at a time (AIP-158), optionally filtered
+    (a subset of AIP-160). Served from the service's records: it costs no call to Runway. Pages are stable:
+    videos created while a caller pages through are not inserted into later pages, so no video is skipped
+    or repeated. Errors: INVALID_ARGUMENT (a negative `page_size`; a `page_token` that was altered, or that
+    was issued to another caller or for another `filter`; a `filter` outside the supported subset).
+    """
+    Upload: _grpc.StreamUnaryMultiCallable[_video_service_pb2.UploadRequest, _video_service_pb2.UploadResponse]
+    """Uploads a local image or video to Runway's ephemeral storage, for inputs too large for a `data:` URI
+    (those stop at 5 MiB; uploads go up to 200 MB). Send `filename` and `content_type` in the first message
+    and the file's bytes in `data` (any message may carry data; chunks of 64 KiB to 1 MiB work well). The
+    server spools the bytes to disk (never the whole file in memory), checks the size (512 B to 200 MB)
+    and the real type from the bytes (PNG, JPEG, WebP, MP4, MOV or WebM) before anything reaches Runway,
+    then returns a `runway://` URI valid for 24 hours that Generate accepts in `input_reference`,
+    `video_uri`, `references` and `reference_images`. Errors: INVALID_ARGUMENT (size out of bounds, a type
+    that is not supported, bytes that do not match `content_type` or the file name's extension, or a
+    stream whose byte count differs from `size_bytes`), UNAVAILABLE (Runway's upload failed; retry).
+    """
+    Remix: _grpc.UnaryUnaryMultiCallable[_video_service_pb2.RemixRequest, _video_service_pb2.RemixResponse]
+    """Makes a new video from one of the caller's COMPLETED videos with a video-to-video model (`aleph2` by
+    default): the source goes to Runway as its output URL while Runway still serves it, and from the
+    archive (uploaded to Runway) after that. The new video records `source_video_id`; follow it like any
+    video (Get, WatchStatus, StreamContent). `request_id` makes the call idempotent as in Generate.
+    Errors: NOT_FOUND (no such video, or another caller's), FAILED_PRECONDITION (the source is not
+    COMPLETED, or its content is no longer available), INVALID_ARGUMENT (the fields, as in Generate),
+    ALREADY_EXISTS, UNAVAILABLE and RESOURCE_EXHAUSTED as in Generate.
+    """
 
 @_typing.type_check_only
 class VideoServiceAsyncStub(VideoServiceStub):
@@ -122,6 +149,33 @@ class VideoServiceAsyncStub(VideoServiceStub):
     says is what Generate enforces. A model id it does not list is still passed through to Runway, which
     may have added it since. Needs a caller key when the server has caller keys configured, like every
     VideoService call.
+    """
+    List: _aio.UnaryUnaryMultiCallable[_video_service_pb2.ListRequest, _video_service_pb2.ListResponse]  # type: ignore[assignment]
+    """Lists the caller's own videos, newest first (AIP-132), a page at a time (AIP-158), optionally filtered
+    (a subset of AIP-160). Served from the service's records: it costs no call to Runway. Pages are stable:
+    videos created while a caller pages through are not inserted into later pages, so no video is skipped
+    or repeated. Errors: INVALID_ARGUMENT (a negative `page_size`; a `page_token` that was altered, or that
+    was issued to another caller or for another `filter`; a `filter` outside the supported subset).
+    """
+    Upload: _aio.StreamUnaryMultiCallable[_video_service_pb2.UploadRequest, _video_service_pb2.UploadResponse]  # type: ignore[assignment]
+    """Uploads a local image or video to Runway's ephemeral storage, for inputs too large for a `data:` URI
+    (those stop at 5 MiB; uploads go up to 200 MB). Send `filename` and `content_type` in the first message
+    and the file's bytes in `data` (any message may carry data; chunks of 64 KiB to 1 MiB work well). The
+    server spools the bytes to disk (never the whole file in memory), checks the size (512 B to 200 MB)
+    and the real type from the bytes (PNG, JPEG, WebP, MP4, MOV or WebM) before anything reaches Runway,
+    then returns a `runway://` URI valid for 24 hours that Generate accepts in `input_reference`,
+    `video_uri`, `references` and `reference_images`. Errors: INVALID_ARGUMENT (size out of bounds, a type
+    that is not supported, bytes that do not match `content_type` or the file name's extension, or a
+    stream whose byte count differs from `size_bytes`), UNAVAILABLE (Runway's upload failed; retry).
+    """
+    Remix: _aio.UnaryUnaryMultiCallable[_video_service_pb2.RemixRequest, _video_service_pb2.RemixResponse]  # type: ignore[assignment]
+    """Makes a new video from one of the caller's COMPLETED videos with a video-to-video model (`aleph2` by
+    default): the source goes to Runway as its output URL while Runway still serves it, and from the
+    archive (uploaded to Runway) after that. The new video records `source_video_id`; follow it like any
+    video (Get, WatchStatus, StreamContent). `request_id` makes the call idempotent as in Generate.
+    Errors: NOT_FOUND (no such video, or another caller's), FAILED_PRECONDITION (the source is not
+    COMPLETED, or its content is no longer available), INVALID_ARGUMENT (the fields, as in Generate),
+    ALREADY_EXISTS, UNAVAILABLE and RESOURCE_EXHAUSTED as in Generate.
     """
 
 class VideoServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -203,6 +257,51 @@ class VideoServiceServicer(metaclass=_abc_1.ABCMeta):
         says is what Generate enforces. A model id it does not list is still passed through to Runway, which
         may have added it since. Needs a caller key when the server has caller keys configured, like every
         VideoService call.
+        """
+
+    @_abc_1.abstractmethod
+    def List(
+        self,
+        request: _video_service_pb2.ListRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_video_service_pb2.ListResponse, _abc.Awaitable[_video_service_pb2.ListResponse]]:
+        """Lists the caller's own videos, newest first (AIP-132), a page at a time (AIP-158), optionally filtered
+        (a subset of AIP-160). Served from the service's records: it costs no call to Runway. Pages are stable:
+        videos created while a caller pages through are not inserted into later pages, so no video is skipped
+        or repeated. Errors: INVALID_ARGUMENT (a negative `page_size`; a `page_token` that was altered, or that
+        was issued to another caller or for another `filter`; a `filter` outside the supported subset).
+        """
+
+    @_abc_1.abstractmethod
+    def Upload(
+        self,
+        request_iterator: _MaybeAsyncIterator[_video_service_pb2.UploadRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_video_service_pb2.UploadResponse, _abc.Awaitable[_video_service_pb2.UploadResponse]]:
+        """Uploads a local image or video to Runway's ephemeral storage, for inputs too large for a `data:` URI
+        (those stop at 5 MiB; uploads go up to 200 MB). Send `filename` and `content_type` in the first message
+        and the file's bytes in `data` (any message may carry data; chunks of 64 KiB to 1 MiB work well). The
+        server spools the bytes to disk (never the whole file in memory), checks the size (512 B to 200 MB)
+        and the real type from the bytes (PNG, JPEG, WebP, MP4, MOV or WebM) before anything reaches Runway,
+        then returns a `runway://` URI valid for 24 hours that Generate accepts in `input_reference`,
+        `video_uri`, `references` and `reference_images`. Errors: INVALID_ARGUMENT (size out of bounds, a type
+        that is not supported, bytes that do not match `content_type` or the file name's extension, or a
+        stream whose byte count differs from `size_bytes`), UNAVAILABLE (Runway's upload failed; retry).
+        """
+
+    @_abc_1.abstractmethod
+    def Remix(
+        self,
+        request: _video_service_pb2.RemixRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_video_service_pb2.RemixResponse, _abc.Awaitable[_video_service_pb2.RemixResponse]]:
+        """Makes a new video from one of the caller's COMPLETED videos with a video-to-video model (`aleph2` by
+        default): the source goes to Runway as its output URL while Runway still serves it, and from the
+        archive (uploaded to Runway) after that. The new video records `source_video_id`; follow it like any
+        video (Get, WatchStatus, StreamContent). `request_id` makes the call idempotent as in Generate.
+        Errors: NOT_FOUND (no such video, or another caller's), FAILED_PRECONDITION (the source is not
+        COMPLETED, or its content is no longer available), INVALID_ARGUMENT (the fields, as in Generate),
+        ALREADY_EXISTS, UNAVAILABLE and RESOURCE_EXHAUSTED as in Generate.
         """
 
 def add_VideoServiceServicer_to_server(servicer: VideoServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
