@@ -21,6 +21,7 @@ from videogen_server import __version__, errors
 from videogen_server.api.limits import StreamLimits
 from videogen_server.archive import open_archive
 from videogen_server.config import Config, ConfigError, listen_error
+from videogen_server.domain.video import DEFAULT_KEY_NAME
 from videogen_server.observability import logs
 from videogen_server.observability.metrics import Metrics
 from videogen_server.observability.metrics_http import MetricsServer
@@ -92,7 +93,7 @@ class Service:
         started = AsyncExitStack()  # what to stop again if a later part fails to start
         try:
             upstream = await _upstream(config, simulator, started)
-            for secret in (upstream.api_key, *config.api_keys.values()):
+            for secret in (*upstream.keys.values(), *config.api_keys.values()):
                 logs.register_secret(secret)  # belt and braces: log lines are scrubbed of keys
             metrics = Metrics(__version__)
             telemetry = Telemetry(metrics, _tracing(tracer_provider))
@@ -105,11 +106,13 @@ class Service:
             copies = config.archive_concurrency if archive is not None else 0
             runway = RunwayProvider.connect(
                 upstream.base_url,
-                upstream.api_key,
+                upstream.keys,
                 observer=telemetry,
                 max_downloads=config.max_streams + copies,
             )
             started.push_async_callback(runway.aclose)
+            # Several keys: their organizations are read now (best effort, bounded) and kept fresh.
+            await runway.start()
             store = open_store(config.data_dir, config.store)
             await store.open()
             started.push_async_callback(store.close)
@@ -269,7 +272,7 @@ def _duration(seconds: float | None) -> str:
 @dataclass(frozen=True)
 class _Upstream:
     base_url: str
-    api_key: str
+    keys: dict[str, str]  # name -> secret, in configuration order
     description: str
     simulator: RunwaySimulator | None  # started here: the built-in one
 
@@ -277,9 +280,10 @@ class _Upstream:
 async def _upstream(config: Config, simulator: RunwaySimulator | None, started: AsyncExitStack) -> _Upstream:
     """Runway as configured; without a Runway key, the built-in simulator, started on loopback."""
     if not config.use_simulator:
-        assert config.runway_api_secret is not None
         url = config.runway_base_url
-        return _Upstream(url, config.runway_api_secret, f"Runway at {url}", None)
+        keys = config.runway_key_secrets
+        names = ", ".join(keys)
+        return _Upstream(url, keys, f"Runway at {url} with key{'s' if len(keys) > 1 else ''} {names}", None)
     if simulator is None:
         from videogen_server.simulator import RunwaySimulator  # only here: production never loads it
 
@@ -287,7 +291,9 @@ async def _upstream(config: Config, simulator: RunwaySimulator | None, started: 
         simulator = RunwaySimulator(api_key="key_sim_" + secrets.token_hex(16))
     url = await simulator.start(host="127.0.0.1", port=0)
     started.push_async_callback(_stop_quietly, simulator)
-    return _Upstream(url, simulator.api_key, f"the built-in Runway simulator at {url}", simulator)
+    return _Upstream(
+        url, {DEFAULT_KEY_NAME: simulator.api_key}, f"the built-in Runway simulator at {url}", simulator
+    )
 
 
 async def _stop_quietly(simulator: RunwaySimulator) -> None:

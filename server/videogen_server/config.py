@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from videogen_server.domain.video import DEFAULT_KEY_NAME
+
 DEFAULT_BASE_URL = "https://api.dev.runwayml.com"
 # /metrics when the service runs from the environment; a Config made in code (tests) serves none.
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
@@ -47,8 +49,12 @@ def listen_error(variable: str, address: str, error: OSError | None = None) -> C
 
 @dataclass(frozen=True)
 class Config:
-    # Runway key; None means: start the built-in simulator and use it.
+    # Runway key (RUNWAYML_API_SECRET, the key named DEFAULT_KEY_NAME); None, with no `runway_keys` either,
+    # means: start the built-in simulator and use it.
     runway_api_secret: str | None = field(default=None, repr=False)
+    # Several named Runway keys (issue 12): VIDEOGEN_RUNWAY_KEYS or VIDEOGEN_RUNWAY_KEYS_FILE, name -> secret.
+    # Beside RUNWAYML_API_SECRET, that one is the key named "default" (see `runway_key_secrets`).
+    runway_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
     runway_base_url: str = DEFAULT_BASE_URL
     listen: str = "127.0.0.1:50051"
     # Prometheus /metrics address ("host:port", port 0 picks one); "" serves none. The environment's default
@@ -107,7 +113,15 @@ class Config:
 
     @property
     def use_simulator(self) -> bool:
-        return not self.runway_api_secret
+        return not self.runway_api_secret and not self.runway_keys
+
+    @property
+    def runway_key_secrets(self) -> dict[str, str]:
+        """Every configured Runway key, name -> secret, in configuration order: RUNWAYML_API_SECRET first
+        (named DEFAULT_KEY_NAME), then the named keys. Empty: the simulator (it makes its own key)."""
+        keys = {DEFAULT_KEY_NAME: self.runway_api_secret} if self.runway_api_secret else {}
+        keys.update(self.runway_keys)
+        return keys
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -116,6 +130,7 @@ class Config:
         secret = env.get("RUNWAYML_API_SECRET") or None
         return cls(
             runway_api_secret=secret,
+            runway_keys=_runway_keys(env),
             runway_base_url=env.get("RUNWAYML_BASE_URL") or default.runway_base_url,
             listen=env.get("VIDEOGEN_LISTEN") or default.listen,
             metrics_listen=_metrics_listen(env),
@@ -182,6 +197,7 @@ class Config:
 
     def __post_init__(self) -> None:
         check_api_keys(self.api_keys)
+        check_runway_keys(self.runway_keys, self.runway_api_secret)
         check_store(self.store)
         check_archive(self.archive)
         if self.archive_retention is not None and not self.archive_retention > 0:
@@ -565,3 +581,103 @@ def parse_api_keys(raw: str) -> dict[str, str]:
             raise ConfigError(f"VIDEOGEN_API_KEYS names {name!r} twice")
         keys[name] = key
     return keys
+
+
+# --- Runway keys (issue 12) ---------------------------------------------------------------------------
+
+RUNWAY_KEYS = "VIDEOGEN_RUNWAY_KEYS"
+RUNWAY_KEYS_FILE = "VIDEOGEN_RUNWAY_KEYS_FILE"
+# A key's name: it is stored on every video (Video.runway_key) and is a metrics label, so it is short and
+# plain; the secret is never shown anywhere.
+_RUNWAY_KEY_NAME = re.compile(r"[a-z0-9_-]{1,63}")
+
+
+def _runway_keys(env: Mapping[str, str]) -> dict[str, str]:
+    """VIDEOGEN_RUNWAY_KEYS (``name:secret,name2:secret2``) or VIDEOGEN_RUNWAY_KEYS_FILE (a file of
+    ``name:secret`` lines, blank lines and ``#`` comments ignored: a mounted Kubernetes Secret). Both at
+    once is refused: which of the two lists was meant is not ours to guess, and a merge would hide a key
+    left over in one of them."""
+    inline = env.get(RUNWAY_KEYS, "").strip()
+    path = env.get(RUNWAY_KEYS_FILE, "").strip()
+    if inline and path:
+        raise ConfigError(f"set {RUNWAY_KEYS} or {RUNWAY_KEYS_FILE}, not both")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise ConfigError(f"{RUNWAY_KEYS_FILE}={path}: cannot read it: {why}") from None
+        return parse_runway_keys_file(text, RUNWAY_KEYS_FILE)
+    return parse_runway_keys(inline, RUNWAY_KEYS)
+
+
+def parse_runway_keys(raw: str, variable: str = RUNWAY_KEYS) -> dict[str, str]:
+    """``name:secret,name2:secret2`` -> {name: secret}. Errors name the entry by position (and its name when
+    it has a valid one), never a secret."""
+    items = [(f"entry {i + 1}", part) for i, part in enumerate(raw.split(","))]
+    return _runway_key_entries(items, variable)
+
+
+def parse_runway_keys_file(text: str, variable: str = RUNWAY_KEYS_FILE) -> dict[str, str]:
+    """One ``name:secret`` per line; blank lines and lines starting with ``#`` are skipped."""
+    items = [
+        (f"line {i + 1}", line)
+        for i, line in enumerate(text.splitlines())
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    return _runway_key_entries(items, variable)
+
+
+def _runway_key_entries(items: list[tuple[str, str]], variable: str) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for where, item in items:
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, secret = item.partition(":")
+        name, secret = name.strip(), secret.strip()
+        if not sep or not name or not secret:
+            raise ConfigError(f"{variable}: {where} must look like name:secret")
+        if not _RUNWAY_KEY_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{variable}: {where}: a key name is 1-63 characters of a-z, 0-9, '_' and '-' "
+                "(it is shown on videos and in metrics; the secret never is)"
+            )
+        if any(c.isspace() for c in secret):
+            raise ConfigError(f"{variable}: {where} ({name!r}): the secret must not contain whitespace")
+        if name in keys:
+            raise ConfigError(f"{variable} names {name!r} twice")
+        keys[name] = secret
+    return keys
+
+
+def check_runway_keys(keys: Mapping[str, str], default_secret: str | None) -> None:
+    """Names are valid and unique (a Mapping makes them unique), secrets distinct, and RUNWAYML_API_SECRET,
+    when set beside the named keys, does not clash with a key also named DEFAULT_KEY_NAME. Errors name
+    keys, never a secret.
+
+    Why RUNWAYML_API_SECRET beside the named keys is the key named "default", and not refused: videos made
+    before several keys existed are pinned to "default" (their runway_key is empty), and a deployment that
+    adds a second key keeps its first where it is (the SDK's variable, often a Secret of its own): adding
+    keys is then additive, and the old videos keep their key. Naming "default" in the list as well would be
+    two secrets for one name: refused."""
+    for name in keys:
+        if not _RUNWAY_KEY_NAME.fullmatch(name):
+            raise ConfigError(f"{RUNWAY_KEYS}: {name!r} is not a valid key name (a-z, 0-9, '_', '-')")
+    if default_secret and DEFAULT_KEY_NAME in keys:
+        raise ConfigError(
+            f"RUNWAYML_API_SECRET is the Runway key named {DEFAULT_KEY_NAME!r}, and {RUNWAY_KEYS} names "
+            f"{DEFAULT_KEY_NAME!r} too: remove one of them"
+        )
+    owner: dict[str, str] = {DEFAULT_KEY_NAME: default_secret} if default_secret else {}
+    names = {secret: name for name, secret in owner.items()}
+    for name, secret in keys.items():
+        if not secret:
+            raise ConfigError(f"{RUNWAY_KEYS}: the key {name!r} has an empty secret")
+        if secret in names:
+            raise ConfigError(
+                f"Runway keys {names[secret]!r} and {name!r} have the same secret: one Runway organization "
+                "under two names would be counted twice; name each key once"
+            )
+        names[secret] = name

@@ -87,11 +87,15 @@ class ResourceExhausted(VideogenError):
         reason: str = "RESOURCE_EXHAUSTED",
         retry_after: float | None = None,
         subject: str = "",
+        violations: list[tuple[str, str]] | None = None,
     ) -> None:
         super().__init__(message)
         self.reason = reason
         self.retry_after = retry_after
         self.subject = subject  # the exhausted quota (QuotaFailure.violations[].subject)
+        # Several exhausted quotas, (subject, description) each: e.g. one per Runway key (issue 12). When
+        # given, they are the QuotaFailure's violations instead of (subject, message).
+        self.violations = violations or []
 
 
 class ActiveLimitReached(VideogenError):

@@ -68,6 +68,7 @@ def _epilog() -> str:
     return f"""\
 configuration is by environment variable (the README's "Configuration" and "Operations" list them all):
   RUNWAYML_API_SECRET       Runway API key; unset: the built-in Runway simulator
+  VIDEOGEN_RUNWAY_KEYS      several Runway keys, name:secret,name:secret (or VIDEOGEN_RUNWAY_KEYS_FILE)
   VIDEOGEN_LISTEN           gRPC address ({config.listen})
   VIDEOGEN_METRICS_LISTEN   Prometheus /metrics address ({DEFAULT_METRICS_LISTEN}; 'off' serves none)
   VIDEOGEN_DATA_DIR         job store directory ({config.data_dir})

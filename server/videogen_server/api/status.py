@@ -106,12 +106,15 @@ def to_status(exc: errors.VideogenError) -> grpc.Status:
         retry_after = getattr(exc, "retry_after", None)
         details.append(error_details_pb2.RetryInfo(retry_delay=_duration(retry_after or 1.0)))
     if isinstance(exc, errors.ResourceExhausted):
+        # One violation per exhausted quota (several: one per Runway key, issue 12), else the one named.
+        quotas = [(_bounded(s, 128), _bounded(d, 256)) for s, d in exc.violations[:_VIOLATIONS_MAX]] or [
+            (exc.subject or exc.reason, exc.message)
+        ]
         details.append(
             error_details_pb2.QuotaFailure(
                 violations=[
-                    error_details_pb2.QuotaFailure.Violation(
-                        subject=exc.subject or exc.reason, description=exc.message
-                    )
+                    error_details_pb2.QuotaFailure.Violation(subject=subject, description=description)
+                    for subject, description in quotas
                 ]
             )
         )

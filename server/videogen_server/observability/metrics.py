@@ -5,7 +5,9 @@ RPC families follow go-grpc-prometheus, so existing dashboards and alerts work u
 `grpc_server_started_total`, `grpc_server_handled_total{grpc_code}`, `grpc_server_handling_seconds`, all with
 `grpc_type`, `grpc_service` and `grpc_method`. The videogen_* families cover streams, watchers and pollers,
 the upstream (Runway) calls and the job store. Label values are bounded sets (methods, codes, route
-templates, HTTP statuses): never an id, a URL or a key.
+templates, HTTP statuses, the configured Runway keys' names): never an id, a URL or a secret. The upstream
+families carry `key`, the name of the Runway key a request was made with ("" for output downloads, which
+go to signed CDN URLs without a key).
 """
 
 from __future__ import annotations
@@ -87,21 +89,21 @@ class Metrics:
         )
         self.upstream_requests = Counter(
             "videogen_upstream_requests",
-            "HTTP requests to Runway by route template, method and status ('error': no response).",
-            ("endpoint", "method", "status"),
+            "HTTP requests to Runway by route template, method, status ('error': no response) and key name.",
+            ("endpoint", "method", "status", "key"),
             registry=r,
         )
         self.upstream_seconds = Histogram(
             "videogen_upstream_request_seconds",
-            "Time to Runway's response headers, by route template and method.",
-            ("endpoint", "method"),
+            "Time to Runway's response headers, by route template, method and key name.",
+            ("endpoint", "method", "key"),
             buckets=UPSTREAM_BUCKETS,
             registry=r,
         )
         self.upstream_retries = Counter(
             "videogen_upstream_retries",
-            "Upstream attempts retried after a retryable failure, by route template.",
-            ("endpoint",),
+            "Upstream attempts retried after a retryable failure, by route template and key name.",
+            ("endpoint", "key"),
             registry=r,
         )
         self.upstream_circuit_open = Gauge(

@@ -24,16 +24,18 @@ class Telemetry:
     # -- UpstreamObserver ----------------------------------------------------------------------------
 
     @contextmanager
-    def request(self, endpoint: str, method: str, host: str) -> Iterator[UpstreamCall]:
+    def request(self, endpoint: str, method: str, host: str, key: str = "") -> Iterator[UpstreamCall]:
         call = UpstreamCall()
         if self.tracing is None:
-            with self._measure(call, endpoint, method):
+            with self._measure(call, endpoint, method, key):
                 yield call
             return
         with self.tracing.upstream(endpoint, method, host) as span:
+            if key:
+                span.set_attribute("videogen.runway_key", key)
             error: BaseException | None = None
             try:
-                with self._measure(call, endpoint, method):
+                with self._measure(call, endpoint, method, key):
                     yield call
             except BaseException as exc:
                 error = exc
@@ -41,14 +43,14 @@ class Telemetry:
             finally:
                 self.tracing.finish_upstream(span, call.status, error)
 
-    def retry(self, endpoint: str) -> None:
-        self.metrics.upstream_retries.labels(endpoint=endpoint).inc()
+    def retry(self, endpoint: str, key: str = "") -> None:
+        self.metrics.upstream_retries.labels(endpoint=endpoint, key=key).inc()
 
     def circuit(self, open: bool) -> None:
         self.metrics.upstream_circuit_open.set(1 if open else 0)
 
     @contextmanager
-    def _measure(self, call: UpstreamCall, endpoint: str, method: str) -> Iterator[None]:
+    def _measure(self, call: UpstreamCall, endpoint: str, method: str, key: str) -> Iterator[None]:
         start = time.perf_counter()
         status = "error"
         try:
@@ -60,5 +62,6 @@ class Telemetry:
             if call.status is not None:
                 status = str(call.status)
             m = self.metrics
-            m.upstream_requests.labels(endpoint=endpoint, method=method, status=status).inc()
-            m.upstream_seconds.labels(endpoint=endpoint, method=method).observe(time.perf_counter() - start)
+            m.upstream_requests.labels(endpoint=endpoint, method=method, status=status, key=key).inc()
+            elapsed = time.perf_counter() - start
+            m.upstream_seconds.labels(endpoint=endpoint, method=method, key=key).observe(elapsed)

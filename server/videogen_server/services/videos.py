@@ -248,12 +248,14 @@ class Videos:
         now = utcnow()
         updated = record.replace(
             upstream_id=created.id,
+            runway_key=created.key,  # every later call for this video uses the key that created it
             status=VideoStatus.QUEUED,
             upstream_status=created.status,
             estimated_credits=created.estimated_credits,
             update_time=now,
         )
-        log.info("video %s created as Runway task %s (%s)", record.id, created.id, record.model)
+        what = f"{record.model}, key {created.key}"
+        log.info("video %s created as Runway task %s (%s)", record.id, created.id, what)
         saved = await asyncio.shield(self._store.save(updated))
         await self._tracker.announce(saved)  # locally, and to the instances waiting for this create
         return saved

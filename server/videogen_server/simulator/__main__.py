@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 
+from videogen_server.simulator.accounts import parse_keys
 from videogen_server.simulator.config import SimulatorConfig
 from videogen_server.simulator.server import RunwaySimulator
 
@@ -28,6 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output-url-ttl", type=float, default=d.output_url_ttl)
     p.add_argument("--credits", type=int, default=d.credits)
     p.add_argument("--daily-limit", type=int, default=None)
+    p.add_argument(
+        "--keys",
+        default="",
+        help="more keys, name:secret,name2:secret2, each its own organization (credits and caps set through "
+        "POST /_sim/keys/NAME); --api-key is the key named 'default'",
+    )
     return p
 
 
@@ -41,7 +48,7 @@ async def _serve(args: argparse.Namespace) -> None:
         credits=args.credits,
         daily_limit=args.daily_limit,
     )
-    sim = RunwaySimulator(api_key=args.api_key, config=config)
+    sim = RunwaySimulator(api_key=args.api_key, config=config, keys=parse_keys(args.keys))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

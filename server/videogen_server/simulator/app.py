@@ -12,15 +12,19 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from videogen_server.simulator.accounts import Account, Accounts
 from videogen_server.simulator.config import SimulatorConfig
 from videogen_server.simulator.faults import Fault, FaultPlan
 from videogen_server.simulator.media import OutputMedia, RangeNotSatisfiable, parse_range
-from videogen_server.simulator.models import ENDPOINTS, MODELS, CreateRejected, Endpoint, validate_create
+from videogen_server.simulator.models import ENDPOINTS, CreateRejected, Endpoint, validate_create
 from videogen_server.simulator.signing import UrlSigner
 from videogen_server.simulator.tasks import Task, TaskStore
 from videogen_server.simulator.validation import DOC_URL
 
 API_VERSION: Final = "2024-11-06"
+# Per-request storage: the route label a request is counted under, and the account it authenticated as.
+_ROUTE: Final = web.RequestKey("sim_route", str)
+_ACCOUNT: Final = web.RequestKey("sim_account", Account)
 NOT_ENOUGH_CREDITS: Final = "You do not have enough credits to run this task."
 CHUNK: Final = 256 * 1024
 _UUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -41,14 +45,38 @@ class State:
     """Everything the handlers share; owned by ``RunwaySimulator``."""
 
     api_key: str
-    store: TaskStore
+    store: TaskStore  # the first key's tasks (accounts.py: every key has its own)
     faults: FaultPlan
     signer: UrlSigner
     request_counts: Counter[tuple[str, str]]
+    # Issue 12: several keys, each its own organization, and their requests counted per key name.
+    accounts: Accounts | None = None
+    key_counts: Counter[tuple[str, str, str]] | None = None
 
     @property
     def config(self) -> SimulatorConfig:
         return self.store.config
+
+    def account(self, request: web.Request) -> Account:
+        """The account that `_begin` authenticated the request as."""
+        return request[_ACCOUNT]
+
+    def find_task(self, task_id: str) -> Task | None:
+        """A task of any key (signed output URLs carry no key: they are the CDN's)."""
+        if self.accounts is None:
+            return self.store.get(task_id)
+        for store in self.accounts.stores():
+            task = store.get(task_id)
+            if task is not None:
+                return task
+        return None
+
+    def store_of(self, task: Task) -> TaskStore:
+        if self.accounts is not None:
+            for store in self.accounts.stores():
+                if store.get(task.id) is task:
+                    return store
+        return self.store
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
@@ -101,7 +129,8 @@ class Handlers:
             elif fault.kind == "expired_url":
                 return None, _error(403, "Request has expired")
         if route != "output":
-            if request.headers.get("Authorization", "") != f"Bearer {self.s.api_key}":
+            account = self._authenticate(request)
+            if account is None:
                 return fault, _error(401, _STATUS_TEXT[401])
             version = request.headers.get("X-Runway-Version")
             if version != API_VERSION:
@@ -110,6 +139,19 @@ class Handlers:
                     400, f"{what} X-Runway-Version header: expected {API_VERSION}.", docUrl=DOC_URL
                 )
         return fault, None
+
+    def _authenticate(self, request: web.Request) -> Account | None:
+        """The account whose secret is the bearer token, counted per key; None: 401."""
+        auth = request.headers.get("Authorization", "")
+        if self.s.accounts is None:
+            raise RuntimeError("the simulator's State needs its accounts (RunwaySimulator builds them)")
+        account = self.s.accounts.by_secret(auth[len("Bearer ") :]) if auth.startswith("Bearer ") else None
+        if account is not None:
+            request[_ACCOUNT] = account
+            if self.s.key_counts is not None:
+                label = request.get(_ROUTE, request.path)
+                self.s.key_counts[(account.name, request.method, label)] += 1
+        return account
 
     @staticmethod
     def _status_fault(fault: Fault) -> web.Response:
@@ -125,6 +167,7 @@ class Handlers:
 
     def _count(self, request: web.Request, route: str) -> None:
         self.s.request_counts[(request.method, route)] += 1
+        request[_ROUTE] = route  # the per-key count, once the key is known (_authenticate)
 
     # --- /v1 ----------------------------------------------------------------------------------------
 
@@ -142,12 +185,13 @@ class Handlers:
             accepted = validate_create(endpoint, body)
         except CreateRejected as exc:
             return web.json_response(exc.body, status=400)
-        cfg = self.s.config
-        if (fault is not None and fault.kind == "credits") or accepted.credits > cfg.credits:
+        account = self.s.account(request)
+        if (fault is not None and fault.kind == "credits") or accepted.credits > account.org.credits:
             return _error(400, NOT_ENOUGH_CREDITS)
-        if cfg.daily_limit is not None and self.s.store.daily_count(accepted.model) >= cfg.daily_limit:
+        daily = account.org.daily(accepted.model)
+        if daily is not None and account.store.daily_count(accepted.model) >= daily:
             return _error(429, f"You have reached the daily generation limit for {accepted.model}.")
-        task = self.s.store.create(accepted.model, accepted.credits, accepted.prompt_text)
+        task = account.store.create(accepted.model, accepted.credits, accepted.prompt_text)
         if fault is not None and fault.kind == "reset_after_create":
             raise _drop(request)
         if fault is not None and fault.kind == "malformed_json":
@@ -159,7 +203,8 @@ class Handlers:
         if not _UUID_RE.match(task_id):
             issue = {"code": "invalid_format", "format": "uuid", "path": ["id"], "message": "Invalid UUID"}
             return _error(400, "Validation of params failed", issues=[issue], docUrl=DOC_URL)
-        task = self.s.store.get(task_id.lower())
+        # Only the key's own tasks: another organization's task is unknown to this key.
+        task = self.s.account(request).store.get(task_id.lower())
         if task is None:
             return _error(404, "Could not find Task")
         return task
@@ -172,7 +217,7 @@ class Handlers:
         task = self._task_or_error(request)
         if isinstance(task, web.Response):
             return task
-        body = self.s.store.to_json(task, lambda t: self._output_urls(request, t))
+        body = self.s.account(request).store.to_json(task, lambda t: self._output_urls(request, t))
         if fault is not None and fault.kind == "malformed_json":
             return self._malformed()
         return web.json_response(body)
@@ -190,7 +235,7 @@ class Handlers:
         task = self._task_or_error(request)
         if isinstance(task, web.Response):
             return task
-        self.s.store.delete(task.id)
+        self.s.account(request).store.delete(task.id)
         if fault is not None and fault.kind == "malformed_json":
             return self._malformed()
         return web.Response(status=204)
@@ -202,18 +247,7 @@ class Handlers:
             return early
         if fault is not None and fault.kind == "malformed_json":
             return self._malformed()
-        cfg = self.s.config
-        limits = {"maxConcurrentGenerations": cfg.max_concurrency, "maxDailyGenerations": cfg.daily_limit}
-        return web.json_response(
-            {
-                "creditBalance": max(0, int(cfg.credits)),
-                "tier": {
-                    "maxMonthlyCreditSpend": cfg.max_monthly_credit_spend,
-                    "models": {m: dict(limits) for m in MODELS},
-                },
-                "usage": {"models": {m: {"dailyGenerations": self.s.store.daily_count(m)} for m in MODELS}},
-            }
-        )
+        return web.json_response(self.s.account(request).organization_json())
 
     # --- signed output URLs (CDN-like: no Authorization) -----------------------------------------
 
@@ -228,8 +262,8 @@ class Handlers:
             return _error(403, "Access denied: invalid signature")
         if claims.expires_at <= time.time():
             return _error(403, "Request has expired")
-        task = self.s.store.get(task_id)
-        if task is None or index != 0 or self.s.store.snapshot(task).status != "SUCCEEDED":
+        task = self.s.find_task(task_id)
+        if task is None or index != 0 or self.s.store_of(task).snapshot(task).status != "SUCCEEDED":
             return _error(404, "Not found")
         media = OutputMedia(task.id, index, task.output_size)
         headers = {
@@ -282,9 +316,32 @@ class Handlers:
 
     async def stats(self, request: web.Request) -> web.StreamResponse:
         counts = {f"{method} {route}": n for (method, route), n in sorted(self.s.request_counts.items())}
+        accounts = list(self.s.accounts or ())
+        per_key: dict[str, dict[str, int]] = {a.name: {} for a in accounts}
+        for (name, method, route), n in sorted((self.s.key_counts or {}).items()):
+            per_key.setdefault(name, {})[f"{method} {route}"] = n
         return web.json_response(
-            {"requests": counts, "tasks": len(self.s.store), "pendingFaults": len(self.s.faults)}
+            {
+                "requests": counts,
+                "tasks": sum(len(a.store) for a in accounts) if accounts else len(self.s.store),
+                "pendingFaults": len(self.s.faults),
+                "keys": per_key,  # requests per key name (never a secret), counted once authenticated
+            }
         )
+
+    async def list_keys(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"keys": [a.describe() for a in self.s.accounts or ()]})
+
+    async def control_key(self, request: web.Request) -> web.StreamResponse:
+        """POST /_sim/keys/{name}: set a key's credits and caps (accounts.Account.control)."""
+        account = self.s.accounts.by_name(request.match_info["name"]) if self.s.accounts else None
+        if account is None:
+            return _error(404, f"No simulator key named {request.match_info['name']!r}")
+        try:
+            account.control(json.loads(await request.read() or b"{}"))
+        except ValueError as exc:
+            return _error(400, f"Invalid key control: {exc}")
+        return web.json_response(account.describe())
 
 
 def build_app(state: State) -> web.Application:
@@ -301,4 +358,6 @@ def build_app(state: State) -> web.Application:
     app.router.add_get("/_sim/faults", h.list_faults, allow_head=False)
     app.router.add_delete("/_sim/faults", h.clear_faults)
     app.router.add_get("/_sim/stats", h.stats, allow_head=False)
+    app.router.add_get("/_sim/keys", h.list_keys, allow_head=False)
+    app.router.add_post("/_sim/keys/{name}", h.control_key)
     return app

@@ -7,6 +7,7 @@ from types import TracebackType
 
 from aiohttp import web
 
+from videogen_server.simulator.accounts import DEFAULT_ACCOUNT, Account, Accounts, Organization
 from videogen_server.simulator.app import State, build_app
 from videogen_server.simulator.config import SimulatorConfig
 from videogen_server.simulator.faults import FaultPlan
@@ -18,17 +19,33 @@ from videogen_server.simulator.tasks import TaskStore
 class RunwaySimulator:
     """A real HTTP server on loopback that behaves like Runway's API (see runway-api.md)."""
 
-    def __init__(self, api_key: str = "key_sim", config: SimulatorConfig | None = None) -> None:
+    def __init__(
+        self,
+        api_key: str = "key_sim",
+        config: SimulatorConfig | None = None,
+        *,
+        keys: dict[str, str] | None = None,
+    ) -> None:
+        """`api_key`: the first key (named "default"; its organization's balance and caps are `config`'s).
+        `keys`: more keys, name -> secret, each its own organization (accounts.py; `add_key`)."""
         self.api_key = api_key
         self.faults = FaultPlan()
         self.request_counts: Counter[tuple[str, str]] = Counter()
+        # Requests per (key name, method, route), counted once the key is authenticated.
+        self.key_counts: Counter[tuple[str, str, str]] = Counter()
         self._store = TaskStore(config if config is not None else SimulatorConfig())
+        self.accounts = Accounts(lambda: self._store.config)
+        self.accounts.add(DEFAULT_ACCOUNT, api_key, self._store)
+        for name, secret in (keys or {}).items():
+            self.add_key(name, secret)
         self._state = State(
             api_key=api_key,
             store=self._store,
             faults=self.faults,
             signer=UrlSigner(),
             request_counts=self.request_counts,
+            accounts=self.accounts,
+            key_counts=self.key_counts,
         )
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
@@ -40,7 +57,32 @@ class RunwaySimulator:
 
     @config.setter
     def config(self, value: SimulatorConfig) -> None:
-        self._store.config = value
+        for store in self.accounts.stores():
+            store.config = value
+
+    def add_key(self, name: str, secret: str) -> Account:
+        """Another key, its own organization (balance and caps from the config's values now)."""
+        account = self.accounts.add(name, secret)
+        account.store.config = self._store.config
+        return account
+
+    def organization(self, name: str = DEFAULT_ACCOUNT) -> Organization:
+        """A key's organization, to change its credits and caps in a test (KeyError: no such key)."""
+        account = self.accounts.by_name(name)
+        if account is None:
+            raise KeyError(name)
+        return account.org
+
+    def key_requests(self, name: str) -> dict[str, int]:
+        """The requests made with key `name`, as ``{"GET /v1/tasks/{id}": n}`` (as /_sim/stats shows)."""
+        return {f"{m} {r}": n for (k, m, r), n in sorted(self.key_counts.items()) if k == name}
+
+    def task_key(self, task_id: str) -> str | None:
+        """The name of the key whose organization has the task, or None."""
+        for account in self.accounts:
+            if account.store.get(task_id) is not None:
+                return account.name
+        return None
 
     @property
     def base_url(self) -> str:
@@ -81,7 +123,7 @@ class RunwaySimulator:
 
     def output_bytes(self, task_id: str, index: int = 0) -> bytes:
         """The exact bytes the task's output URL serves (raises KeyError for an unknown/deleted task)."""
-        task = self._store.get(task_id)
+        task = self._state.find_task(task_id)
         if task is None:
             raise KeyError(task_id)
         media = OutputMedia(task.id, index, task.output_size)
@@ -90,9 +132,10 @@ class RunwaySimulator:
     def forget_task(self, task_id: str) -> bool:
         """Forget a task as Runway does some time after it ended: its GET is then 404 and its output URLs
         stop working. Not a request (request_counts are unchanged). False when there was no such task."""
-        return self._store.delete(task_id) is not None
+        task = self._state.find_task(task_id)
+        return task is not None and self._state.store_of(task).delete(task_id) is not None
 
     def task_status(self, task_id: str) -> str | None:
         """Current status of a task, or None when unknown or deleted."""
-        task = self._store.get(task_id)
-        return None if task is None else self._store.snapshot(task).status
+        task = self._state.find_task(task_id)
+        return None if task is None else self._state.store_of(task).snapshot(task).status

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from videogen_server.simulator.config import SimulatorConfig
 
@@ -80,10 +80,37 @@ class _ModelQueue:
     tasks: list[Task] = field(default_factory=list)  # submission order, incl. deleted ones still relevant
 
 
+class OrgLimits(Protocol):
+    """The organization a store's tasks are charged to and scheduled by (accounts.Organization)."""
+
+    credits: int
+
+    def concurrency(self, model: str) -> int | None: ...
+
+
+class _ConfigOrganization:
+    """Until an account adopts the store: the balance and the concurrency cap are the config's."""
+
+    def __init__(self, store: TaskStore) -> None:
+        self._store = store
+
+    @property
+    def credits(self) -> int:
+        return self._store.config.credits
+
+    @credits.setter
+    def credits(self, value: int) -> None:
+        self._store.config.credits = value
+
+    def concurrency(self, model: str) -> int | None:
+        return self._store.config.max_concurrency
+
+
 class TaskStore:
     def __init__(self, config: SimulatorConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self._config = config
         self._clock = clock
+        self.org: OrgLimits = _ConfigOrganization(self)
         self._tasks: dict[str, Task] = {}
         self._queues: dict[str, _ModelQueue] = {}
         self._creates: dict[str, deque[float]] = {}
@@ -129,7 +156,7 @@ class TaskStore:
             output_size=cfg.output_size,
             failure_code=failure_code,
         )
-        cfg.credits -= credits  # the estimate is held; refunded on early cancel or failure
+        self.org.credits -= credits  # the estimate is held; refunded on early cancel or failure
         self._tasks[task.id] = task
         self._queues.setdefault(model, _ModelQueue()).tasks.append(task)
         self._creates.setdefault(model, deque()).append(now)
@@ -153,7 +180,7 @@ class TaskStore:
     def _refund(self, task: Task) -> None:
         if not task.refunded:
             task.refunded = True
-            self._config.credits += task.credits
+            self.org.credits += task.credits
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -177,7 +204,7 @@ class TaskStore:
         queue = self._queues.get(model)
         if queue is None:
             return
-        limit = self._config.max_concurrency
+        limit = self.org.concurrency(model)
         busy: list[float] = []  # end times of tasks holding a slot
         last_start = float("-inf")
         keep: list[Task] = []

@@ -1,16 +1,21 @@
 """RunwayClient: the httpx client of Runway's /v1 API: create, read and delete tasks (runway-api.md; design §3
 errors and retries). Output downloads are downloads.py's, on a pool of their own.
 
-- Every call carries the bearer key and X-Runway-Version.
+- Every call carries a bearer key and X-Runway-Version. With several Runway keys (issue 12) each call says
+  which key (a RunwayCredential) it is made with; all keys share one connection pool (one host: the
+  Authorization header is per request, so separate pools per key would only multiply idle sockets), and one
+  circuit breaker (it is about reaching the API, which does not depend on the key).
 - Reads retry on 408/429/5xx/network errors/malformed bodies, with backoff and jitter, within the deadline.
 - A create (a PAID task) is retried only when Runway cannot have started it: 429, or the connection
   never opened. Anything ambiguous after the body may have been sent raises UpstreamOutcomeUnknown.
-- The API key never appears in a log line, an exception message or a repr.
+- A key's secret never appears in a log line, an exception message, a metrics label or a repr; its name
+  does (the `key` label, and log lines about a key that Runway refused).
 - While the API cannot be reached at all, a circuit breaker (breaker.py) fails calls at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -24,6 +29,8 @@ from videogen_server.domain.ids import is_canonical_uuid
 from videogen_server.domain.task import UpstreamTask
 from videogen_server.observability import logs
 from videogen_server.providers.runway.breaker import CircuitBreaker
+from videogen_server.providers.runway.credentials import RunwayCredential, default_credential
+from videogen_server.providers.runway.organization import OrganizationFacts, parse_organization
 from videogen_server.providers.runway.retry import RetryPolicy
 from videogen_server.providers.runway.transport import (
     CONNECT_TIMEOUT,
@@ -47,6 +54,7 @@ API_CONNECTIONS = 100
 _CREATE_PATH = re.compile(r"/v1/[a-z0-9_]+")
 # The `endpoint` label of metrics and spans: a route template, never a URL with ids.
 TASK_ENDPOINT = "/v1/tasks/{id}"
+ORGANIZATION_ENDPOINT = "/v1/organization"
 
 _T = TypeVar("_T")
 # Our field name for a path in Runway's 400 issues.
@@ -55,12 +63,13 @@ IssueField = Callable[[Sequence[str | int]], str]
 
 class RunwayClient:
     """`http` is built here when not given (and then closed by aclose). `issue_field` names our field for
-    a path in Runway's 400 issues (mapping.wire_path_to_field, given by the provider)."""
+    a path in Runway's 400 issues (mapping.wire_path_to_field, given by the provider). `api_key`: the key
+    of calls that name none (the key named DEFAULT_KEY_NAME); "" when every call names its key."""
 
     def __init__(
         self,
         base_url: str,
-        api_key: str,
+        api_key: str = "",
         *,
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, immutable default
         http: httpx.AsyncClient | None = None,
@@ -70,7 +79,7 @@ class RunwayClient:
         issue_field: IssueField = render_path,
     ) -> None:
         self._base_url = base_url.rstrip("/")
-        self._key = api_key
+        self._default = default_credential(api_key) if api_key else None
         self._issue_field = issue_field
         owned = http is None
         if http is None:
@@ -101,9 +110,17 @@ class RunwayClient:
 
     # --- plumbing ----------------------------------------------------------------------------------
 
-    def _headers(self, *, post: bool = False) -> dict[str, str]:
+    def _credential(self, key: RunwayCredential | None) -> RunwayCredential:
+        if key is not None:
+            return key
+        if self._default is None:
+            raise ValueError("this RunwayClient has no default key: name the key of every call")
+        return self._default
+
+    @staticmethod
+    def _headers(key: RunwayCredential, *, post: bool = False) -> dict[str, str]:
         headers = {
-            "Authorization": f"Bearer {self._key}",
+            "Authorization": f"Bearer {key.secret}",
             "X-Runway-Version": API_VERSION,
             "Accept": "application/json",
         }
@@ -111,10 +128,11 @@ class RunwayClient:
             headers["Content-Type"] = "application/json"
         return headers
 
-    def _scrub(self, text: str) -> str:
+    @staticmethod
+    def _scrub(text: str, key: RunwayCredential) -> str:
         """Upstream text goes into our messages: make sure the key can never ride along."""
-        if self._key and self._key in text:
-            text = text.replace(self._key, "<redacted>")
+        if key.secret and key.secret in text:
+            text = text.replace(key.secret, "<redacted>")
         return text[:500]
 
     def _create_timeout(self, deadline: float | None, what: str) -> httpx.Timeout:
@@ -126,32 +144,45 @@ class RunwayClient:
         t = self._transport.timeout
         return httpx.Timeout(connect=before_sending.connect, pool=before_sending.pool, read=t, write=t)
 
-    def _error_text(self, response: httpx.Response) -> tuple[str, list[Any]]:
+    def _error_text(self, response: httpx.Response, key: RunwayCredential) -> tuple[str, list[Any]]:
         try:
             data = json.loads(response.content) if response.content else None
         except ValueError:
             return "", []
         message, issues = parse_error(data)
-        return self._scrub(message), issues
+        return self._scrub(message, key), issues
 
-    def _fail(self, response: httpx.Response, what: str, *, idempotent: bool) -> NoReturn:
-        """A non-2xx answer not handled by the call itself, as our error. Retried (Retry): 429 always;
-        408 and 5xx for idempotent calls. A create's 5xx may have started the task: outcome unknown."""
+    def _fail(
+        self,
+        response: httpx.Response,
+        what: str,
+        *,
+        idempotent: bool,
+        key: RunwayCredential,
+        retry_429: bool = True,
+    ) -> NoReturn:
+        """A non-2xx answer not handled by the call itself, as our error. Retried (Retry): 429 (unless
+        `retry_429` is False: a create that fails over to another key instead); 408 and 5xx for idempotent
+        calls. A create's 5xx may have started the task: outcome unknown."""
         status = response.status_code
         if status in (401, 403):
             log.error(
-                "Runway rejected the service's API key (HTTP %s on %s): check RUNWAYML_API_SECRET",
+                "Runway rejected the service's API key %r (HTTP %s on %s): check RUNWAYML_API_SECRET or "
+                "VIDEOGEN_RUNWAY_KEYS",
+                key.name,
                 status,
                 what,
             )
             raise errors.UpstreamAuth(f"Runway rejected the service's credentials (HTTP {status})")
+        if status == 429 and not retry_429:
+            raise unavailable(response, what)
         if status == 429 or (idempotent and (status >= 500 or status == 408)):
             raise Retry(unavailable(response, what))
         if status >= 500:
             raise errors.UpstreamOutcomeUnknown(
                 f"Runway answered HTTP {status} to {what}; the task may or may not exist", http_status=status
             )
-        message, _ = self._error_text(response)
+        message, _ = self._error_text(response, key)
         preposition = "on" if idempotent else "to"
         raise errors.UpstreamProtocolError(
             f"Runway answered HTTP {status} {preposition} {what}" + (f": {message}" if message else "")
@@ -181,24 +212,41 @@ class RunwayClient:
         deadline: float | None,
         what: str,
         handle: Callable[[httpx.Response], _T],
+        key: RunwayCredential,
+        endpoint: str = TASK_ENDPOINT,
     ) -> _T:
-        """A call on /v1/tasks/{id} (idempotent: retried). `handle` maps a response to a value or raises
-        (Retry to retry)."""
-        url = f"{self._base_url}/v1/tasks/{task_id}"
+        """An idempotent call (retried) on /v1/tasks/{id}, or on `endpoint` when `task_id` is "". `handle`
+        maps a response to a value or raises (Retry to retry)."""
+        url = f"{self._base_url}/v1/tasks/{task_id}" if task_id else self._base_url + endpoint
 
         async def attempt() -> _T:
             timeout = self._transport.attempt_timeout(deadline, what)
-            request = self._http.build_request(method, url, headers=self._headers(), timeout=timeout)
-            response = await self._transport.send(TASK_ENDPOINT, request, what=what, deadline=deadline)
+            request = self._http.build_request(method, url, headers=self._headers(key), timeout=timeout)
+            response = await self._transport.send(
+                endpoint, request, what=what, deadline=deadline, key=key.name
+            )
             return handle(response)
 
-        return await self._transport.retrying(attempt, deadline=deadline, what=what, endpoint=TASK_ENDPOINT)
+        return await self._transport.retrying(
+            attempt, deadline=deadline, what=what, endpoint=endpoint, key=key.name
+        )
 
     # --- API -----------------------------------------------------------------------------------------
 
-    async def create(self, path: str, body: dict[str, Any], *, deadline: float | None = None) -> CreatedTask:
-        """POST a generation. Retried only on 429 and when the connection never opened. `deadline` stops
-        new attempts (no paid POST leaves for a caller who is gone), never one already sent."""
+    async def create(
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        deadline: float | None = None,
+        key: RunwayCredential | None = None,
+        retry_429: bool = True,
+    ) -> CreatedTask:
+        """POST a generation with `key` (None: the default key). Retried only on 429 (unless `retry_429` is
+        False: the key pool fails over to another key instead) and when the connection never opened.
+        `deadline` stops new attempts (no paid POST leaves for a caller who is gone), never one already
+        sent. The CreatedTask carries the key's name."""
+        key = self._credential(key)
         if not path.startswith("/v1/"):
             raise ValueError("create path must start with /v1/")
         what = f"POST {path}"
@@ -209,21 +257,23 @@ class RunwayClient:
         async def attempt() -> CreatedTask:
             timeout = self._create_timeout(deadline, what)
             request = self._http.build_request(
-                "POST", url, content=content, headers=self._headers(post=True), timeout=timeout
+                "POST", url, content=content, headers=self._headers(key, post=True), timeout=timeout
             )
             response = await self._transport.send(
-                endpoint, request, what=what, deadline=deadline, idempotent=False
+                endpoint, request, what=what, deadline=deadline, idempotent=False, key=key.name
             )
             status = response.status_code
             if 200 <= status < 300:
                 created = self._created(response, what)
                 logs.bind_task(created.id)
-                return created
+                return dataclasses.replace(created, key=key.name)
             if status == 400:
-                self._rejected(response)
-            self._fail(response, what, idempotent=False)
+                self._rejected(response, key)
+            self._fail(response, what, idempotent=False, key=key, retry_429=retry_429)
 
-        return await self._transport.retrying(attempt, deadline=deadline, what=what, endpoint=endpoint)
+        return await self._transport.retrying(
+            attempt, deadline=deadline, what=what, endpoint=endpoint, key=key.name
+        )
 
     def _created(self, response: httpx.Response, what: str) -> CreatedTask:
         try:
@@ -237,18 +287,21 @@ class RunwayClient:
             )
         return parse_created(data)  # UpstreamProtocolError on a non-UUID id
 
-    def _rejected(self, response: httpx.Response) -> NoReturn:
-        message, issues = self._error_text(response)
+    def _rejected(self, response: httpx.Response, key: RunwayCredential) -> NoReturn:
+        message, issues = self._error_text(response, key)
         if not issues and "credits" in message.lower():
             raise errors.UpstreamCredits(message or "Runway account is out of credits")
         violations = [
-            errors.FieldViolation(field=self._issue_field(i.path), description=self._scrub(i.message))
+            errors.FieldViolation(field=self._issue_field(i.path), description=self._scrub(i.message, key))
             for i in issues
         ]
         raise errors.UpstreamRejected(message or "Runway rejected the request", violations)
 
-    async def get_task(self, task_id: str, *, deadline: float | None = None) -> UpstreamTask:
+    async def get_task(
+        self, task_id: str, *, deadline: float | None = None, key: RunwayCredential | None = None
+    ) -> UpstreamTask:
         self._check_task_id(task_id)
+        cred = self._credential(key)
         logs.bind_task(task_id)
         what = "GET task"
 
@@ -256,7 +309,7 @@ class RunwayClient:
             if response.status_code == 404:
                 raise errors.UpstreamNotFound(f"Runway has no task {task_id}")
             if not 200 <= response.status_code < 300:
-                self._fail(response, what, idempotent=True)
+                self._fail(response, what, idempotent=True, key=cred)
             try:
                 task = parse_task(self._json(response, what))
             except errors.UpstreamProtocolError as exc:
@@ -269,11 +322,14 @@ class RunwayClient:
                 raise errors.UpstreamProtocolError("Runway returned a different task than asked for")
             return task
 
-        return await self._task_call("GET", task_id, deadline=deadline, what=what, handle=handle)
+        return await self._task_call("GET", task_id, deadline=deadline, what=what, handle=handle, key=cred)
 
-    async def delete_task(self, task_id: str, *, deadline: float | None = None) -> bool:
+    async def delete_task(
+        self, task_id: str, *, deadline: float | None = None, key: RunwayCredential | None = None
+    ) -> bool:
         """True: cancelled/deleted (2xx). False: 404, already gone (the spec says safe to ignore)."""
         self._check_task_id(task_id)
+        cred = self._credential(key)
         logs.bind_task(task_id)
         what = "DELETE task"
 
@@ -281,7 +337,31 @@ class RunwayClient:
             if response.status_code == 404:
                 return False
             if not 200 <= response.status_code < 300:
-                self._fail(response, what, idempotent=True)
+                self._fail(response, what, idempotent=True, key=cred)
             return True
 
-        return await self._task_call("DELETE", task_id, deadline=deadline, what=what, handle=handle)
+        return await self._task_call("DELETE", task_id, deadline=deadline, what=what, handle=handle, key=cred)
+
+    async def organization(
+        self, *, deadline: float | None = None, key: RunwayCredential | None = None
+    ) -> OrganizationFacts:
+        """GET /v1/organization with `key`: the key's credits and per-model limits and usage (runway-api.md
+        §2.3). Retried like a read; UpstreamAuth when Runway refuses the key."""
+        cred = self._credential(key)
+        what = "GET organization"
+
+        def handle(response: httpx.Response) -> OrganizationFacts:
+            if not 200 <= response.status_code < 300:
+                self._fail(response, what, idempotent=True, key=cred)
+            try:
+                return parse_organization(self._json(response, what))
+            except errors.UpstreamProtocolError as exc:
+                raise Retry(
+                    errors.UpstreamUnavailable(
+                        f"Runway sent a malformed organization: {exc.message}", reason="UPSTREAM_BAD_RESPONSE"
+                    )
+                ) from None
+
+        return await self._task_call(
+            "GET", "", deadline=deadline, what=what, handle=handle, key=cred, endpoint=ORGANIZATION_ENDPOINT
+        )

@@ -1,9 +1,22 @@
-"""RunwayProvider: the VideoProvider port (services/ports.py) on Runway. It composes the three Runway-shaped
-parts the services never see: the mapping of a GenerateSpec to a create request (mapping.py), the /v1 client
-(api.py) and the output downloads (downloads.py), each with its own connection pool."""
+"""RunwayProvider: the VideoProvider port (services/ports.py) on Runway. It composes the Runway-shaped parts
+the services never see: the mapping of a GenerateSpec to a create request (mapping.py), the /v1 client
+(api.py) and the output downloads (downloads.py), each with its own connection pool, and the key pool
+(keys.py): which Runway key each call is made with.
+
+A new task goes to the least-loaded key that can take its model (keys.py). With several keys, a create that
+Runway refuses in a way that proves no task was made (429: that key's daily cap for the model; the
+no-credits 400: that key, every model) marks the key and is sent again with the next key, once per key,
+within the caller's deadline; never after a 5xx, a timeout or any answer that leaves the outcome unknown
+(two paid tasks are worse than an error). When no key is left: RESOURCE_EXHAUSTED, a QuotaFailure violation
+per key. With one key the errors stay as they were (design §3): its 429 UNAVAILABLE (retried first), its
+no-credits FAILED_PRECONDITION. Reads and cancels use the key that created the task (the record's
+runway_key)."""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
 
@@ -13,29 +26,33 @@ from videogen_server import errors
 from videogen_server.domain.generation import GenerateSpec
 from videogen_server.domain.model_info import ModelInfo
 from videogen_server.domain.task import UpstreamRequest, UpstreamTask
-from videogen_server.domain.video import DEFAULT_KEY_NAME
 from videogen_server.providers.runway.api import RunwayClient
 from videogen_server.providers.runway.breaker import CircuitBreaker
 from videogen_server.providers.runway.catalog import CATALOG
+from videogen_server.providers.runway.credentials import RunwayCredential, default_credential
 from videogen_server.providers.runway.describe import CURRENT_MODEL_IDS, MODELS
 from videogen_server.providers.runway.downloads import OutputDownloads, OutputStream
+from videogen_server.providers.runway.keys import KeyPool, RunwayKey
 from videogen_server.providers.runway.mapping import RunwayRequest, build_upstream_request, wire_path_to_field
 from videogen_server.providers.runway.retry import RetryPolicy
 from videogen_server.providers.runway.transport import UpstreamObserver
 from videogen_server.providers.runway.wire import CreatedTask
 from videogen_server.services.ports import UploadedAsset
 
+log = logging.getLogger(__name__)
+
 
 class RunwayProvider:
-    def __init__(self, api: RunwayClient, downloads: OutputDownloads) -> None:
+    def __init__(self, api: RunwayClient, downloads: OutputDownloads, keys: KeyPool) -> None:
         self._api = api
         self._downloads = downloads
+        self._keys = keys
 
     @classmethod
     def connect(
         cls,
         base_url: str,
-        api_key: str,
+        api_key: str | Mapping[str, str],
         *,
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, immutable default
         http: httpx.AsyncClient | None = None,
@@ -45,14 +62,18 @@ class RunwayProvider:
         observer: UpstreamObserver | None = None,
         breaker: CircuitBreaker | None = None,
     ) -> RunwayProvider:
-        """The provider for one Runway account. `http` serves /v1 calls and `downloads` output downloads;
-        each is built (and closed by aclose) when not given. An injected `http` without `downloads` serves
-        both: the injector chose the transport (tests answer both kinds of request from one mock)."""
+        """The provider for Runway: `api_key` is one key (named DEFAULT_KEY_NAME) or several, name -> secret
+        in configuration order. `http` serves /v1 calls and `downloads` output downloads; each is built
+        (and closed by aclose) when not given. An injected `http` without `downloads` serves both: the
+        injector chose the transport (tests answer both kinds of request from one mock)."""
         if http is not None and downloads is None:
             downloads = http
+        if isinstance(api_key, str):
+            credentials = [default_credential(api_key)]
+        else:
+            credentials = [RunwayCredential(name, secret) for name, secret in api_key.items()]
         api = RunwayClient(
             base_url,
-            api_key,
             retry=retry,
             http=http,
             timeout=timeout,
@@ -60,20 +81,34 @@ class RunwayProvider:
             breaker=breaker,
             issue_field=wire_path_to_field,
         )
+        keys = KeyPool(
+            credentials,
+            fetch=lambda cred: api.organization(key=cred, deadline=time.monotonic() + timeout),
+        )
         return cls(
             api,
             OutputDownloads(
                 retry=retry, http=downloads, max_downloads=max_downloads, timeout=timeout, observer=observer
             ),
+            keys,
         )
 
     def __repr__(self) -> str:
-        return f"RunwayProvider({self._api!r})"
+        return f"RunwayProvider({self._api!r}, keys={self._keys.names})"
+
+    @property
+    def keys(self) -> KeyPool:
+        return self._keys
+
+    async def start(self) -> None:
+        """With several keys: read their organizations, and keep them fresh (keys.py). Never fails."""
+        await self._keys.start()
 
     async def aclose(self) -> None:
         async with AsyncExitStack() as stack:  # each is closed even if closing the other fails
             stack.push_async_callback(self._api.aclose)
             stack.push_async_callback(self._downloads.aclose)
+            stack.push_async_callback(self._keys.aclose)
 
     def models(self) -> tuple[ModelInfo, ...]:
         return MODELS
@@ -84,25 +119,71 @@ class RunwayProvider:
     async def create(
         self, plan: UpstreamRequest, *, key: str | None = None, deadline: float | None = None
     ) -> CreatedTask:
-        _check_key(key)
+        """Start the task with the key named (no failover: the caller chose it), or with the pool's choice
+        (see the module docstring). The CreatedTask names the key that made it."""
         if not isinstance(plan, RunwayRequest):
             raise TypeError(f"RunwayProvider.create needs a plan of its own, not {type(plan).__name__}")
+        if key is not None:
+            return await self._create_with(self._keys.get(key), plan, deadline, failover=False)
+        if not self._keys.several:
+            return await self._create_with(self._keys.keys[0], plan, deadline, failover=False)
+        model = str(plan.body.get("model", ""))
+        refused: dict[str, str] = {}
+        while candidates := self._keys.candidates(model, exclude=tuple(refused)):
+            chosen = candidates[0]
+            if refused and deadline is not None and time.monotonic() >= deadline:
+                raise errors.DeadlineExceeded(
+                    f"deadline exceeded before trying another Runway key ({len(refused)} refused)"
+                )
+            try:
+                return await self._create_with(chosen, plan, deadline, failover=True)
+            except errors.UpstreamOutcomeUnknown:
+                raise  # the task may exist: never sent again, on any key
+            except errors.UpstreamCredits as exc:
+                why = f"no credits left (Runway: {exc.message})"
+                self._keys.mark(chosen.name, None, why, None)
+                refused[chosen.name] = why
+            except errors.UpstreamUnavailable as exc:
+                if exc.http_status != 429:
+                    raise
+                why = f"the daily cap for {model} is reached (Runway: HTTP 429)"
+                self._keys.mark(chosen.name, model, why, exc.retry_after)
+                refused[chosen.name] = why
+            log.info("Runway key %r refused the create (%s); trying the next key", chosen.name, why)
+        raise self._keys.exhausted(model, refused)
+
+    async def _create_with(
+        self, key: RunwayKey, plan: RunwayRequest, deadline: float | None, *, failover: bool
+    ) -> CreatedTask:
         try:
-            return await self._api.create(plan.path, plan.body, deadline=deadline)
+            created = await self._api.create(
+                plan.path, plan.body, deadline=deadline, key=key.credential, retry_429=not failover
+            )
         except errors.UpstreamRejected as exc:
             named = _unknown_model(exc, plan.body.get("model"))
             if named is exc:
                 raise
             raise named from exc
+        self._keys.started(key.name, str(plan.body.get("model", "")), created.id)
+        return created
 
     async def get_task(self, task_id: str, *, key: str = "", deadline: float | None = None) -> UpstreamTask:
-        _check_key(key)
-        return await self._api.get_task(task_id, deadline=deadline)
+        runway_key = self._keys.get(key)
+        try:
+            task = await self._api.get_task(task_id, deadline=deadline, key=runway_key.credential)
+        except errors.UpstreamNotFound:
+            self._keys.ended(runway_key.name, task_id)
+            raise
+        if task.video_status.terminal:
+            self._keys.ended(runway_key.name, task_id)
+        return task
 
     async def cancel_task(self, task_id: str, *, key: str = "", deadline: float | None = None) -> bool:
-        _check_key(key)
+        runway_key = self._keys.get(key)
         # On Runway, DELETE cancels a task that is still running (and deletes a finished one).
-        return await self._api.delete_task(task_id, deadline=deadline)
+        done = await self._api.delete_task(task_id, deadline=deadline, key=runway_key.credential)
+        self._keys.ended(runway_key.name, task_id)
+        return done
 
     async def upload(
         self,
@@ -122,17 +203,6 @@ class RunwayProvider:
         self, url: str, *, start: int = 0, end: int | None = None, deadline: float | None = None
     ) -> AbstractAsyncContextManager[OutputStream]:
         return self._downloads.open_output(url, start=start, end=end, deadline=deadline)
-
-
-def _check_key(key: str | None) -> None:
-    """One key (RUNWAYML_API_SECRET, named DEFAULT_KEY_NAME): a video pinned to another key name was made
-    with a key this configuration no longer has."""
-    if key and key != DEFAULT_KEY_NAME:
-        raise errors.FailedPrecondition(
-            f"the video was made with Runway key {key!r}, which is not configured any more",
-            reason="RUNWAY_KEY_NOT_CONFIGURED",
-            metadata={"runway_key": key},
-        )
 
 
 def _unknown_model(exc: errors.UpstreamRejected, model: object) -> errors.UpstreamRejected:

@@ -43,9 +43,14 @@ class UpstreamCall:
 class UpstreamObserver(Protocol):
     """Told about every HTTP request and retry (metrics and tracing; see telemetry.py)."""
 
-    def request(self, endpoint: str, method: str, host: str) -> AbstractContextManager[UpstreamCall]: ...
+    def request(
+        self, endpoint: str, method: str, host: str, key: str = ""
+    ) -> AbstractContextManager[UpstreamCall]:
+        """`key`: the name of the Runway key the request is made with ("" for output downloads: signed CDN
+        URLs, no key), a metrics label; never the secret."""
+        ...
 
-    def retry(self, endpoint: str) -> None: ...
+    def retry(self, endpoint: str, key: str = "") -> None: ...
 
     def circuit(self, open: bool) -> None: ...
 
@@ -156,13 +161,17 @@ class Transport:
         idempotent: bool = True,
         stream: bool = False,
         follow_redirects: bool = False,
+        key: str = "",
     ) -> httpx.Response:
         """Send one attempt (through the breaker, if any), observed under `endpoint` (a route template, never
-        a URL with ids or signed tokens). httpx's exceptions become ours here and nowhere else."""
+        a URL with ids or signed tokens) and `key` (the Runway key's name). httpx's exceptions become ours
+        here and nowhere else."""
         try:
             if self._breaker is None:
-                return await self._transmit(endpoint, request, stream, follow_redirects)
-            return await self._through_breaker(self._breaker, endpoint, request, stream, follow_redirects)
+                return await self._transmit(endpoint, request, stream, follow_redirects, key)
+            return await self._through_breaker(
+                self._breaker, endpoint, request, stream, follow_redirects, key
+            )
         except httpx.TransportError as exc:
             raise self._transport_failure(exc, what, deadline, idempotent) from exc
 
@@ -192,10 +201,11 @@ class Transport:
         request: httpx.Request,
         stream: bool,
         follow_redirects: bool,
+        key: str,
     ) -> httpx.Response:
         probe = breaker.admit()  # UpstreamUnavailable (circuit=open): nothing is sent
         try:
-            response = await self._transmit(endpoint, request, stream, follow_redirects)
+            response = await self._transmit(endpoint, request, stream, follow_redirects, key)
         except _CONNECT_FAILED:
             if breaker.connect_failed(probe) and self._observer is not None:
                 self._observer.circuit(True)
@@ -208,11 +218,11 @@ class Transport:
         return response
 
     async def _transmit(
-        self, endpoint: str, request: httpx.Request, stream: bool, follow_redirects: bool
+        self, endpoint: str, request: httpx.Request, stream: bool, follow_redirects: bool, key: str
     ) -> httpx.Response:
         if self._observer is None:
             return await self.http.send(request, stream=stream, follow_redirects=follow_redirects)
-        with self._observer.request(endpoint, request.method, request.url.host) as call:
+        with self._observer.request(endpoint, request.method, request.url.host, key) as call:
             response = await self.http.send(request, stream=stream, follow_redirects=follow_redirects)
             call.status = response.status_code
             return response
@@ -220,7 +230,13 @@ class Transport:
     # --- the retry loop ------------------------------------------------------------------------------
 
     async def retrying(
-        self, attempt: Callable[[], Awaitable[_T]], *, deadline: float | None, what: str, endpoint: str
+        self,
+        attempt: Callable[[], Awaitable[_T]],
+        *,
+        deadline: float | None,
+        what: str,
+        endpoint: str,
+        key: str = "",
     ) -> _T:
         """Run `attempt` until it returns or raises a final error; after a `Retry`, back off and run it
         again while attempts and the deadline allow."""
@@ -230,7 +246,7 @@ class Transport:
                 return await attempt()
             except Retry as retry:
                 error = retry.error
-            await self._backoff(n, error, deadline, what, endpoint)
+            await self._backoff(n, error, deadline, what, endpoint, key)
             n += 1
 
     async def _backoff(
@@ -240,6 +256,7 @@ class Transport:
         deadline: float | None,
         what: str,
         endpoint: str,
+        key: str,
     ) -> None:
         """Sleep before the next attempt, or raise `error` (no attempt left / a long Retry-After) or
         DeadlineExceeded (the wait would pass the deadline)."""
@@ -251,5 +268,5 @@ class Transport:
         if deadline is not None and time.monotonic() + delay >= deadline:
             raise errors.DeadlineExceeded(f"deadline exceeded while retrying {what}: {error.message}")
         if self._observer is not None:
-            self._observer.retry(endpoint)
+            self._observer.retry(endpoint, key)
         await self._retry.sleep(delay)
