@@ -366,3 +366,26 @@ def _detail(output: str, type_name: str) -> dict[str, Any]:
             if detail.get("@type") == f"type.googleapis.com/{type_name}":
                 return detail
     raise AssertionError(f"no {type_name} in grpcurl's output:\n{output}")
+
+
+# -- uploads (issue 12) -----------------------------------------------------------------------------------
+
+UPLOAD_SECTION = "### Uploading a file"
+
+
+async def test_the_upload_recipe(videogen_server: RunningServer, tmp_path: Path) -> None:
+    from videogen_server.simulator.media import OutputMedia
+
+    [block] = blocks(UPLOAD_SECTION)
+    assert block.startswith("ADDR=${ADDR:-127.0.0.1:50051}\n")
+    clip = tmp_path / "clip.mp4"
+    await asyncio.to_thread(clip.write_bytes, OutputMedia("readme", 0, 600_000).read(0, 600_000))
+    env = recipe_env(tmp_path, ADDR=videogen_server.address, CLIP=str(clip))
+    code, out = await run_sh(block, env, tmp_path)
+    assert code == 0, out
+    match = re.search(r"^uploaded as (runway://\S+)$", out, flags=re.M)
+    assert match, out
+    assert videogen_server.simulator.uploads.resolve(match.group(1)) is not None
+    assert out.count("COMPLETED") >= 2, out
+    assert videogen_server.simulator.uploads.counts.stored == 2
+    assert_wrote_only_out(tmp_path)

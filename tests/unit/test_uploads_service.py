@@ -200,3 +200,12 @@ async def test_spool_bound_refuses_only_the_upload_that_passes_it(
     result = await first  # the first upload was not touched
     assert result.size_bytes == 4000 and uploads.budget.used == 0
     assert (await uploads.upload(parts(PNG))).size_bytes == len(PNG)  # room again
+
+
+def test_spool_bound_from_the_environment() -> None:
+    from videogen_server.config import Config, ConfigError
+
+    assert Config.from_env({}).upload_spool_bytes == 1_000_000_000
+    assert Config.from_env({"VIDEOGEN_UPLOAD_SPOOL_BYTES": "5000"}).upload_spool_bytes == 5000
+    with pytest.raises(ConfigError, match="VIDEOGEN_UPLOAD_SPOOL_BYTES"):
+        Config.from_env({"VIDEOGEN_UPLOAD_SPOOL_BYTES": "0"})
