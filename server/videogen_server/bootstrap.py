@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from videogen_server.services.content import ContentRelay
 from videogen_server.services.ports import Coordinator, OutputArchive, VideoStore
 from videogen_server.services.retention import RetentionSweeper
 from videogen_server.services.tracker import TaskTracker
+from videogen_server.services.uploads import Uploads
 from videogen_server.services.videos import Videos
 from videogen_server.store import open_coordinator, open_store
 
@@ -76,6 +78,7 @@ class Service:
     archive: OutputArchive | None = None
     archiver: Archiver | None = None
     sweeper: RetentionSweeper | None = None
+    uploads: Uploads | None = None  # Upload (issue 12): spools under data_dir/uploads
 
     @classmethod
     async def start(
@@ -188,6 +191,9 @@ class Service:
                 archive=archive,
                 archiver=archiver,
                 sweeper=sweeper,
+                uploads=Uploads(
+                    runway, os.path.join(config.data_dir, "uploads"), spool_limit=config.upload_spool_bytes
+                ),
             )
             if config.metrics_listen:
                 service.metrics_server = MetricsServer(metrics.registry, config.metrics_listen)

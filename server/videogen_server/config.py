@@ -110,6 +110,9 @@ class Config:
     archive_concurrency: int = 4
     archive_scan_interval: float = 30.0
     archive_sweep_interval: float = 60.0
+    # Issue 12, Upload: bytes that the uploads in flight may spool to disk together (under data_dir/uploads);
+    # an upload that would pass it is RESOURCE_EXHAUSTED at once. 1 GB: five uploads of Runway's 200 MB.
+    upload_spool_bytes: int = 1_000_000_000
 
     @property
     def use_simulator(self) -> bool:
@@ -163,6 +166,7 @@ class Config:
             archive_sweep_interval=_positive_float(
                 env, "VIDEOGEN_ARCHIVE_SWEEP_INTERVAL", default.archive_sweep_interval
             ),
+            upload_spool_bytes=_positive_int(env, "VIDEOGEN_UPLOAD_SPOOL_BYTES", default.upload_spool_bytes),
         )
 
     @property

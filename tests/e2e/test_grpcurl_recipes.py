@@ -389,3 +389,26 @@ async def test_listing_videos_with_a_filter_and_a_second_page(
     assert [v["id"] for v in page["videos"]] == [listed[2].id]
     assert "next_page_token" not in page
     assert_wrote_only_out(tmp_path)
+
+
+# -- uploads (issue 12) -----------------------------------------------------------------------------------
+
+UPLOAD_SECTION = "### Uploading a file"
+
+
+async def test_the_upload_recipe(videogen_server: RunningServer, tmp_path: Path) -> None:
+    from videogen_server.simulator.media import OutputMedia
+
+    [block] = blocks(UPLOAD_SECTION)
+    assert block.startswith("ADDR=${ADDR:-127.0.0.1:50051}\n")
+    clip = tmp_path / "clip.mp4"
+    await asyncio.to_thread(clip.write_bytes, OutputMedia("readme", 0, 600_000).read(0, 600_000))
+    env = recipe_env(tmp_path, ADDR=videogen_server.address, CLIP=str(clip))
+    code, out = await run_sh(block, env, tmp_path)
+    assert code == 0, out
+    match = re.search(r"^uploaded as (runway://\S+)$", out, flags=re.M)
+    assert match, out
+    assert videogen_server.simulator.uploads.resolve(match.group(1)) is not None
+    assert out.count("COMPLETED") >= 2, out
+    assert videogen_server.simulator.uploads.counts.stored == 2
+    assert_wrote_only_out(tmp_path)

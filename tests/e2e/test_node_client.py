@@ -189,3 +189,31 @@ async def test_list_videos_and_iter_videos(videogen_server: RunningServer) -> No
     assert got["none"] == 0 and got["noneToken"] == ""
     assert got["status"].startswith("VIDEO_STATUS_")
     assert got["bad"] == ["filter"]
+
+
+async def test_upload(videogen_server: RunningServer, tmp_path: Path) -> None:
+    """Upload from Node (issue 12): a client stream read from the file; the simulator holds the same bytes,
+    and a mislabelled file is refused with the field named, before any Runway call."""
+    import hashlib
+
+    from videogen_server.simulator.media import OutputMedia
+
+    data = OutputMedia("node", 0, 3_000_000).read(0, 3_000_000)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(data)
+    code, events, stderr = await run_example("--target", videogen_server.address, "--upload", str(clip))
+    assert code == 0, (events, stderr)
+    (uploaded,) = events
+    assert uploaded["event"] == "uploaded" and uploaded["uri"].startswith("runway://")
+    assert uploaded["size_bytes"] == len(data) and uploaded["content_type"] == "video/mp4"
+    assert uploaded["sha256"] == hashlib.sha256(data).hexdigest()
+    stored = videogen_server.simulator.uploads.resolve(uploaded["uri"])
+    assert stored is not None and stored.sha256 == uploaded["sha256"]
+    assert f"uploaded {len(data)} of {len(data)} bytes" in stderr
+
+    fake = tmp_path / "photo.mp4"
+    fake.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2000))
+    code, events, stderr = await run_example("--target", videogen_server.address, "--upload", str(fake))
+    assert code == 3, (events, stderr)
+    assert [v["field"] for v in events[0]["fieldViolations"]] == ["filename"]
+    assert videogen_server.simulator.request_counts[("POST", "/v1/uploads")] == 1

@@ -6,16 +6,19 @@
 //       [--model gen4.5] [--prompt "a paper boat"] [--seconds 5] [--api-key KEY]
 //   node examples/generate_watch_download.js --target 127.0.0.1:50051 --invalid
 //   node examples/generate_watch_download.js --target 127.0.0.1:50051 --models
+//   node examples/generate_watch_download.js --target 127.0.0.1:50051 --upload clip.mp4
 //
 // --invalid sends a request the server rejects, to show the decoded google.rpc details
 // (BadRequest field violations, ErrorInfo reason). --models lists the models (ListModels): one
-// {"event": "model", ...} line per model, with its modes, sizes, durations and options. Exit codes: 0 done, 1 the video did not complete,
+// {"event": "model", ...} line per model, with its modes, sizes, durations and options. --upload FILE
+// uploads a local image or video (Upload) and prints {"event": "uploaded", "uri": "runway://...", ...}. Exit codes: 0 done, 1 the video did not complete,
 // 2 usage, 3 the server answered with an error (printed as {"event": "error", ...}).
 
 const { parseArgs } = require('node:util');
 const { VideoClient, VideogenError } = require('../src/client');
 
-const USAGE = 'usage: generate_watch_download.js --target HOST:PORT (--out FILE | --invalid | --models) '
+const USAGE = 'usage: generate_watch_download.js --target HOST:PORT '
+  + '(--out FILE | --invalid | --models | --upload FILE) '
   + '[--model M] [--prompt P] [--seconds N] [--api-key KEY]';
 
 function emit(event) {
@@ -34,10 +37,11 @@ function parse() {
         'api-key': { type: 'string', default: process.env.VIDEOGEN_API_KEY || '' },
         invalid: { type: 'boolean', default: false },
         models: { type: 'boolean', default: false },
+        upload: { type: 'string' },
         help: { type: 'boolean', default: false },
       },
     });
-    if (values.help || (!values.invalid && !values.models && !values.out)) return null;
+    if (values.help || (!values.invalid && !values.models && !values.out && !values.upload)) return null;
     return values;
   } catch (err) {
     process.stderr.write(`${err.message}\n`);
@@ -48,6 +52,20 @@ function parse() {
 async function run(args, client) {
   if (args.models) {
     for (const model of await client.listModels()) emit({ event: 'model', ...model });
+    return 0;
+  }
+  if (args.upload) {
+    let reported = -1;
+    const uploaded = await client.upload(args.upload, {
+      onProgress: (sent, total) => {
+        const percent = Math.floor((100 * sent) / total);
+        if (percent >= reported + 25 || sent === total) {
+          reported = percent;
+          process.stderr.write(`uploaded ${sent} of ${total} bytes\n`);
+        }
+      },
+    });
+    emit({ event: 'uploaded', ...uploaded });
     return 0;
   }
   if (args.invalid) {

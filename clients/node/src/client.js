@@ -13,7 +13,9 @@
 // decoded google.rpc details (fieldViolations, retryAfterSeconds, reason).
 
 const crypto = require('node:crypto');
+const { once } = require('node:events');
 const fsp = require('node:fs/promises');
+const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const { videoServiceClient } = require('./protos');
 const { VideogenError, codeName, decodeStatusDetails, fromServiceError } = require('./errors');
@@ -23,6 +25,7 @@ const TERMINAL = new Set(['VIDEO_STATUS_COMPLETED', 'VIDEO_STATUS_FAILED', 'VIDE
 const RETRYABLE = new Set([grpc.status.UNAVAILABLE, grpc.status.ABORTED, grpc.status.INTERNAL]);
 const PART_SUFFIX = '.part';
 const MAX_RETRY_AFTER_SECONDS = 30;
+const UPLOAD_CHUNK = 512 * 1024; // bytes per Upload message (the server takes up to 8 MiB per message)
 
 function isTerminal(video) {
   return TERMINAL.has(video.status);
@@ -227,6 +230,57 @@ class VideoClient {
     }
     await fsp.rename(partPath, filePath);
     return offset;
+  }
+
+  /**
+   * Uploads a local image or video (PNG, JPEG, WebP, MP4, MOV, WebM; 512 B to 200 MB) and returns the
+   * UploadResponse: `uri` (a runway:// URI for input_reference, video_uri, references or
+   * reference_images; valid until `expire_time`, 24 h), `size_bytes`, `sha256`, `content_type`.
+   * The file is read and sent a chunk at a time (never whole in memory), waiting for the stream to
+   * drain. The first message names the file and announces its size, so a size out of bounds is refused
+   * at once; the server checks the type from the bytes. `onProgress(bytesSent, totalBytes)` after each
+   * chunk.
+   */
+  async upload(filePath, options = {}) {
+    const { filename, contentType = '', chunkSize = UPLOAD_CHUNK, onProgress, timeoutMs } = options;
+    const file = await fsp.open(filePath, 'r');
+    let call;
+    try {
+      const { size } = await file.stat();
+      let settle;
+      const done = new Promise((resolve, reject) => {
+        settle = { resolve, reject };
+      });
+      call = this._stub.Upload(this._metadata(), this._callOptions(timeoutMs), (err, response) => {
+        if (err) settle.reject(fromServiceError(err));
+        else settle.resolve(response);
+      });
+      done.catch(() => {}); // awaited below; an early server error must not be an unhandled rejection
+      let first = {
+        filename: filename === undefined ? path.basename(filePath) : filename,
+        content_type: contentType,
+        size_bytes: size,
+      };
+      let sent = 0;
+      const buffer = Buffer.alloc(chunkSize);
+      for (;;) {
+        const { bytesRead } = await file.read(buffer, 0, chunkSize, sent);
+        if (bytesRead === 0 && first === null) break;
+        const message = { ...(first || {}), data: Buffer.from(buffer.subarray(0, bytesRead)) };
+        first = null;
+        if (!call.write(message)) await Promise.race([once(call, 'drain'), done]);
+        sent += bytesRead;
+        if (onProgress && bytesRead > 0) onProgress(sent, size);
+        if (bytesRead === 0) break;
+      }
+      call.end();
+      return await done;
+    } catch (err) {
+      if (call) call.cancel();
+      throw err;
+    } finally {
+      await file.close();
+    }
   }
 }
 

@@ -250,6 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="source video for video-to-video (https, data: or runway://)",
     )
+    source.add_argument(
+        "--input-file",
+        metavar="FILE",
+        help="a local input image: uploaded first (as `videogen upload`), its runway:// URI used as --image",
+    )
+    source.add_argument(
+        "--video-file",
+        metavar="FILE",
+        help="a local source video: uploaded first (as `videogen upload`), its runway:// URI used as --video",
+    )
     gen.add_argument(
         "--reference",
         dest="references",
@@ -300,6 +310,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", action="store_true", help="wait until the video is COMPLETED, FAILED or CANCELLED"
     )
     gen.add_argument("--output", metavar="FILE", help="download the result to FILE (implies --wait)")
+
+    upload = add(
+        "upload",
+        "upload a local image or video for use as an input",
+        "Upload a local image or video (PNG, JPEG, WebP, MP4, MOV, WebM; 512 B to 200 MB) to Runway through "
+        "the service, with a progress bar, and print its runway:// URI (valid 24 hours) for --image, "
+        "--video, --reference or --reference-image of generate. The server checks the type from the "
+        "bytes: a file whose name says otherwise is refused.",
+        "videogen upload clip.mp4",
+    )
+    upload.add_argument("file", metavar="FILE", help="the file to upload")
+    upload.add_argument("--filename", help="the name Runway keeps (default: FILE's name)")
+    upload.add_argument(
+        "--content-type", default="", help="the media type, e.g. video/mp4 (default: from the bytes)"
+    )
 
     get = add(
         "get", "show a video's current state", "Print the current state of one video.", "videogen get ID"
@@ -823,12 +848,88 @@ def _outcome(video: video_pb2.Video) -> int:
 # -- commands -------------------------------------------------------------------------------------------
 
 
+def _upload(
+    client: VideoClient,
+    path: str,
+    ui: _Output,
+    deadline: Deadline,
+    *,
+    filename: str | None = None,
+    content_type: str = "",
+) -> video_service_pb2.UploadResponse:
+    """Upload `path` with a progress bar on a terminal (a line per quarter otherwise)."""
+    if not ui.live:
+        quarters: list[int] = []
+
+        def plain(sent: int, total: int) -> None:
+            quarter = 4 * sent // total if total else 0
+            if total and (not quarters or quarter > quarters[-1]):
+                quarters.append(quarter)
+                ui.note(f"uploaded {sent} of {total} bytes ({100 * sent // total}%)")
+
+        return client.upload(
+            path, filename=filename, content_type=content_type, progress=plain, timeout=deadline.remaining()
+        )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=ui.err,
+    ) as progress:
+        task: TaskID = progress.add_task(f"uploading {path}", total=None)
+
+        def on_progress(sent: int, total: int) -> None:
+            progress.update(task, completed=sent, total=total)
+
+        return client.upload(
+            path,
+            filename=filename,
+            content_type=content_type,
+            progress=on_progress,
+            timeout=deadline.remaining(),
+        )
+
+
+def _uploaded_note(ui: _Output, path: str, up: video_service_pb2.UploadResponse) -> None:
+    expires = up.expire_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%SZ")
+    ui.note(f"uploaded {path}: {up.size_bytes} bytes, {up.content_type}, sha256 {up.sha256}, until {expires}")
+
+
+def _cmd_upload(client: VideoClient, args: argparse.Namespace, ui: _Output, deadline: Deadline) -> int:
+    up = _upload(client, args.file, ui, deadline, filename=args.filename, content_type=args.content_type)
+    if ui.json:
+        ui.emit(
+            {
+                "uri": up.uri,
+                "expire_time": up.expire_time.ToJsonString(),
+                "size_bytes": up.size_bytes,
+                "sha256": up.sha256,
+                "content_type": up.content_type,
+            }
+        )
+    else:
+        _uploaded_note(ui, args.file, up)
+        ui.out.print(up.uri, markup=False, soft_wrap=True)  # alone on stdout: URI=$(videogen upload F)
+    return EXIT_OK
+
+
 def _cmd_generate(client: VideoClient, args: argparse.Namespace, ui: _Output, deadline: Deadline) -> int:
+    image, video_uri = args.image, args.video
+    for path, kind in ((args.input_file, "image"), (args.video_file, "video")):
+        if path:
+            up = _upload(client, path, ui, deadline)
+            _uploaded_note(ui, path, up)
+            if kind == "image":
+                image = up.uri
+            else:
+                video_uri = up.uri
     video = client.generate(
         args.model,
         args.prompt,
-        input_reference=args.image,
-        video_uri=args.video,
+        input_reference=image,
+        video_uri=video_uri,
         seconds=args.seconds,
         size=args.size,
         seed=args.seed,
@@ -978,6 +1079,7 @@ COMMANDS: dict[str, Callable[[VideoClient, argparse.Namespace, _Output, Deadline
     "download": _cmd_download,
     "models": _cmd_models,
     "list": _cmd_list,
+    "upload": _cmd_upload,
 }
 
 

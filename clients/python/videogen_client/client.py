@@ -36,6 +36,7 @@ from .models import (
     resolve_api_key,
     resolve_target,
 )
+from .upload import UPLOAD_CHUNK, UploadProgress, upload_messages
 
 T = TypeVar("T")
 
@@ -184,6 +185,34 @@ class VideoClient:
             lambda t: stub.Generate(req, metadata=self._metadata, timeout=t), Deadline(timeout)
         )
         return resp.video
+
+    def upload(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        filename: str | None = None,
+        content_type: str = "",
+        progress: UploadProgress | None = None,
+        chunk_size: int = UPLOAD_CHUNK,
+        timeout: float | None = None,
+    ) -> video_service_pb2.UploadResponse:
+        """Uploads a local image or video (PNG, JPEG, WebP, MP4, MOV, WebM; 512 B to 200 MB) and returns
+        its ``runway://`` URI (``.uri``, valid until ``.expire_time``: 24 h) for ``input_reference``,
+        ``video_uri`` or a reference of :meth:`generate`, with ``size_bytes`` and ``sha256`` of what the
+        server received. The file is read a chunk at a time; ``progress(sent, total)`` is
+        called after each chunk. ``filename`` defaults to the file's name; the server checks the type
+        from the bytes (a name or ``content_type`` that disagrees is InvalidArgument). Retried from the
+        start on UNAVAILABLE (each attempt is a new upload)."""
+        stub = self._get_stub()
+
+        def call(t: float | None) -> Any:
+            messages = upload_messages(
+                path, filename=filename, content_type=content_type, chunk_size=chunk_size, progress=progress
+            )
+            return stub.Upload(messages, metadata=self._metadata, timeout=t)
+
+        response: video_service_pb2.UploadResponse = self._unary(call, Deadline(timeout))
+        return response
 
     def list_models(self, *, timeout: float | None = None) -> list[video_service_pb2.Model]:
         """Every model the server's catalog knows, current ones first: its modes, sizes, durations, options

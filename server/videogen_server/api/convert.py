@@ -28,6 +28,7 @@ from videogen_server.domain.model_info import (
 )
 from videogen_server.domain.video import DEFAULT_KEY_NAME, VideoRecord, VideoStatus
 from videogen_server.errors import FieldViolation, InvalidArgument
+from videogen_server.services.uploads import UploadResult
 
 _STATUS = {
     # CREATING is our own brief state before Runway answers; callers see it as queued.
@@ -256,3 +257,13 @@ def model_message(info: ModelInfo) -> video_service_pb2.Model:
     if info.prompt_max_length is not None:
         model.prompt_max_length = info.prompt_max_length
     return model
+
+
+def upload_response(result: UploadResult) -> video_service_pb2.UploadResponse:
+    return video_service_pb2.UploadResponse(
+        uri=result.uri,
+        expire_time=_timestamp(result.expire_time),
+        size_bytes=result.size_bytes,
+        sha256=result.sha256,
+        content_type=result.content_type,
+    )

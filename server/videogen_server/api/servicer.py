@@ -14,12 +14,13 @@ from videogen.v1 import video_service_pb2, video_service_pb2_grpc
 
 from videogen_server.api.auth import current_caller
 from videogen_server.api.content_wire import EncodedChunk
-from videogen_server.api.convert import generate_spec, model_message, video_message
+from videogen_server.api.convert import generate_spec, model_message, upload_response, video_message
 from videogen_server.api.limits import StreamLimits
 from videogen_server.domain.model_info import ModelInfo
 from videogen_server.domain.video import VideoRecord
 from videogen_server.services.content import Chunk, ContentRelay
 from videogen_server.services.tracker import TaskTracker
+from videogen_server.services.uploads import UploadPart, Uploads
 from videogen_server.services.videos import Videos
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -50,6 +51,19 @@ def _list_models_response(models: tuple[ModelInfo, ...]) -> video_service_pb2.Li
     return video_service_pb2.ListModelsResponse(models=[model_message(m) for m in models])
 
 
+async def _upload_parts(
+    messages: AsyncIterator[video_service_pb2.UploadRequest],
+) -> AsyncIterator[UploadPart]:
+    """The client stream as the use case's parts (it reads them one at a time: nothing is buffered)."""
+    async for m in messages:
+        yield UploadPart(
+            data=m.data,
+            filename=m.filename,
+            content_type=m.content_type,
+            size_bytes=m.size_bytes if m.HasField("size_bytes") else None,
+        )
+
+
 class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
     def __init__(
         self,
@@ -57,8 +71,11 @@ class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
         tracker: TaskTracker,
         content: ContentRelay,
         limits: StreamLimits,
+        *,
+        uploads: Uploads | None = None,
     ) -> None:
         self._videos = videos
+        self._uploads = uploads
         self._tracker = tracker
         self._content = content
         self._limits = limits  # from the Config: its caps and shares are defined there, once
@@ -109,8 +126,11 @@ class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
     async def Upload(
         self, request_iterator: AsyncIterator[video_service_pb2.UploadRequest], context: Context
     ) -> video_service_pb2.UploadResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Upload is being built")
-        raise AssertionError("unreachable")
+        if self._uploads is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this server takes no uploads")
+            raise AssertionError("unreachable")
+        result = await self._uploads.upload(_upload_parts(request_iterator), deadline=deadline_of(context))
+        return upload_response(result)
 
     async def Remix(
         self, request: video_service_pb2.RemixRequest, context: Context

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from types import TracebackType
+from typing import Any
 
 from aiohttp import web
 
@@ -14,6 +15,7 @@ from videogen_server.simulator.faults import FaultPlan
 from videogen_server.simulator.media import OutputMedia
 from videogen_server.simulator.signing import UrlSigner
 from videogen_server.simulator.tasks import TaskStore
+from videogen_server.simulator.uploads import UploadStore
 
 
 class RunwaySimulator:
@@ -46,6 +48,7 @@ class RunwaySimulator:
             request_counts=self.request_counts,
             accounts=self.accounts,
             key_counts=self.key_counts,
+            uploads=UploadStore(),
         )
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
@@ -108,6 +111,7 @@ class RunwaySimulator:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        self._state.uploads.close()  # the uploaded files on disk
 
     async def __aenter__(self) -> RunwaySimulator:
         if self._runner is None:
@@ -134,6 +138,18 @@ class RunwaySimulator:
         stop working. Not a request (request_counts are unchanged). False when there was no such task."""
         task = self._state.find_task(task_id)
         return task is not None and self._state.store_of(task).delete(task_id) is not None
+
+    @property
+    def uploads(self) -> UploadStore:
+        """Uploaded files (``resolve(uri)``, ``expire(uri)``) and storage request counts (``counts``)."""
+        return self._state.uploads
+
+    def task_inputs(self, task_id: str) -> dict[str, Any]:
+        """The uploaded files a task received as input: ``{field path: {uri, sha256, size, filename}}``."""
+        task = self._state.find_task(task_id)
+        if task is None:
+            raise KeyError(task_id)
+        return dict(task.inputs)
 
     def task_status(self, task_id: str) -> str | None:
         """Current status of a task, or None when unknown or deleted."""

@@ -1,7 +1,7 @@
 """RunwayProvider: the VideoProvider port (services/ports.py) on Runway. It composes the Runway-shaped parts
 the services never see: the mapping of a GenerateSpec to a create request (mapping.py), the /v1 client
-(api.py) and the output downloads (downloads.py), each with its own connection pool, and the key pool
-(keys.py): which Runway key each call is made with.
+(api.py), the output downloads (downloads.py) and the ephemeral uploads (uploads.py), each with its own
+connection pool, and the key pool (keys.py): which Runway key each call is made with.
 
 A new task goes to the least-loaded key that can take its model (keys.py). With several keys, a create that
 Runway refuses in a way that proves no task was made (429: that key's daily cap for the model; the
@@ -10,7 +10,8 @@ within the caller's deadline; never after a 5xx, a timeout or any answer that le
 (two paid tasks are worse than an error). When no key is left: RESOURCE_EXHAUSTED, a QuotaFailure violation
 per key. With one key the errors stay as they were (design §3): its 429 UNAVAILABLE (retried first), its
 no-credits FAILED_PRECONDITION. Reads and cancels use the key that created the task (the record's
-runway_key)."""
+runway_key); an upload uses the named key, or the pool's least-loaded one, and says which (a runway:// URI
+belongs to the account that uploaded it)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ import logging
 import time
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 
 from videogen_server import errors
+from videogen_server.domain.clock import utcnow
 from videogen_server.domain.generation import GenerateSpec
 from videogen_server.domain.model_info import ModelInfo
 from videogen_server.domain.task import UpstreamRequest, UpstreamTask
@@ -36,17 +39,27 @@ from videogen_server.providers.runway.keys import KeyPool, RunwayKey
 from videogen_server.providers.runway.mapping import RunwayRequest, build_upstream_request, wire_path_to_field
 from videogen_server.providers.runway.retry import RetryPolicy
 from videogen_server.providers.runway.transport import UpstreamObserver
+from videogen_server.providers.runway.uploads import EphemeralUploads
 from videogen_server.providers.runway.wire import CreatedTask
 from videogen_server.services.ports import UploadedAsset
 
 log = logging.getLogger(__name__)
 
+UPLOAD_LIFETIME = timedelta(hours=24)  # a runway:// URI works for 24 h (runway-api.md §2.2)
+
 
 class RunwayProvider:
-    def __init__(self, api: RunwayClient, downloads: OutputDownloads, keys: KeyPool) -> None:
+    def __init__(
+        self,
+        api: RunwayClient,
+        downloads: OutputDownloads,
+        keys: KeyPool,
+        uploads: EphemeralUploads | None = None,
+    ) -> None:
         self._api = api
         self._downloads = downloads
         self._keys = keys
+        self._uploads = uploads if uploads is not None else EphemeralUploads()
 
     @classmethod
     def connect(
@@ -65,7 +78,9 @@ class RunwayProvider:
         """The provider for Runway: `api_key` is one key (named DEFAULT_KEY_NAME) or several, name -> secret
         in configuration order. `http` serves /v1 calls and `downloads` output downloads; each is built
         (and closed by aclose) when not given. An injected `http` without `downloads` serves both: the
-        injector chose the transport (tests answer both kinds of request from one mock)."""
+        injector chose the transport (tests answer both kinds of request from one mock). Uploads' storage
+        POSTs go through an injected `downloads` client too (never the /v1 one: it may carry our key as a
+        default header), else through a small pool of their own."""
         if http is not None and downloads is None:
             downloads = http
         if isinstance(api_key, str):
@@ -91,6 +106,7 @@ class RunwayProvider:
                 retry=retry, http=downloads, max_downloads=max_downloads, timeout=timeout, observer=observer
             ),
             keys,
+            EphemeralUploads(retry=retry, http=downloads, timeout=timeout, observer=observer),
         )
 
     def __repr__(self) -> str:
@@ -109,6 +125,7 @@ class RunwayProvider:
             stack.push_async_callback(self._api.aclose)
             stack.push_async_callback(self._downloads.aclose)
             stack.push_async_callback(self._keys.aclose)
+            stack.push_async_callback(self._uploads.aclose)
 
     def models(self) -> tuple[ModelInfo, ...]:
         return MODELS
@@ -195,9 +212,23 @@ class RunwayProvider:
         key: str | None = None,
         deadline: float | None = None,
     ) -> UploadedAsset:
-        raise errors.FailedPrecondition(
-            "uploads to Runway are not available in this version", reason="UPLOADS_NOT_AVAILABLE"
+        """Runway's two-step ephemeral upload (uploads.py), with the named key or the least-loaded usable
+        one (uploads need credits: a key known to have none is passed over)."""
+        if key is not None:
+            chosen = self._keys.get(key)
+        else:
+            usable = self._keys.candidates("")
+            chosen = usable[0] if usable else self._keys.keys[0]
+        uri = await self._uploads.upload(
+            self._api,
+            path,
+            filename=filename,
+            size=size,
+            content_type=content_type,
+            key=chosen.credential,
+            deadline=deadline,
         )
+        return UploadedAsset(uri=uri, expire_time=utcnow() + UPLOAD_LIFETIME, key=chosen.name)
 
     def open_output(
         self, url: str, *, start: int = 0, end: int | None = None, deadline: float | None = None
