@@ -29,6 +29,7 @@ from videogen_server.providers.runway import RunwayProvider
 from videogen_server.services.archiver import Archiver
 from videogen_server.services.content import ContentRelay
 from videogen_server.services.ports import Coordinator, OutputArchive, VideoStore
+from videogen_server.services.remix import Remixes
 from videogen_server.services.retention import RetentionSweeper
 from videogen_server.services.tracker import TaskTracker
 from videogen_server.services.videos import Videos
@@ -75,6 +76,7 @@ class Service:
     archive: OutputArchive | None = None
     archiver: Archiver | None = None
     sweeper: RetentionSweeper | None = None
+    remixes: Remixes | None = None  # Remix (issue 12); None only for a Service built by hand in a test
 
     @classmethod
     async def start(
@@ -183,6 +185,7 @@ class Service:
                 archive=archive,
                 archiver=archiver,
                 sweeper=sweeper,
+                remixes=Remixes(videos, runway, archive),
             )
             if config.metrics_listen:
                 service.metrics_server = MetricsServer(metrics.registry, config.metrics_listen)

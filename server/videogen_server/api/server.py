@@ -163,7 +163,10 @@ class GrpcServer:
             options=server_options(service.config),
         )
         video_service_pb2_grpc.add_VideoServiceServicer_to_server(
-            VideoServicer(service.videos, service.tracker, service.content, service.limits), self._server
+            VideoServicer(
+                service.videos, service.tracker, service.content, service.limits, remixes=service.remixes
+            ),
+            self._server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
