@@ -87,7 +87,9 @@ REFUSED_IMAGE_URIS[REFUSED_IMAGE_URIS.index("runway://short")] = "runway://abc"
 
 
 async def test_image_uris(videogen_server):
-    for uri in ACCEPTED_IMAGE_URIS:
+    # A runway:// URI reaches Runway (the simulator), which takes only one it issued: upload one first.
+    uploaded = videogen_server.simulator.uploads.put("a.png", b"\x89PNG" + bytes(1000)).uri
+    for uri in [uploaded if u.startswith("runway://") else u for u in ACCEPTED_IMAGE_URIS]:
         await _expect_accepted(videogen_server, _i2v(uri))
     for uri in REFUSED_IMAGE_URIS:
         await _expect_refused(videogen_server, _i2v(uri), "input_reference")

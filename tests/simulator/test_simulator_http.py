@@ -203,7 +203,17 @@ async def test_field_rules(http: httpx.AsyncClient) -> None:
     for uri in bad_uris:
         body = {"model": "gen4_turbo", "ratio": "960:960", "promptImage": uri}
         assert _issue(await http.post("/v1/image_to_video", json=body))["path"] == ["promptImage"]
-    for uri in ["runway://upload/abc123", "data:image/png;base64,iVBORw0KGgo=", img]:
+    # A runway:// URI must name a stored upload (test_simulator_uploads.py has the upload's own rules).
+    unknown = {"model": "gen4_turbo", "ratio": "960:960", "promptImage": "runway://upload/abc123"}
+    assert _issue(await http.post("/v1/image_to_video", json=unknown))["path"] == ["promptImage"]
+    ticket = (await http.post("/v1/uploads", json={"filename": "a.png", "type": "ephemeral"})).json()
+    form = [
+        *((k, (None, v)) for k, v in ticket["fields"].items()),
+        ("file", ("a.png", b"x" * 600, "image/png")),
+    ]
+    async with httpx.AsyncClient() as storage:
+        assert (await storage.post(ticket["uploadUrl"], files=form)).status_code == 204
+    for uri in [ticket["runwayUri"], "data:image/png;base64,iVBORw0KGgo=", img]:
         ok: dict[str, Any] = {
             "model": "gen4_turbo",
             "ratio": "960:960",

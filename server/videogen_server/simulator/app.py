@@ -18,6 +18,7 @@ from videogen_server.simulator.media import OutputMedia, RangeNotSatisfiable, pa
 from videogen_server.simulator.models import ENDPOINTS, MODELS, CreateRejected, Endpoint, validate_create
 from videogen_server.simulator.signing import UrlSigner
 from videogen_server.simulator.tasks import Task, TaskStore
+from videogen_server.simulator.uploads import FILENAME_MAX, UploadStore, receive, resolve_inputs, s3_error
 from videogen_server.simulator.validation import DOC_URL
 
 API_VERSION: Final = "2024-11-06"
@@ -45,6 +46,7 @@ class State:
     faults: FaultPlan
     signer: UrlSigner
     request_counts: Counter[tuple[str, str]]
+    uploads: UploadStore
 
     @property
     def config(self) -> SimulatorConfig:
@@ -142,12 +144,16 @@ class Handlers:
             accepted = validate_create(endpoint, body)
         except CreateRejected as exc:
             return web.json_response(exc.body, status=400)
+        inputs = resolve_inputs(self.s.uploads, body)  # Runway fetches the assets after validating
+        if isinstance(inputs, web.Response):
+            return inputs
         cfg = self.s.config
         if (fault is not None and fault.kind == "credits") or accepted.credits > cfg.credits:
             return _error(400, NOT_ENOUGH_CREDITS)
         if cfg.daily_limit is not None and self.s.store.daily_count(accepted.model) >= cfg.daily_limit:
             return _error(429, f"You have reached the daily generation limit for {accepted.model}.")
         task = self.s.store.create(accepted.model, accepted.credits, accepted.prompt_text)
+        task.inputs = inputs
         if fault is not None and fault.kind == "reset_after_create":
             raise _drop(request)
         if fault is not None and fault.kind == "malformed_json":
@@ -214,6 +220,64 @@ class Handlers:
                 "usage": {"models": {m: {"dailyGenerations": self.s.store.daily_count(m)} for m in MODELS}},
             }
         )
+
+    # --- uploads (runway-api.md §2.2; the storage side is uploads.py) ----------------------------
+
+    async def start_upload(self, request: web.Request) -> web.StreamResponse:
+        self._count(request, "/v1/uploads")
+        fault, early = await self._begin(request, "uploads")
+        if early is not None:
+            return early
+        try:
+            body = json.loads(await request.read() or b"null")
+        except ValueError:
+            return _error(400, "Invalid JSON in request body.", docUrl=DOC_URL)
+        issues: list[dict[str, Any]] = []
+        filename = body.get("filename") if isinstance(body, dict) else None
+        if not isinstance(filename, str) or not 1 <= len(filename) <= FILENAME_MAX or "/" in filename:
+            message = f"filename must be 1-{FILENAME_MAX} characters, without '/'"
+            issues.append({"code": "custom", "path": ["filename"], "message": message})
+        if not isinstance(body, dict) or body.get("type") != "ephemeral":
+            message = 'Invalid option: expected one of "ephemeral"'
+            issues.append(
+                {"code": "invalid_value", "values": ["ephemeral"], "path": ["type"], "message": message}
+            )
+        if issues:
+            return _error(400, "Validation of body failed", issues=issues, docUrl=DOC_URL)
+        if self.s.config.credits <= 0:
+            return _error(400, NOT_ENOUGH_CREDITS)  # uploads need purchased credits (runway-api.md §1)
+        if fault is not None and fault.kind == "malformed_json":
+            return self._malformed()
+        assert isinstance(filename, str)
+        pending = self.s.uploads.start(filename)
+        origin = str(request.url.origin())
+        return web.json_response(
+            {
+                "uploadUrl": f"{origin}/_sim/storage/{pending.id}",
+                "fields": pending.fields,
+                "runwayUri": self.s.uploads.uri_of(pending.id),
+            }
+        )
+
+    async def storage(self, request: web.Request) -> web.StreamResponse:
+        """The presigned form POST (a storage host: no Runway auth; see uploads.py)."""
+        self._count(request, "storage")
+        counts = self.s.uploads.counts
+        counts.requests += 1
+        if "Authorization" in request.headers:
+            counts.with_authorization += 1
+            return s3_error(
+                400, "InvalidArgument", "Only one auth mechanism allowed; the POST policy signs this request"
+            )
+        fault = self.s.faults.take("storage")
+        if fault is not None:
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.kind == "status":
+                return s3_error(fault.status, "InjectedFault", fault.message or "Injected fault.")
+            if fault.kind == "reset":
+                raise _drop(request)
+        return await receive(self.s.uploads, request, request.match_info["id"])
 
     # --- signed output URLs (CDN-like: no Authorization) -----------------------------------------
 
@@ -283,8 +347,20 @@ class Handlers:
     async def stats(self, request: web.Request) -> web.StreamResponse:
         counts = {f"{method} {route}": n for (method, route), n in sorted(self.s.request_counts.items())}
         return web.json_response(
-            {"requests": counts, "tasks": len(self.s.store), "pendingFaults": len(self.s.faults)}
+            {
+                "requests": counts,
+                "tasks": len(self.s.store),
+                "pendingFaults": len(self.s.faults),
+                "storage": self.s.uploads.counts.to_json(),
+            }
         )
+
+    async def task_inputs(self, request: web.Request) -> web.StreamResponse:
+        """The uploaded files a task received as input (``{path: {uri, sha256, size, filename}}``)."""
+        task = self.s.store.get(request.match_info["id"])
+        if task is None:
+            return _error(404, "Could not find Task")
+        return web.json_response({"id": task.id, "model": task.model, "inputs": task.inputs})
 
 
 def build_app(state: State) -> web.Application:
@@ -296,6 +372,9 @@ def build_app(state: State) -> web.Application:
     app.router.add_get("/v1/tasks/{id}", h.get_task, allow_head=False)
     app.router.add_delete("/v1/tasks/{id}", h.delete_task)
     app.router.add_get("/v1/organization", h.organization, allow_head=False)
+    app.router.add_post("/v1/uploads", h.start_upload)
+    app.router.add_post("/_sim/storage/{id}", h.storage)
+    app.router.add_get("/_sim/tasks/{id}/inputs", h.task_inputs, allow_head=False)
     app.router.add_get(r"/_sim/outputs/{task}/{index:\d+}.mp4", h.output)  # GET and HEAD
     app.router.add_post("/_sim/faults", h.add_faults)
     app.router.add_get("/_sim/faults", h.list_faults, allow_head=False)

@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
-ROUTES: Final = frozenset({"create", "get_task", "delete", "output", "organization", "any"})
+ROUTES: Final = frozenset(
+    {"create", "get_task", "delete", "output", "organization", "uploads", "storage", "any"}
+)
 KINDS: Final = frozenset(
     {
         "status",
@@ -25,7 +27,7 @@ _KIND_ROUTES: Final[dict[str, frozenset[str]]] = {
     "reset_after_create": frozenset({"create"}),
     "cut_body": frozenset({"output"}),
     "expired_url": frozenset({"output"}),
-    "malformed_json": frozenset({"create", "get_task", "delete", "organization"}),
+    "malformed_json": frozenset({"create", "get_task", "delete", "organization", "uploads"}),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from types import TracebackType
+from typing import Any
 
 from aiohttp import web
 
@@ -13,6 +14,7 @@ from videogen_server.simulator.faults import FaultPlan
 from videogen_server.simulator.media import OutputMedia
 from videogen_server.simulator.signing import UrlSigner
 from videogen_server.simulator.tasks import TaskStore
+from videogen_server.simulator.uploads import UploadStore
 
 
 class RunwaySimulator:
@@ -29,6 +31,7 @@ class RunwaySimulator:
             faults=self.faults,
             signer=UrlSigner(),
             request_counts=self.request_counts,
+            uploads=UploadStore(),
         )
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
@@ -66,6 +69,7 @@ class RunwaySimulator:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        self._state.uploads.close()  # the uploaded files on disk
 
     async def __aenter__(self) -> RunwaySimulator:
         if self._runner is None:
@@ -91,6 +95,18 @@ class RunwaySimulator:
         """Forget a task as Runway does some time after it ended: its GET is then 404 and its output URLs
         stop working. Not a request (request_counts are unchanged). False when there was no such task."""
         return self._store.delete(task_id) is not None
+
+    @property
+    def uploads(self) -> UploadStore:
+        """Uploaded files (``resolve(uri)``, ``expire(uri)``) and storage request counts (``counts``)."""
+        return self._state.uploads
+
+    def task_inputs(self, task_id: str) -> dict[str, Any]:
+        """The uploaded files a task received as input: ``{field path: {uri, sha256, size, filename}}``."""
+        task = self._store.get(task_id)
+        if task is None:
+            raise KeyError(task_id)
+        return dict(task.inputs)
 
     def task_status(self, task_id: str) -> str | None:
         """Current status of a task, or None when unknown or deleted."""

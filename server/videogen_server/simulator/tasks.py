@@ -59,6 +59,7 @@ class Task:
     started_at: float | None = None
     deleted_at: float | None = None
     refunded: bool = False
+    inputs: dict[str, Any] = field(default_factory=dict)  # uploaded inputs by field path (uploads.py)
 
     @property
     def ready(self) -> float:

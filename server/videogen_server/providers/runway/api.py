@@ -34,9 +34,11 @@ from videogen_server.providers.runway.transport import (
 )
 from videogen_server.providers.runway.wire import (
     CreatedTask,
+    UploadTicket,
     parse_created,
     parse_error,
     parse_task,
+    parse_upload_ticket,
     render_path,
 )
 
@@ -47,6 +49,7 @@ API_CONNECTIONS = 100
 _CREATE_PATH = re.compile(r"/v1/[a-z0-9_]+")
 # The `endpoint` label of metrics and spans: a route template, never a URL with ids.
 TASK_ENDPOINT = "/v1/tasks/{id}"
+UPLOADS_ENDPOINT = "/v1/uploads"
 
 _T = TypeVar("_T")
 # Our field name for a path in Runway's 400 issues.
@@ -285,3 +288,36 @@ class RunwayClient:
             return True
 
         return await self._task_call("DELETE", task_id, deadline=deadline, what=what, handle=handle)
+
+    async def start_upload(self, filename: str, *, deadline: float | None = None) -> UploadTicket:
+        """POST /v1/uploads (runway-api.md §2.2): a presigned storage form for one file. Nothing is paid
+        and nothing is stored yet, so it is retried like a read (5xx, 429, network errors, malformed
+        answers). A 400 is UpstreamRejected, or UpstreamCredits when the account has none (uploads need
+        purchased credits)."""
+        what = "POST /v1/uploads"
+        url = self._base_url + UPLOADS_ENDPOINT
+        content = json.dumps({"filename": filename, "type": "ephemeral"}, ensure_ascii=False).encode("utf-8")
+
+        async def attempt() -> UploadTicket:
+            timeout = self._transport.attempt_timeout(deadline, what)
+            request = self._http.build_request(
+                "POST", url, content=content, headers=self._headers(post=True), timeout=timeout
+            )
+            response = await self._transport.send(UPLOADS_ENDPOINT, request, what=what, deadline=deadline)
+            if response.status_code == 400:
+                self._rejected(response)
+            if not 200 <= response.status_code < 300:
+                self._fail(response, what, idempotent=True)
+            try:
+                return parse_upload_ticket(self._json(response, what))
+            except errors.UpstreamProtocolError as exc:
+                raise Retry(
+                    errors.UpstreamUnavailable(
+                        f"Runway sent a malformed upload answer: {exc.message}",
+                        reason="UPSTREAM_BAD_RESPONSE",
+                    )
+                ) from None
+
+        return await self._transport.retrying(
+            attempt, deadline=deadline, what=what, endpoint=UPLOADS_ENDPOINT
+        )

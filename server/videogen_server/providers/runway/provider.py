@@ -1,15 +1,18 @@
 """RunwayProvider: the VideoProvider port (services/ports.py) on Runway. It composes the three Runway-shaped
 parts the services never see: the mapping of a GenerateSpec to a create request (mapping.py), the /v1 client
-(api.py) and the output downloads (downloads.py), each with its own connection pool."""
+(api.py), the output downloads (downloads.py) and the ephemeral uploads (uploads.py), each with its own
+connection pool."""
 
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 
 from videogen_server import errors
+from videogen_server.domain.clock import utcnow
 from videogen_server.domain.generation import GenerateSpec
 from videogen_server.domain.model_info import ModelInfo
 from videogen_server.domain.task import UpstreamRequest, UpstreamTask
@@ -22,14 +25,20 @@ from videogen_server.providers.runway.downloads import OutputDownloads, OutputSt
 from videogen_server.providers.runway.mapping import RunwayRequest, build_upstream_request, wire_path_to_field
 from videogen_server.providers.runway.retry import RetryPolicy
 from videogen_server.providers.runway.transport import UpstreamObserver
+from videogen_server.providers.runway.uploads import EphemeralUploads
 from videogen_server.providers.runway.wire import CreatedTask
 from videogen_server.services.ports import UploadedAsset
 
+UPLOAD_LIFETIME = timedelta(hours=24)  # a runway:// URI works for 24 h (runway-api.md §2.2)
+
 
 class RunwayProvider:
-    def __init__(self, api: RunwayClient, downloads: OutputDownloads) -> None:
+    def __init__(
+        self, api: RunwayClient, downloads: OutputDownloads, uploads: EphemeralUploads | None = None
+    ) -> None:
         self._api = api
         self._downloads = downloads
+        self._uploads = uploads if uploads is not None else EphemeralUploads()
 
     @classmethod
     def connect(
@@ -47,7 +56,9 @@ class RunwayProvider:
     ) -> RunwayProvider:
         """The provider for one Runway account. `http` serves /v1 calls and `downloads` output downloads;
         each is built (and closed by aclose) when not given. An injected `http` without `downloads` serves
-        both: the injector chose the transport (tests answer both kinds of request from one mock)."""
+        both: the injector chose the transport (tests answer both kinds of request from one mock). Uploads'
+        storage POSTs go through an injected `downloads` client too (never the /v1 one: it may carry our
+        key as a default header), else through a small pool of their own."""
         if http is not None and downloads is None:
             downloads = http
         api = RunwayClient(
@@ -65,6 +76,7 @@ class RunwayProvider:
             OutputDownloads(
                 retry=retry, http=downloads, max_downloads=max_downloads, timeout=timeout, observer=observer
             ),
+            EphemeralUploads(retry=retry, http=downloads, timeout=timeout, observer=observer),
         )
 
     def __repr__(self) -> str:
@@ -74,6 +86,7 @@ class RunwayProvider:
         async with AsyncExitStack() as stack:  # each is closed even if closing the other fails
             stack.push_async_callback(self._api.aclose)
             stack.push_async_callback(self._downloads.aclose)
+            stack.push_async_callback(self._uploads.aclose)
 
     def models(self) -> tuple[ModelInfo, ...]:
         return MODELS
@@ -114,9 +127,12 @@ class RunwayProvider:
         key: str | None = None,
         deadline: float | None = None,
     ) -> UploadedAsset:
-        raise errors.FailedPrecondition(
-            "uploads to Runway are not available in this version", reason="UPLOADS_NOT_AVAILABLE"
+        """Runway's two-step ephemeral upload (uploads.py), with the one key this provider has."""
+        _check_key(key)
+        uri = await self._uploads.upload(
+            self._api, path, filename=filename, size=size, content_type=content_type, deadline=deadline
         )
+        return UploadedAsset(uri=uri, expire_time=utcnow() + UPLOAD_LIFETIME, key=DEFAULT_KEY_NAME)
 
     def open_output(
         self, url: str, *, start: int = 0, end: int | None = None, deadline: float | None = None

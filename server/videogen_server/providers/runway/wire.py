@@ -166,3 +166,34 @@ def parse_error(data: Any) -> tuple[str, list[Issue]]:
             msg = item.get("message")
             issues.append(Issue(path=clean, message=msg if isinstance(msg, str) else "invalid value"))
     return message, issues
+
+
+@dataclass(frozen=True)
+class UploadTicket:
+    """POST /v1/uploads's answer (runway-api.md §2.2): where to POST the file (a presigned storage form),
+    the form fields to send before it, and the runway:// URI it will be known by. Its repr leaves out the
+    fields: they are a signed policy, good for one upload."""
+
+    upload_url: str
+    fields: dict[str, str]
+    runway_uri: str
+
+    def __repr__(self) -> str:
+        return f"UploadTicket(runway_uri={self.runway_uri!r}, fields=<{len(self.fields)} signed fields>)"
+
+
+def parse_upload_ticket(data: Any) -> UploadTicket:
+    """The /v1/uploads answer; UpstreamProtocolError when it is not `{uploadUrl, fields, runwayUri}` with an
+    http(s) upload URL, string fields and a runway:// URI."""
+    if not isinstance(data, dict):
+        raise UpstreamProtocolError("upload answer is not a JSON object")
+    url, fields, uri = data.get("uploadUrl"), data.get("fields"), data.get("runwayUri")
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise UpstreamProtocolError("upload answer has no http(s) uploadUrl")
+    if not isinstance(fields, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in fields.items()
+    ):
+        raise UpstreamProtocolError("upload answer's fields are not a string map")
+    if not isinstance(uri, str) or not uri.startswith("runway://"):
+        raise UpstreamProtocolError("upload answer has no runway:// URI")
+    return UploadTicket(upload_url=url, fields=dict(fields), runway_uri=uri)
