@@ -384,10 +384,10 @@ async def test_the_remix_recipe(videogen_server: RunningServer, tmp_path: Path) 
     match = re.search(rf"^remix ({UUID}) of ({UUID})$", out, flags=re.M)
     assert match, out
     remix_id, source_id = match.groups()
-    assert out.strip().splitlines()[-3:] == [
-        '  "status": "VIDEO_STATUS_COMPLETED",',
-        '  "mode": "GENERATION_MODE_VIDEO_TO_VIDEO",',
-        f'  "source_video_id": "{source_id}"',
+    assert [line.strip() for line in out.strip().splitlines()[-3:]] == [
+        '"status": "VIDEO_STATUS_COMPLETED",',
+        '"mode": "GENERATION_MODE_VIDEO_TO_VIDEO",',
+        f'"source_video_id": "{source_id}"',
     ], out
     remix = (await videogen_server.stub.Get(video_service_pb2.GetRequest(id=remix_id))).video
     assert remix.model == "aleph2" and remix.request_id == f"snow-{source_id}"
