@@ -253,7 +253,10 @@ class Videos:
                 await asyncio.shield(self._tracker.let_go(record.id))
                 raise
         try:
-            created = await self._provider.create(request, key=key, deadline=deadline)
+            if key is None:
+                created = await self._provider.create(request, deadline=deadline)
+            else:  # an upload's key (Remix): the upload belongs to that key's account
+                created = await self._provider.create(request, key=key, deadline=deadline)
         except errors.UpstreamOutcomeUnknown as exc:
             saved = await asyncio.shield(self._store.save(record.outcome_unknown()))
             await self._tracker.announce(saved)
