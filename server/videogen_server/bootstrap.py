@@ -31,6 +31,7 @@ from videogen_server.providers.runway import RunwayProvider
 from videogen_server.services.archiver import Archiver
 from videogen_server.services.content import ContentRelay
 from videogen_server.services.ports import Coordinator, OutputArchive, VideoStore
+from videogen_server.services.remix import Remixes
 from videogen_server.services.retention import RetentionSweeper
 from videogen_server.services.tracker import TaskTracker
 from videogen_server.services.uploads import Uploads
@@ -79,6 +80,7 @@ class Service:
     archiver: Archiver | None = None
     sweeper: RetentionSweeper | None = None
     uploads: Uploads | None = None  # Upload (issue 12): spools under data_dir/uploads
+    remixes: Remixes | None = None  # Remix (issue 12); None only for a Service built by hand in a test
 
     @classmethod
     async def start(
@@ -194,6 +196,7 @@ class Service:
                 uploads=Uploads(
                     runway, os.path.join(config.data_dir, "uploads"), spool_limit=config.upload_spool_bytes
                 ),
+                remixes=Remixes(videos, runway, archive),
             )
             if config.metrics_listen:
                 service.metrics_server = MetricsServer(metrics.registry, config.metrics_listen)

@@ -412,3 +412,48 @@ async def test_the_upload_recipe(videogen_server: RunningServer, tmp_path: Path)
     assert out.count("COMPLETED") >= 2, out
     assert videogen_server.simulator.uploads.counts.stored == 2
     assert_wrote_only_out(tmp_path)
+
+
+# -- Remix (issue 12) ---------------------------------------------------------------------------------------
+
+REMIX_SECTION = "### Remixing a video"
+
+
+async def test_the_remix_recipe(videogen_server: RunningServer, tmp_path: Path) -> None:
+    """Generate, wait, Remix with a request_id, and watch the remix complete as a video-to-video video whose
+    source_video_id is the first one."""
+    (block,) = blocks(REMIX_SECTION)
+    assert block.startswith("ADDR=${ADDR:-127.0.0.1:50051}\n")
+    env = recipe_env(tmp_path, ADDR=videogen_server.address)
+    code, out = await run_sh(block, env, tmp_path)
+    assert code == 0, out
+    match = re.search(rf"^remix ({UUID}) of ({UUID})$", out, flags=re.M)
+    assert match, out
+    remix_id, source_id = match.groups()
+    assert [line.strip() for line in out.strip().splitlines()[-3:]] == [
+        '"status": "VIDEO_STATUS_COMPLETED",',
+        '"mode": "GENERATION_MODE_VIDEO_TO_VIDEO",',
+        f'"source_video_id": "{source_id}"',
+    ], out
+    remix = (await videogen_server.stub.Get(video_service_pb2.GetRequest(id=remix_id))).video
+    assert remix.model == "aleph2" and remix.request_id == f"snow-{source_id}"
+    assert_wrote_only_out(tmp_path)
+
+
+async def test_the_cli_remixes_and_downloads(videogen_server: RunningServer, tmp_path: Path) -> None:
+    """`videogen remix ID --prompt ... --wait --output FILE`, as the README's sentence shows it."""
+    env = recipe_env(tmp_path, ADDR=videogen_server.address)
+    block = (
+        'V=".venv/bin/videogen --target $ADDR"\n'
+        'ID=$($V --json generate --model gen4.5 --prompt "a paper boat" --seconds 5 --wait | tail -1 \\\n'
+        "      | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id\"])')\n"
+        '$V remix "$ID" --prompt "make it snow" --wait --output "$OUT/snow.mp4"\n'
+        '$V --json remix "$ID" --prompt "make it snow" --index 1 || echo "exit $?"\n'
+    )
+    (tmp_path / "out").mkdir()
+    code, out = await run_sh(block, env, tmp_path)
+    assert code == 0, out
+    assert "remix of:" in out, out  # the new video's view names its source
+    assert (tmp_path / "out" / "snow.mp4").read_bytes()[4:8] == b"ftyp"
+    assert "index" in out.split("remix of:")[-1] and "exit " in out, out  # no output 1: refused
+    assert_wrote_only_out(tmp_path)

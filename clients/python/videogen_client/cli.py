@@ -1,4 +1,4 @@
-"""The ``videogen`` command line: generate, get, watch, cancel and download videos.
+"""The ``videogen`` command line: generate, remix, get, watch, cancel and download videos.
 
 Machine output (``--json``) goes to stdout, one JSON object per line; progress bars and errors go to
 stderr (with ``--json`` an error is one ``{"error": {...}}`` object there), so ``videogen --json get ID | jq``
@@ -325,6 +325,68 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument(
         "--content-type", default="", help="the media type, e.g. video/mp4 (default: from the bytes)"
     )
+    remix = add(
+        "remix",
+        "make a new video from one of your completed videos",
+        "Start a video-to-video generation whose source is one of your COMPLETED videos: the server sends "
+        "it to Runway itself (its output URL while Runway keeps it, else the archived copy, uploaded). "
+        "Prints the new video (its source_video_id is ID); --wait and --output as for generate.",
+        'videogen remix ID --prompt "make it snow" --wait --output snow.mp4',
+    )
+    remix.add_argument("id", metavar="ID", help="the id of the COMPLETED video to start from")
+    remix.add_argument("--prompt", default="", help="the text prompt: what to change")
+    remix.add_argument("--model", default="", help="a video-to-video model id (default: aleph2)")
+    remix.add_argument(
+        "--index", type=_non_negative_int, default=0, help="which output of the source video (default 0)"
+    )
+    remix.add_argument(
+        "--reference",
+        dest="references",
+        action="append",
+        type=parse_reference,
+        default=[],
+        metavar="URI[#TAG]",
+        help="a video reference, for models that accept them (repeatable); URI#TAG as for generate",
+    )
+    remix.add_argument(
+        "--reference-image",
+        dest="reference_images",
+        action="append",
+        type=parse_reference,
+        default=[],
+        metavar="URI[#TAG]",
+        help="an image reference, for models that accept them (repeatable); URI#TAG as for generate",
+    )
+    remix.add_argument("--seconds", type=int, help="duration in seconds, for models that take one")
+    remix.add_argument(
+        "--size", type=parse_size, default="", metavar="WxH", help="output size, e.g. 1280x720"
+    )
+    remix.add_argument("--seed", type=_non_negative_int, help="seed, 0 to 4294967295 (default: random)")
+    remix.add_argument(
+        "--audio",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="generate audio, for models that can",
+    )
+    remix.add_argument(
+        "--public-figure-threshold", choices=("auto", "low"), default="", help="content moderation setting"
+    )
+    remix.add_argument(
+        "--option",
+        dest="options",
+        action="append",
+        type=parse_option,
+        default=[],
+        metavar="KEY=JSON",
+        help="extra Runway field passed through as-is (repeatable), as for generate",
+    )
+    remix.add_argument(
+        "--request-id", metavar="ID", help="idempotency key (default: a new UUID); reuse it to retry safely"
+    )
+    remix.add_argument(
+        "--wait", action="store_true", help="wait until the video is COMPLETED, FAILED or CANCELLED"
+    )
+    remix.add_argument("--output", metavar="FILE", help="download the result to FILE (implies --wait)")
 
     get = add(
         "get", "show a video's current state", "Print the current state of one video.", "videogen get ID"
@@ -566,6 +628,8 @@ def format_video(video: video_pb2.Video) -> str:
     ]
     if video.prompt:
         rows.append(("prompt", video.prompt))
+    if video.source_video_id:
+        rows.append(("remix of", video.source_video_id))
     if video.seconds:
         rows.append(("seconds", str(video.seconds)))
     if video.size:
@@ -941,6 +1005,14 @@ def _cmd_generate(client: VideoClient, args: argparse.Namespace, ui: _Output, de
         request_id=args.request_id,
         timeout=deadline.remaining(),
     )
+    return _after_start(client, video, args, ui, deadline)
+
+
+def _after_start(
+    client: VideoClient, video: video_pb2.Video, args: argparse.Namespace, ui: _Output, deadline: Deadline
+) -> int:
+    """What generate and remix do with the video they started: print it, or wait (and download) with
+    --wait / --output."""
     if not (args.wait or args.output):
         ui.video(video)
         # A video that is already FAILED (e.g. the create's outcome was unknown) or CANCELLED will never
@@ -956,6 +1028,26 @@ def _cmd_generate(client: VideoClient, args: argparse.Namespace, ui: _Output, de
         size = _download(client, video.id, args.output, ui, deadline, index=0, resume=True)
         _saved(ui, video.id, args.output, size)
     return EXIT_OK
+
+
+def _cmd_remix(client: VideoClient, args: argparse.Namespace, ui: _Output, deadline: Deadline) -> int:
+    video = client.remix(
+        args.id,
+        args.prompt,
+        index=args.index,
+        model=args.model,
+        seconds=args.seconds,
+        size=args.size,
+        seed=args.seed,
+        audio=args.audio,
+        references=args.references,
+        reference_images=args.reference_images,
+        public_figure_threshold=args.public_figure_threshold,
+        provider_options=dict(args.options) or None,
+        request_id=args.request_id,
+        timeout=deadline.remaining(),
+    )
+    return _after_start(client, video, args, ui, deadline)
 
 
 def _cmd_get(client: VideoClient, args: argparse.Namespace, ui: _Output, deadline: Deadline) -> int:
@@ -1073,6 +1165,7 @@ def _cmd_list(client: VideoClient, args: argparse.Namespace, ui: _Output, deadli
 
 COMMANDS: dict[str, Callable[[VideoClient, argparse.Namespace, _Output, Deadline], int]] = {
     "generate": _cmd_generate,
+    "remix": _cmd_remix,
     "get": _cmd_get,
     "watch": _cmd_watch,
     "cancel": _cmd_cancel,

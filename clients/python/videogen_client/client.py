@@ -30,6 +30,7 @@ from .models import (
     VideoPage,
     auth_metadata,
     build_generate_request,
+    build_remix_request,
     channel_options,
     is_terminal,
     load_pem,
@@ -213,6 +214,46 @@ class VideoClient:
 
         response: video_service_pb2.UploadResponse = self._unary(call, Deadline(timeout))
         return response
+
+    def remix(
+        self,
+        id: str,
+        prompt: str = "",
+        *,
+        index: int = 0,
+        model: str = "",
+        seconds: int | None = None,
+        size: str = "",
+        seed: int | None = None,
+        audio: bool | None = None,
+        references: Iterable[ReferenceLike] = (),
+        reference_images: Iterable[ReferenceLike] = (),
+        public_figure_threshold: str = "",
+        provider_options: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> video_pb2.Video:
+        """Starts a video-to-video generation from one of your COMPLETED videos (``id``, output ``index``)
+        and returns the new video, whose ``source_video_id`` is ``id``. ``model`` empty: ``aleph2``. Retried
+        on UNAVAILABLE like ``generate``, under one ``request_id`` (a UUID4 when not given)."""
+        req = build_remix_request(
+            id,
+            prompt,
+            index=index,
+            model=model,
+            seconds=seconds,
+            size=size,
+            seed=seed,
+            audio=audio,
+            references=references,
+            reference_images=reference_images,
+            public_figure_threshold=public_figure_threshold,
+            provider_options=provider_options,
+            request_id=request_id,
+        )
+        stub = self._get_stub()
+        resp = self._unary(lambda t: stub.Remix(req, metadata=self._metadata, timeout=t), Deadline(timeout))
+        return resp.video
 
     def list_models(self, *, timeout: float | None = None) -> list[video_service_pb2.Model]:
         """Every model the server's catalog knows, current ones first: its modes, sizes, durations, options

@@ -219,3 +219,55 @@ class VideoPage(NamedTuple):
 
     videos: list[video_pb2.Video]
     next_page_token: str
+
+
+def build_remix_request(
+    id: str,
+    prompt: str = "",
+    *,
+    index: int = 0,
+    model: str = "",
+    seconds: int | None = None,
+    size: str = "",
+    seed: int | None = None,
+    audio: bool | None = None,
+    references: Iterable[ReferenceLike] = (),
+    reference_images: Iterable[ReferenceLike] = (),
+    public_figure_threshold: str = "",
+    provider_options: Mapping[str, Any] | None = None,
+    request_id: str | None = None,
+) -> video_service_pb2.RemixRequest:
+    """Builds a ``RemixRequest`` (a new video from the completed video ``id``; ``model`` empty: the server's
+    default, ``aleph2``). The shared fields are built by ``build_generate_request``, so both requests mean
+    the same thing by them; a missing ``request_id`` becomes a fresh UUID4, as there."""
+    shared = build_generate_request(
+        model,
+        prompt,
+        seconds=seconds,
+        size=size,
+        seed=seed,
+        audio=audio,
+        references=references,
+        reference_images=reference_images,
+        public_figure_threshold=public_figure_threshold,
+        provider_options=provider_options,
+        request_id=request_id,
+    )
+    req = video_service_pb2.RemixRequest(
+        id=id,
+        index=index,
+        model=shared.model,
+        prompt=shared.prompt,
+        size=shared.size,
+        request_id=shared.request_id,
+        references=shared.references,
+        reference_images=shared.reference_images,
+    )
+    for name in ("seconds", "seed", "audio", "content_moderation", "provider_options"):
+        if shared.HasField(name):
+            field = getattr(shared, name)
+            if name in ("content_moderation", "provider_options"):
+                getattr(req, name).CopyFrom(field)
+            else:
+                setattr(req, name, field)
+    return req

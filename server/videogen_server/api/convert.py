@@ -26,6 +26,7 @@ from videogen_server.domain.model_info import (
     PromptNeed,
     ReferencesInfo,
 )
+from videogen_server.domain.remix import DEFAULT_REMIX_MODEL, RemixSpec
 from videogen_server.domain.video import DEFAULT_KEY_NAME, VideoRecord, VideoStatus
 from videogen_server.errors import FieldViolation, InvalidArgument
 from videogen_server.services.uploads import UploadResult
@@ -66,10 +67,38 @@ _OPTION_TYPE = {
 
 
 def generate_spec(request: video_service_pb2.GenerateRequest) -> GenerateSpec:
-    """The domain spec of a GenerateRequest. Counts are checked on the message first (len() of a repeated
-    field or a Struct is O(1)): a request with 400k references or a 200k-item option is refused before one
-    domain object is built for it, so its size costs the event loop nothing (issue 8 item 5). Everything
-    else is the catalog's to check (catalog.build_upstream_request, which applies the same bounds)."""
+    """The domain spec of a GenerateRequest (see `_generation_spec`)."""
+    return _generation_spec(
+        request, model=request.model, input_reference=request.input_reference, video_uri=request.video_uri
+    )
+
+
+def remix_spec(request: video_service_pb2.RemixRequest) -> RemixSpec:
+    """The domain spec of a RemixRequest: its generation fields are GenerateRequest's (the same names and
+    checks, `_generation_spec`), with no video input of the caller's (the source video is resolved by the
+    service) and `aleph2` when no model is named. The source id is checked by the use case (as Get's is)."""
+    if request.index < 0:
+        raise InvalidArgument(
+            "invalid request: index: must be 0 or more", [FieldViolation("index", "must be 0 or more")]
+        )
+    spec = _generation_spec(
+        request, model=request.model or DEFAULT_REMIX_MODEL, input_reference="", video_uri=""
+    )
+    return RemixSpec(source_id=request.id, index=request.index, spec=spec)
+
+
+def _generation_spec(
+    request: video_service_pb2.GenerateRequest | video_service_pb2.RemixRequest,
+    *,
+    model: str,
+    input_reference: str,
+    video_uri: str,
+) -> GenerateSpec:
+    """The fields GenerateRequest and RemixRequest share (same names, numbers aside) as a GenerateSpec.
+    Counts are checked on the message first (len() of a repeated field or a Struct is O(1)): a request with
+    400k references or a 200k-item option is refused before one domain object is built for it, so its size
+    costs the event loop nothing (issue 8 item 5). Everything else is the catalog's to check
+    (catalog.build_upstream_request, which applies the same bounds)."""
     violations = [
         FieldViolation(name, f"at most {limit} {what} (no Runway model takes more)")
         for name, count, limit, what in (
@@ -88,14 +117,14 @@ def generate_spec(request: video_service_pb2.GenerateRequest) -> GenerateSpec:
         head = "; ".join(f"{v.field}: {v.description}" for v in violations)
         raise InvalidArgument(f"invalid request: {head}", violations)
     return GenerateSpec(
-        model=request.model,
+        model=model,
         prompt=request.prompt,
-        input_reference=request.input_reference,
+        input_reference=input_reference,
         seconds=request.seconds if request.HasField("seconds") else None,
         size=request.size,
         seed=request.seed if request.HasField("seed") else None,
         audio=request.audio if request.HasField("audio") else None,
-        video_uri=request.video_uri,
+        video_uri=video_uri,
         references=tuple(MediaRef(r.uri, r.tag) for r in request.references),
         reference_images=tuple(MediaRef(r.uri, r.tag) for r in request.reference_images),
         public_figure_threshold=request.content_moderation.public_figure_threshold,

@@ -164,7 +164,12 @@ class GrpcServer:
         )
         video_service_pb2_grpc.add_VideoServiceServicer_to_server(
             VideoServicer(
-                service.videos, service.tracker, service.content, service.limits, uploads=service.uploads
+                service.videos,
+                service.tracker,
+                service.content,
+                service.limits,
+                uploads=service.uploads,
+                remixes=service.remixes,
             ),
             self._server,
         )

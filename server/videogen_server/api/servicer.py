@@ -14,11 +14,18 @@ from videogen.v1 import video_service_pb2, video_service_pb2_grpc
 
 from videogen_server.api.auth import current_caller
 from videogen_server.api.content_wire import EncodedChunk
-from videogen_server.api.convert import generate_spec, model_message, upload_response, video_message
+from videogen_server.api.convert import (
+    generate_spec,
+    model_message,
+    remix_spec,
+    upload_response,
+    video_message,
+)
 from videogen_server.api.limits import StreamLimits
 from videogen_server.domain.model_info import ModelInfo
 from videogen_server.domain.video import VideoRecord
 from videogen_server.services.content import Chunk, ContentRelay
+from videogen_server.services.remix import Remixes
 from videogen_server.services.tracker import TaskTracker
 from videogen_server.services.uploads import UploadPart, Uploads
 from videogen_server.services.videos import Videos
@@ -73,9 +80,11 @@ class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
         limits: StreamLimits,
         *,
         uploads: Uploads | None = None,
+        remixes: Remixes | None = None,
     ) -> None:
         self._videos = videos
         self._uploads = uploads
+        self._remixes = remixes
         self._tracker = tracker
         self._content = content
         self._limits = limits  # from the Config: its caps and shares are defined there, once
@@ -135,8 +144,13 @@ class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
     async def Remix(
         self, request: video_service_pb2.RemixRequest, context: Context
     ) -> video_service_pb2.RemixResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Remix is being built")
-        raise AssertionError("unreachable")
+        if self._remixes is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Remix is not configured in this server")
+            raise AssertionError("unreachable")
+        record = await self._remixes.remix(
+            current_caller.get(), remix_spec(request), deadline=deadline_of(context)
+        )
+        return video_service_pb2.RemixResponse(video=video_message(record))
 
     async def WatchStatus(  # type: ignore[override]
         self, request: video_service_pb2.WatchStatusRequest, context: Context

@@ -128,9 +128,11 @@ class MemoryProvider:
         self._call("models")
         return self.model_infos
 
-    def plan(self, spec: GenerateSpec) -> MemoryPlan:
+    def plan(self, spec: GenerateSpec, *, own_video: str = "") -> MemoryPlan:
         self._call("plan")
         violations = []
+        if own_video and spec.video_uri:
+            violations.append(errors.FieldViolation("video_uri", "the source video is given by the service"))
         if not spec.model.strip():
             violations.append(errors.FieldViolation("model", "is required"))
         if spec.input_reference and spec.video_uri:
@@ -139,6 +141,8 @@ class MemoryProvider:
             violations.append(errors.FieldViolation("seconds", "must be a positive number of seconds"))
         if violations:
             raise errors.InvalidArgument(f"invalid request for model {spec.model!r}", violations)
+        if own_video:
+            spec = replace(spec, video_uri=own_video)  # the plan carries what is sent
         if spec.video_uri:
             mode = GenerationMode.VIDEO_TO_VIDEO
         elif spec.input_reference:

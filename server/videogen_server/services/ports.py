@@ -385,9 +385,15 @@ class VideoProvider(OutputSource, Protocol):
         current ones first. Models it does not list may still be planned (passed through upstream)."""
         ...
 
-    def plan(self, spec: GenerateSpec) -> UpstreamRequest:
+    def plan(self, spec: GenerateSpec, *, own_video: str = "") -> UpstreamRequest:
         """Validate `spec` and decide what to send: raises InvalidArgument with every violation. The plan's
-        mode, seconds and size go on the video record; the rest is the provider's own (opaque here)."""
+        mode, seconds and size go on the video record; the rest is the provider's own (opaque here).
+
+        `own_video` (Remix): the source of a video-to-video request, a URI this provider itself handed out
+        (the output URL of one of its tasks, read just now, or an `upload`'s URI), never a caller's value:
+        it is sent as the video input without the checks on callers' URIs (a provider's own output URL
+        need not look like one a caller may send), and `spec.video_uri` must be empty. `UNRESOLVED_SOURCE`
+        validates everything else before the source is resolved (that plan is never sent)."""
         ...
 
     async def create(
@@ -422,6 +428,11 @@ class VideoProvider(OutputSource, Protocol):
         from `path` (never whole in memory), with the named key (None: the provider picks one). Errors:
         UpstreamUnavailable (retryable), UpstreamRejected; nothing is left to clean up on our side."""
         ...
+
+
+# The `own_video` of a plan made only to validate a Remix before its source is resolved (and, for a source
+# that must be uploaded first, before anything is uploaded): never sent.
+UNRESOLVED_SOURCE = "videogen:unresolved-source"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 from videogen_server import errors
 from videogen_server.domain.clock import utcnow
@@ -32,6 +33,10 @@ def parse_video_id(video_id: str) -> str:
         )
     return vid
 
+
+# Remix's step between the claim and the create: resolve the source, then the plan to send and the name of
+# the provider key to send it with (None: the provider picks).
+Prepare = Callable[[], Awaitable[tuple[UpstreamRequest, str | None]]]
 
 # How long `Videos.close` waits for cancelled creates to record their outcome (one local store write each).
 _CLOSE_WAIT = 5.0
@@ -123,8 +128,25 @@ class Videos:
         """The models the provider describes, as its catalog says (the same for every caller)."""
         return self._provider.models()
 
-    async def generate(self, owner: str, spec: GenerateSpec, *, deadline: float | None) -> VideoRecord:
-        request = self._provider.plan(spec)  # validation first: nothing invalid costs a credit
+    async def generate(
+        self,
+        owner: str,
+        spec: GenerateSpec,
+        *,
+        deadline: float | None,
+        fingerprint: str | None = None,
+        source_video_id: str = "",
+        own_video: str = "",
+        prepare: Prepare | None = None,
+    ) -> VideoRecord:
+        """Claim the request_id, then start the provider's task, once per request_id.
+
+        Remix (services/remix.py) passes the rest: its own `fingerprint` (from the request it got, not from
+        the source it resolves), the `source_video_id` to record, `own_video` (UNRESOLVED_SOURCE: the plan
+        made here only validates) and `prepare`, which resolves the source and makes the plan to send
+        (and the key to send it with) once the claim is won: a replay of the request_id never runs it, so
+        it never uploads twice. A `prepare` that fails forgets the claim, like a create that failed."""
+        request = self._provider.plan(spec, own_video=own_video)  # validation first: nothing invalid costs
         now = utcnow()
         record = VideoRecord(
             id=str(uuid.uuid4()),
@@ -138,7 +160,8 @@ class Videos:
             create_time=now,
             update_time=now,
             request_id=spec.request_id,
-            fingerprint=spec.fingerprint(),
+            fingerprint=fingerprint or spec.fingerprint(),
+            source_video_id=source_video_id,
         )
         if self._closed:
             # The service is stopping: no new paid create may start after shutdown stopped waiting for them.
@@ -156,7 +179,9 @@ class Videos:
         if not inserted:
             await self._tracker.let_go(record.id)
             return await self._existing(stored, record, deadline)
-        task = asyncio.create_task(self._create(record, request, deadline), name=f"create-{record.id}")
+        task = asyncio.create_task(
+            self._create(record, request, deadline, prepare), name=f"create-{record.id}"
+        )
         in_flight = _InFlight(record.id, task)
         self._creating[record.id] = in_flight
         task.add_done_callback(lambda _: self._creating.pop(record.id, None))
@@ -210,14 +235,30 @@ class Videos:
         return current
 
     async def _create(
-        self, record: VideoRecord, request: UpstreamRequest, deadline: float | None
+        self,
+        record: VideoRecord,
+        request: UpstreamRequest,
+        deadline: float | None,
+        prepare: Prepare | None = None,
     ) -> VideoRecord:
         # Every write below is shielded: once Runway has answered (or may have), the record must reach the
         # store even if shutdown cancels this task meanwhile (the store runs what it was handed first).
         # On every failure the lease is given up after the record's fate is stored (which tells the other
         # instances); on success it is kept: the creator is the video's first poller.
+        key: str | None = None
+        if prepare is not None:
+            try:
+                request, key = await prepare()
+            except BaseException:
+                # Nothing was sent to create a task: forget the record, freeing the request_id.
+                await asyncio.shield(self._store.delete(record.id))
+                await asyncio.shield(self._tracker.let_go(record.id))
+                raise
         try:
-            created = await self._provider.create(request, deadline=deadline)
+            if key is None:
+                created = await self._provider.create(request, deadline=deadline)
+            else:  # an upload's key (Remix): the upload belongs to that key's account
+                created = await self._provider.create(request, key=key, deadline=deadline)
         except errors.UpstreamOutcomeUnknown as exc:
             saved = await asyncio.shield(self._store.save(record.outcome_unknown()))
             await self._tracker.announce(saved)

@@ -17,6 +17,7 @@ from videogen_server.simulator.config import SimulatorConfig
 from videogen_server.simulator.faults import Fault, FaultPlan
 from videogen_server.simulator.media import OutputMedia, RangeNotSatisfiable, parse_range
 from videogen_server.simulator.models import ENDPOINTS, CreateRejected, Endpoint, validate_create
+from videogen_server.simulator.own_outputs import resolve_own_outputs
 from videogen_server.simulator.signing import UrlSigner
 from videogen_server.simulator.tasks import Task, TaskStore
 from videogen_server.simulator.uploads import FILENAME_MAX, UploadStore, receive, resolve_inputs, s3_error
@@ -183,6 +184,17 @@ class Handlers:
             body = json.loads(await request.read() or b"null")
         except ValueError:
             return _error(400, "Invalid JSON in request body.", docUrl=DOC_URL)
+        # Runway's own output URLs (Remix) are trusted inputs: checked and recorded here (own_outputs.py).
+        own = await resolve_own_outputs(
+            str(request.url.origin()),
+            self.s.signer,
+            self.s.find_task,
+            lambda task: self.s.store_of(task).snapshot(task).status,
+            body,
+        )
+        if isinstance(own, web.Response):
+            return own
+        body, own_inputs = own
         try:
             accepted = validate_create(endpoint, body)
         except CreateRejected as exc:
@@ -197,7 +209,7 @@ class Handlers:
         if daily is not None and account.store.daily_count(accepted.model) >= daily:
             return _error(429, f"You have reached the daily generation limit for {accepted.model}.")
         task = account.store.create(accepted.model, accepted.credits, accepted.prompt_text)
-        task.inputs = inputs
+        task.inputs = {**own_inputs, **inputs}
         if fault is not None and fault.kind == "reset_after_create":
             raise _drop(request)
         if fault is not None and fault.kind == "malformed_json":

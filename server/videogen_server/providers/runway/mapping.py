@@ -23,6 +23,7 @@ from typing import Any
 
 from videogen_server.domain.generation import GenerateSpec, GenerationMode, MediaRef
 from videogen_server.domain.task import UpstreamRequest
+from videogen_server.errors import FieldViolation, InvalidArgument
 from videogen_server.providers.runway.assets import AssetKind
 from videogen_server.providers.runway.catalog import (
     CATALOG,
@@ -101,8 +102,40 @@ TYPED_KEYS: Mapping[str, TypedKey] = MappingProxyType(
 )
 
 
-def build_upstream_request(spec: GenerateSpec) -> RunwayRequest:
-    """Validate ``spec`` and map it to the Runway request. Raises InvalidArgument with every violation."""
+# What stands in for a provider-owned video input (`own_video`) while the request is validated and mapped:
+# a well-formed runway:// URI, so that every rule of the video field runs as for a caller's upload.
+_OWN_VIDEO_SLOT = "runway://videogen/own-video-input"
+
+
+def build_upstream_request(spec: GenerateSpec, *, own_video: str = "") -> RunwayRequest:
+    """Validate ``spec`` and map it to the Runway request. Raises InvalidArgument with every violation.
+
+    ``own_video`` (Remix): a video input Runway itself handed out (its output URL of one of our tasks, or a
+    runway:// upload of ours). It is trusted input, so it skips the caller-URI checks (the simulator's
+    output URLs are http on 127.0.0.1, which a caller's URI may never be): the request is validated and
+    mapped with a stand-in in ``video_uri``, and the stand-in is then swapped for ``own_video`` in the body.
+    The caller's URIs (references, reference images, provider_options) are checked exactly as always.
+    Violations of the video input name ``model`` (a Remix has no video_uri: the model is what must take a
+    video)."""
+    if not own_video:
+        return _build(spec)
+    if spec.video_uri:
+        raise InvalidArgument(
+            "invalid request: video_uri: the source video is given by the service",
+            [FieldViolation("video_uri", "the source video is given by the service")],
+        )
+    try:
+        request = _build(dataclasses.replace(spec, video_uri=_OWN_VIDEO_SLOT))
+    except InvalidArgument as exc:
+        violations = [
+            FieldViolation("model", v.description) if v.field == "video_uri" else v for v in exc.violations
+        ]
+        raise InvalidArgument(exc.message.replace("video_uri:", "model:"), violations) from None
+    body = {k: own_video if v == _OWN_VIDEO_SLOT else v for k, v in request.body.items()}
+    return dataclasses.replace(request, body=body)
+
+
+def _build(spec: GenerateSpec) -> RunwayRequest:
     b = SpecChecks(spec)
     if not b.bounds():
         # Over a size bound: refused on lengths alone, before anything below scans or maps it.

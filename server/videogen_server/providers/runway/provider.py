@@ -130,8 +130,8 @@ class RunwayProvider:
     def models(self) -> tuple[ModelInfo, ...]:
         return MODELS
 
-    def plan(self, spec: GenerateSpec) -> RunwayRequest:
-        return build_upstream_request(spec)
+    def plan(self, spec: GenerateSpec, *, own_video: str = "") -> RunwayRequest:
+        return build_upstream_request(spec, own_video=own_video)
 
     async def create(
         self, plan: UpstreamRequest, *, key: str | None = None, deadline: float | None = None
