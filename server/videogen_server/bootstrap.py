@@ -33,6 +33,7 @@ from videogen_server.services.content import ContentRelay
 from videogen_server.services.ports import Coordinator, OutputArchive, VideoStore
 from videogen_server.services.retention import RetentionSweeper
 from videogen_server.services.tracker import TaskTracker
+from videogen_server.services.upload_keys import UploadKeys
 from videogen_server.services.uploads import Uploads
 from videogen_server.services.videos import Videos
 from videogen_server.store import open_coordinator, open_store
@@ -192,7 +193,10 @@ class Service:
                 archiver=archiver,
                 sweeper=sweeper,
                 uploads=Uploads(
-                    runway, os.path.join(config.data_dir, "uploads"), spool_limit=config.upload_spool_bytes
+                    runway,
+                    os.path.join(config.data_dir, "uploads"),
+                    spool_limit=config.upload_spool_bytes,
+                    keys=UploadKeys(timed),
                 ),
             )
             if config.metrics_listen:

@@ -18,6 +18,7 @@ from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.services.listing import VideoListing
 from videogen_server.services.ports import VideoProvider, VideoStore
 from videogen_server.services.tracker import TaskTracker
+from videogen_server.services.upload_keys import Pin, UploadKeys
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class Videos:
         self._creating: dict[str, _InFlight] = {}
         self._closed = False
         self._listing = VideoListing(store)  # List: the store's records only
+        self._upload_keys = UploadKeys(store)  # which key a Generate naming our uploads must use
 
     def models(self) -> tuple[ModelInfo, ...]:
         """The models the provider describes, as its catalog says (the same for every caller)."""
@@ -125,6 +127,8 @@ class Videos:
 
     async def generate(self, owner: str, spec: GenerateSpec, *, deadline: float | None) -> VideoRecord:
         request = self._provider.plan(spec)  # validation first: nothing invalid costs a credit
+        # The key its uploads live under (services/upload_keys.py), or None; a refusal stores nothing.
+        pin = await self._upload_keys.pin(spec)
         now = utcnow()
         record = VideoRecord(
             id=str(uuid.uuid4()),
@@ -156,7 +160,7 @@ class Videos:
         if not inserted:
             await self._tracker.let_go(record.id)
             return await self._existing(stored, record, deadline)
-        task = asyncio.create_task(self._create(record, request, deadline), name=f"create-{record.id}")
+        task = asyncio.create_task(self._create(record, request, pin, deadline), name=f"create-{record.id}")
         in_flight = _InFlight(record.id, task)
         self._creating[record.id] = in_flight
         task.add_done_callback(lambda _: self._creating.pop(record.id, None))
@@ -210,14 +214,14 @@ class Videos:
         return current
 
     async def _create(
-        self, record: VideoRecord, request: UpstreamRequest, deadline: float | None
+        self, record: VideoRecord, request: UpstreamRequest, pin: Pin | None, deadline: float | None
     ) -> VideoRecord:
         # Every write below is shielded: once Runway has answered (or may have), the record must reach the
         # store even if shutdown cancels this task meanwhile (the store runs what it was handed first).
         # On every failure the lease is given up after the record's fate is stored (which tells the other
         # instances); on success it is kept: the creator is the video's first poller.
         try:
-            created = await self._provider.create(request, deadline=deadline)
+            created = await self._upload_keys.create(self._provider, request, pin, deadline=deadline)
         except errors.UpstreamOutcomeUnknown as exc:
             saved = await asyncio.shield(self._store.save(record.outcome_unknown()))
             await self._tracker.announce(saved)
