@@ -34,6 +34,7 @@ from videogen_server.services.ports import Coordinator, OutputArchive, VideoStor
 from videogen_server.services.remix import Remixes
 from videogen_server.services.retention import RetentionSweeper
 from videogen_server.services.tracker import TaskTracker
+from videogen_server.services.upload_keys import UploadKeys
 from videogen_server.services.uploads import Uploads
 from videogen_server.services.videos import Videos
 from videogen_server.store import open_coordinator, open_store
@@ -194,7 +195,10 @@ class Service:
                 archiver=archiver,
                 sweeper=sweeper,
                 uploads=Uploads(
-                    runway, os.path.join(config.data_dir, "uploads"), spool_limit=config.upload_spool_bytes
+                    runway,
+                    os.path.join(config.data_dir, "uploads"),
+                    spool_limit=config.upload_spool_bytes,
+                    keys=UploadKeys(timed),
                 ),
                 remixes=Remixes(videos, runway, archive),
             )

@@ -168,3 +168,26 @@ async def test_stop_removes_the_files() -> None:
     assert any(directory.iterdir())
     await simulator.stop()
     assert not directory.exists()
+
+
+async def test_an_upload_is_its_organizations_only(http: httpx.AsyncClient, sim: RunwaySimulator) -> None:
+    """As on Runway: a runway:// URI uploaded with one key's organization does not exist for another's."""
+    other = "key_" + "b2" * 32
+    sim.add_key("b", other)
+    data = os.urandom(4096)
+    ticket = await start(http)  # with the default key
+    assert (await post_form(ticket, data)).status_code == 204
+    b_headers = {**HEADERS, "Authorization": f"Bearer {other}"}
+    refused = await http.post(
+        "/v1/video_to_video", json={**ALEPH, "videoUri": ticket["runwayUri"]}, headers=b_headers
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["issues"][0]["path"] == ["videoUri"]
+    assert sum(len(a.store) for a in sim.accounts) == 0  # no task
+    mine = await http.post("/v1/video_to_video", json={**ALEPH, "videoUri": ticket["runwayUri"]})
+    assert mine.status_code == 200, mine.text
+    # And the other way: b's upload is b's.
+    on_b = sim.uploads.put("b.png", b"\x89PNG" + bytes(1000), account="b").uri
+    gen4 = {"model": "gen4_turbo", "promptImage": on_b, "ratio": "1280:720", "duration": 5}
+    assert (await http.post("/v1/image_to_video", json=gen4)).status_code == 400
+    assert (await http.post("/v1/image_to_video", json=gen4, headers=b_headers)).status_code == 200

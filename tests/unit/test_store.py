@@ -162,7 +162,7 @@ async def test_schema_and_columns(store: SqliteVideoStore) -> None:
     await store.claim(rec)
     with closing(sqlite3.connect(store.path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         row = conn.execute("SELECT id, owner, request_id, status, updated_at FROM videos").fetchone()
     assert row == (rec.id, "alice", "k", "QUEUED", "2025-03-01T12:00:00.123456+00:00")
     assert Path(store.path).name == DB_FILENAME

@@ -291,7 +291,7 @@ async def test_sqlite_migrates_a_version_3_file_and_lists_its_videos(tmp_path: P
     _version_3_file(path, [*old, video(9, owner="bob")])
     async with SqliteVideoStore(path) as store:
         version = await store._run(lambda: store._db().execute("PRAGMA user_version").fetchone()[0])
-        assert version == SCHEMA_VERSION == 4
+        assert version == SCHEMA_VERSION == 5
         assert ids((await store.list_page("alice", EVERYTHING, after=None, limit=10)).records) == (
             newest_first(old)
         )

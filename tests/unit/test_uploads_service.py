@@ -13,8 +13,10 @@ import pytest
 from videogen_server import errors
 from videogen_server.domain import media_type
 from videogen_server.providers.memory import MemoryProvider
+from videogen_server.services.upload_keys import UploadKeys
 from videogen_server.services.uploads import MAX_UPLOAD_BYTES, UploadPart, Uploads
 from videogen_server.simulator.media import OutputMedia
+from videogen_server.store import MemoryVideoStore
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(2000)
 JPEG = b"\xff\xd8\xff\xe0" + bytes(2000)
@@ -71,8 +73,14 @@ def provider() -> MemoryProvider:
 
 
 @pytest.fixture
-def uploads(provider: MemoryProvider, tmp_path: Path) -> Uploads:
-    return Uploads(provider, tmp_path / "spool", spool_limit=10 * MAX_UPLOAD_BYTES)
+async def store() -> AsyncIterator[MemoryVideoStore]:
+    async with MemoryVideoStore() as s:
+        yield s
+
+
+@pytest.fixture
+def uploads(provider: MemoryProvider, store: MemoryVideoStore, tmp_path: Path) -> Uploads:
+    return Uploads(provider, tmp_path / "spool", spool_limit=10 * MAX_UPLOAD_BYTES, keys=UploadKeys(store))
 
 
 async def test_upload_returns_uri_size_and_hash(uploads: Uploads, provider: MemoryProvider) -> None:
@@ -184,9 +192,9 @@ async def test_provider_error_leaves_no_file(uploads: Uploads, provider: MemoryP
 
 
 async def test_spool_bound_refuses_only_the_upload_that_passes_it(
-    provider: MemoryProvider, tmp_path: Path
+    provider: MemoryProvider, store: MemoryVideoStore, tmp_path: Path
 ) -> None:
-    uploads = Uploads(provider, tmp_path / "spool", spool_limit=6000)
+    uploads = Uploads(provider, tmp_path / "spool", spool_limit=6000, keys=UploadKeys(store))
     held = Held(MP4[:4000], size_bytes=4000)  # holds 4000 bytes of the spool while it waits
     first = asyncio.create_task(uploads.upload(held()))
     await held.sent.wait()

@@ -175,6 +175,8 @@ class TimedStore:
         self._list_unarchived = histogram(op="list_unarchived")
         self._list_expired = histogram(op="list_expired")
         self._list_page = histogram(op="list_page")
+        self._save_upload = histogram(op="save_upload")
+        self._upload_key = histogram(op="upload_key")
 
     async def open(self) -> None:
         await self._inner.open()
@@ -253,3 +255,17 @@ class TimedStore:
 
     async def secret(self, name: str) -> bytes:  # not timed: read once per process
         return await self._inner.secret(name)
+
+    async def save_upload(self, uri: str, key: str, expire_time: datetime) -> None:
+        start = time.perf_counter()
+        try:
+            await self._inner.save_upload(uri, key, expire_time)
+        finally:
+            self._save_upload.observe(time.perf_counter() - start)
+
+    async def upload_key(self, uri: str) -> str | None:
+        start = time.perf_counter()
+        try:
+            return await self._inner.upload_key(uri)
+        finally:
+            self._upload_key.observe(time.perf_counter() - start)

@@ -75,6 +75,8 @@ class MemoryProvider:
         self.tasks: dict[str, UpstreamTask] = {}
         self.plans: dict[str, MemoryPlan] = {}  # the plan each task was created from
         self.uploads: dict[str, bytes] = {}  # runway:// URI -> the uploaded bytes
+        self.upload_as = DEFAULT_KEY_NAME  # the key an upload is made with when none is named (the "pool")
+        self.create_keys: dict[str, str | None] = {}  # task id -> the key its create named (None: any)
         self.calls: defaultdict[str, int] = defaultdict(int)
         self._credits = credits
         self._outputs: dict[str, bytes] = {}
@@ -158,7 +160,10 @@ class MemoryProvider:
         self._call("create")
         if not isinstance(plan, MemoryPlan):
             raise TypeError(f"MemoryProvider.create needs a plan of its own, not {type(plan).__name__}")
-        ref = MemoryTaskRef(id=str(uuid.uuid4()), estimated_credits=self._credits)
+        ref = MemoryTaskRef(
+            id=str(uuid.uuid4()), estimated_credits=self._credits, key=key or DEFAULT_KEY_NAME
+        )
+        self.create_keys[ref.id] = key
         self.tasks[ref.id] = UpstreamTask(
             id=ref.id, status=ref.status, video_status=VideoStatus.QUEUED, estimated_credits=self._credits
         )
@@ -207,7 +212,7 @@ class MemoryProvider:
             raise ValueError(f"upload of {filename!r}: {len(data)} bytes on disk, {size} announced")
         uri = f"runway://memory/{uuid.uuid4()}/{filename}"
         self.uploads[uri] = data
-        return UploadedAsset(uri=uri, expire_time=utcnow() + UPLOAD_LIFETIME, key=key or DEFAULT_KEY_NAME)
+        return UploadedAsset(uri=uri, expire_time=utcnow() + UPLOAD_LIFETIME, key=key or self.upload_as)
 
 
 if TYPE_CHECKING:

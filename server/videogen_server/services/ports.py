@@ -185,6 +185,21 @@ class VideoStore(Protocol):
         domain/page_token.py.) The memory engine keeps it for its life only."""
         ...
 
+    async def save_upload(self, uri: str, key: str, expire_time: datetime) -> None:
+        """Remember that the provider file `uri` was uploaded with the provider key named `key`, until
+        `expire_time` (issue 12: a runway:// URI belongs to the account of the key that uploaded it, so a
+        Generate naming it must be created with that key). Saving a URI again replaces what was kept.
+
+        Fleet-wide and durable like the records (every replica sharing the store reads it back, also after
+        a restart), for the URI's lifetime only: an entry at or past its expire_time is never returned, and
+        the engine drops such entries itself (SQLite prunes the expired rows on each save, Redis expires
+        the key, the memory engine prunes on save), so the kept set is bounded by the uploads of one
+        lifetime (24 h). Atomic: a later `upload_key` anywhere sees the save once it returned."""
+
+    async def upload_key(self, uri: str) -> str | None:
+        """The key name `save_upload` kept for `uri`, or None: not uploaded through us, or expired."""
+        ...
+
 
 # --- Coordination between processes sharing one store (design §6 "Scale"; issue 10) -------------------
 #

@@ -69,8 +69,8 @@ class Remixes:
                 [errors.FieldViolation("index", f"must be below {len(source.outputs)} for this video")],
             )
 
-        async def prepare() -> tuple[UpstreamRequest, str | None]:
-            return await self._resolve(source, remix, deadline)
+        async def prepare(key: str | None) -> tuple[UpstreamRequest, str | None]:
+            return await self._resolve(source, remix, key, deadline)
 
         return await self._videos.generate(
             owner,
@@ -83,16 +83,17 @@ class Remixes:
         )
 
     async def _resolve(
-        self, source: VideoRecord, remix: RemixSpec, deadline: float | None
+        self, source: VideoRecord, remix: RemixSpec, key: str | None, deadline: float | None
     ) -> tuple[UpstreamRequest, str | None]:
-        """The plan to send and the key to send it with, the source resolved (after the claim)."""
+        """The plan to send and the key to send it with, the source resolved (after the claim); an upload
+        of the source is made with `key` when the request's own uploads hold it to one."""
         url = await self._live_url(source, remix.index, deadline)
         if url is not None:
             log.info("remix of video %s: sending its output URL from Runway", source.id)
             return self._provider.plan(remix.spec, own_video=url), None
         output = source.outputs[remix.index]
         if output.archive is ArchiveState.ARCHIVED and self._archive is not None:
-            uri, key = await self._upload_archived(self._archive, source, remix.index, deadline)
+            uri, key = await self._upload_archived(self._archive, source, remix.index, key, deadline)
             log.info("remix of video %s: Runway no longer serves it; uploaded from the archive", source.id)
             return self._provider.plan(remix.spec, own_video=uri), key
         if output.archive is ArchiveState.EXPIRED:
@@ -126,7 +127,7 @@ class Remixes:
         return url
 
     async def _upload_archived(
-        self, archive: OutputArchive, source: VideoRecord, index: int, deadline: float | None
+        self, archive: OutputArchive, source: VideoRecord, index: int, key: str | None, deadline: float | None
     ) -> tuple[str, str]:
         """Copy the archived output to a temporary file, streamed, and upload it; the file is always
         removed. Returns the upload's URI and the name of the key that owns it."""
@@ -157,6 +158,7 @@ class Remixes:
                 filename=f"{source.id}-{index}.mp4",
                 size=size,
                 content_type=content_type,
+                key=key,
                 deadline=deadline,
             )
             return asset.uri, asset.key

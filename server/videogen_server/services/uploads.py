@@ -10,6 +10,9 @@ success, refusal, provider error, or a caller who went away (the call is cancell
 
 Disk is bounded: the bytes spooled by all uploads in flight are capped (VIDEOGEN_UPLOAD_SPOOL_BYTES). An
 upload that would pass the cap is refused RESOURCE_EXHAUSTED at once; the others go on.
+
+The key that uploaded the file is kept in the store (services/upload_keys.py) before the URI is returned:
+a Generate naming it is then created with that key, on any replica.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from videogen_server import errors
 from videogen_server.domain import media_type
 from videogen_server.domain.media_type import MediaType
 from videogen_server.services.ports import VideoProvider
+from videogen_server.services.upload_keys import UploadKeys
 
 MIN_UPLOAD_BYTES: Final = 512
 MAX_UPLOAD_BYTES: Final = 200 * 1000 * 1000  # Runway's "200 MB" (runway-api.md §2.2)
@@ -118,8 +122,11 @@ class _Spool:
 
 
 class Uploads:
-    def __init__(self, provider: VideoProvider, spool_dir: Path | str, *, spool_limit: int) -> None:
+    def __init__(
+        self, provider: VideoProvider, spool_dir: Path | str, *, spool_limit: int, keys: UploadKeys
+    ) -> None:
         self._provider = provider
+        self._keys = keys  # where each upload's key is kept (a Generate naming its URI must use that key)
         self._dir = Path(spool_dir)
         self.budget = SpoolBudget(spool_limit)
 
@@ -167,6 +174,7 @@ class Uploads:
             asset = await self._provider.upload(
                 spool.path, filename=filename, size=size, content_type=found.mime, deadline=deadline
             )
+            await self._keys.remember(asset)  # before the URI is handed out: no Generate can beat it
             return UploadResult(asset.uri, asset.expire_time, size, sha256, found.mime, asset.key)
         finally:
             self.budget.release(reserved)

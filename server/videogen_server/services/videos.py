@@ -19,6 +19,7 @@ from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.services.listing import VideoListing
 from videogen_server.services.ports import VideoProvider, VideoStore
 from videogen_server.services.tracker import TaskTracker
+from videogen_server.services.upload_keys import Pin, UploadKeys
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,9 @@ def parse_video_id(video_id: str) -> str:
 
 # Remix's step between the claim and the create: resolve the source, then the plan to send and the name of
 # the provider key to send it with (None: the provider picks).
-Prepare = Callable[[], Awaitable[tuple[UpstreamRequest, str | None]]]
+# Resolves a Remix's source once its claim is won, given the key the request's uploads pin it to (None: any):
+# the plan to send, and the key its own upload (if any) was made with.
+Prepare = Callable[[str | None], Awaitable[tuple[UpstreamRequest, str | None]]]
 
 # How long `Videos.close` waits for cancelled creates to record their outcome (one local store write each).
 _CLOSE_WAIT = 5.0
@@ -123,6 +126,7 @@ class Videos:
         self._creating: dict[str, _InFlight] = {}
         self._closed = False
         self._listing = VideoListing(store)  # List: the store's records only
+        self._upload_keys = UploadKeys(store)  # which key a Generate naming our uploads must use
 
     def models(self) -> tuple[ModelInfo, ...]:
         """The models the provider describes, as its catalog says (the same for every caller)."""
@@ -147,6 +151,8 @@ class Videos:
         (and the key to send it with) once the claim is won: a replay of the request_id never runs it, so
         it never uploads twice. A `prepare` that fails forgets the claim, like a create that failed."""
         request = self._provider.plan(spec, own_video=own_video)  # validation first: nothing invalid costs
+        # The key its uploads live under (services/upload_keys.py), or None; a refusal stores nothing.
+        pin = await self._upload_keys.pin(spec)
         now = utcnow()
         record = VideoRecord(
             id=str(uuid.uuid4()),
@@ -180,7 +186,7 @@ class Videos:
             await self._tracker.let_go(record.id)
             return await self._existing(stored, record, deadline)
         task = asyncio.create_task(
-            self._create(record, request, deadline, prepare), name=f"create-{record.id}"
+            self._create(record, request, pin, deadline, prepare), name=f"create-{record.id}"
         )
         in_flight = _InFlight(record.id, task)
         self._creating[record.id] = in_flight
@@ -238,6 +244,7 @@ class Videos:
         self,
         record: VideoRecord,
         request: UpstreamRequest,
+        pin: Pin | None,
         deadline: float | None,
         prepare: Prepare | None = None,
     ) -> VideoRecord:
@@ -245,20 +252,19 @@ class Videos:
         # store even if shutdown cancels this task meanwhile (the store runs what it was handed first).
         # On every failure the lease is given up after the record's fate is stored (which tells the other
         # instances); on success it is kept: the creator is the video's first poller.
-        key: str | None = None
         if prepare is not None:
             try:
-                request, key = await prepare()
+                # A source uploaded now goes to the key the request's own uploads already hold it to.
+                request, key = await prepare(pin.key if pin is not None else None)
+                if key is not None and pin is None:
+                    pin = Pin(key, ("id",))  # the source was uploaded with that key: create with it
             except BaseException:
                 # Nothing was sent to create a task: forget the record, freeing the request_id.
                 await asyncio.shield(self._store.delete(record.id))
                 await asyncio.shield(self._tracker.let_go(record.id))
                 raise
         try:
-            if key is None:
-                created = await self._provider.create(request, deadline=deadline)
-            else:  # an upload's key (Remix): the upload belongs to that key's account
-                created = await self._provider.create(request, key=key, deadline=deadline)
+            created = await self._upload_keys.create(self._provider, request, pin, deadline=deadline)
         except errors.UpstreamOutcomeUnknown as exc:
             saved = await asyncio.shield(self._store.save(record.outcome_unknown()))
             await self._tracker.announce(saved)

@@ -199,10 +199,11 @@ class Handlers:
             accepted = validate_create(endpoint, body)
         except CreateRejected as exc:
             return web.json_response(exc.body, status=400)
-        inputs = resolve_inputs(self.s.uploads, body)  # Runway fetches the assets after validating
+        account = self.s.account(request)
+        # Runway fetches the assets after validating; only this key's organization's uploads exist for it.
+        inputs = resolve_inputs(self.s.uploads, body, account.name)
         if isinstance(inputs, web.Response):
             return inputs
-        account = self.s.account(request)
         if (fault is not None and fault.kind == "credits") or accepted.credits > account.org.credits:
             return _error(400, NOT_ENOUGH_CREDITS)
         daily = account.org.daily(accepted.model)
@@ -295,7 +296,7 @@ class Handlers:
         if fault is not None and fault.kind == "malformed_json":
             return self._malformed()
         assert isinstance(filename, str)
-        pending = self.s.uploads.start(filename)
+        pending = self.s.uploads.start(filename, self.s.account(request).name)
         origin = str(request.url.origin())
         return web.json_response(
             {

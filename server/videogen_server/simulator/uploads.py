@@ -10,6 +10,9 @@ never send its Runway key to a storage host, and tests assert that none ever arr
 
 For tests, every create records the SHA-256 of each uploaded file it received as input (``Task.inputs``),
 so a test can prove that the bytes Runway got are the caller's.
+
+An upload belongs to the organization (the account: accounts.py) of the key that started it, as on Runway:
+a create with another organization's key that names its runway:// URI is refused like an unknown one.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from xml.sax.saxutils import escape
 
 from aiohttp import BodyPartReader, web
 
+from videogen_server.simulator.accounts import DEFAULT_ACCOUNT
 from videogen_server.simulator.validation import validation_failed_body
 
 MIN_SIZE: Final = 512
@@ -55,6 +59,7 @@ class PendingUpload:
     filename: str
     fields: dict[str, str]
     policy_expires: float  # time.time()
+    account: str = DEFAULT_ACCOUNT  # the organization whose key started it
 
 
 @dataclass
@@ -67,6 +72,7 @@ class StoredUpload:
     size: int
     sha256: str
     expires: float  # time.time()
+    account: str = DEFAULT_ACCOUNT  # the organization that owns it: only its keys can use the URI
 
 
 @dataclass
@@ -110,7 +116,7 @@ class UploadStore:
 
     # --- POST /v1/uploads ----------------------------------------------------------------------
 
-    def start(self, filename: str) -> PendingUpload:
+    def start(self, filename: str, account: str = DEFAULT_ACCOUNT) -> PendingUpload:
         self._sweep()
         upload_id = str(uuid.uuid4())
         expires = time.time() + POLICY_TTL
@@ -132,7 +138,7 @@ class UploadStore:
             "policy": encoded,
             "x-amz-signature": hmac.new(self._secret, encoded.encode(), hashlib.sha256).hexdigest(),
         }
-        pending = PendingUpload(upload_id, filename, fields, expires)
+        pending = PendingUpload(upload_id, filename, fields, expires, account)
         self._pending[upload_id] = pending
         return pending
 
@@ -156,15 +162,17 @@ class UploadStore:
         old = self._stored.pop(uri, None)  # a second POST to the same presigned URL overwrites, like S3
         if old is not None and old.path != path:
             old.path.unlink(missing_ok=True)
-        stored = StoredUpload(uri, pending.filename, path, size, sha256, time.time() + self.upload_ttl)
+        stored = StoredUpload(
+            uri, pending.filename, path, size, sha256, time.time() + self.upload_ttl, pending.account
+        )
         self._stored[uri] = stored
         self.counts.stored += 1
         return stored
 
-    def put(self, filename: str, data: bytes) -> StoredUpload:
-        """Test hook: store `data` as if uploaded through the two steps (no requests counted). Blocking
-        file I/O: for tests' small files only."""
-        pending = self.start(filename)
+    def put(self, filename: str, data: bytes, account: str = DEFAULT_ACCOUNT) -> StoredUpload:
+        """Test hook: store `data` as if uploaded through the two steps with `account`'s key (no requests
+        counted). Blocking file I/O: for tests' small files only."""
+        pending = self.start(filename, account)
         del self._pending[pending.id]
         fd, name = tempfile.mkstemp(dir=self.directory(), suffix=".part")
         with os.fdopen(fd, "wb") as f:
@@ -175,6 +183,7 @@ class UploadStore:
     # --- creates naming runway:// URIs ---------------------------------------------------------
 
     def resolve(self, uri: str) -> StoredUpload | None:
+        """The stored upload of `uri`, whichever organization owns it (`resolve_inputs` checks that)."""
         stored = self._stored.get(uri)
         if stored is None or stored.expires <= time.time():
             return None
@@ -219,14 +228,17 @@ def render(path: tuple[str | int, ...]) -> str:
     return out
 
 
-def resolve_inputs(store: UploadStore, body: dict[str, Any]) -> dict[str, dict[str, Any]] | web.Response:
+def resolve_inputs(
+    store: UploadStore, body: dict[str, Any], account: str = DEFAULT_ACCOUNT
+) -> dict[str, dict[str, Any]] | web.Response:
     """Every runway:// URI in a create body, resolved to its stored upload: ``{path: {uri, sha256, size,
-    filename}}``; or Runway's 400 naming the fields whose upload does not exist or has expired."""
+    filename}}``; or Runway's 400 naming the fields whose upload does not exist, has expired, or belongs
+    to another organization than `account` (the create's key): to that organization it does not exist."""
     found: dict[str, dict[str, Any]] = {}
     issues: list[dict[str, Any]] = []
     for path, uri in _runway_uris(body):
         stored = store.resolve(uri)
-        if stored is None:
+        if stored is None or stored.account != account:
             issues.append(
                 {
                     "code": "custom",

@@ -24,6 +24,7 @@ import secrets
 from datetime import datetime
 
 from videogen_server import errors
+from videogen_server.domain.clock import utcnow
 from videogen_server.domain.listing import SCAN_BUDGET, ListCursor, ListPage, ListQuery, matches
 from videogen_server.domain.video import VideoRecord
 from videogen_server.store.archive_index import expiring_at, unarchived_since
@@ -45,6 +46,8 @@ class MemoryVideoStore:
         # List's index: per owner, (create_time, id) ascending; a page walks it from the end.
         self._by_owner: dict[str, list[tuple[datetime, str]]] = {}
         self._secrets: dict[str, bytes] = {}
+        # Uploads' keys: uri -> (key name, expire_time), expired entries pruned on each save.
+        self._uploads: dict[str, tuple[str, datetime]] = {}
         self._opened = False
         self._closed = False
 
@@ -70,6 +73,7 @@ class MemoryVideoStore:
         self._unarchived.clear()
         self._expiring.clear()
         self._by_owner.clear()
+        self._uploads.clear()
 
     # -- VideoStore ------------------------------------------------------------------------------------
 
@@ -173,6 +177,19 @@ class MemoryVideoStore:
     async def secret(self, name: str) -> bytes:
         await self._enter()
         return self._secrets.setdefault(name, secrets.token_bytes(32))
+
+    async def save_upload(self, uri: str, key: str, expire_time: datetime) -> None:
+        await self._enter()
+        now = utcnow()
+        for gone in [u for u, (_, at) in self._uploads.items() if at <= now]:
+            del self._uploads[gone]
+        if expire_time > now:
+            self._uploads[uri] = (key, expire_time)
+
+    async def upload_key(self, uri: str) -> str | None:
+        await self._enter()
+        kept = self._uploads.get(uri)
+        return kept[0] if kept is not None and kept[1] > utcnow() else None
 
     # -- plumbing --------------------------------------------------------------------------------------
 

@@ -35,6 +35,8 @@ Keys (``prefix`` is ``videogen:`` unless given):
   replica of an older version still running during a rolling deploy writes records without an entry:
   those are not listed (they remain readable by Get) until the marker is deleted and a replica restarts.
 - ``{prefix}secret:{name}``: named random secrets (hex), made once with SET NX (List's page token key).
+- ``{prefix}upload:{uri}`` -> the name of the key that uploaded that runway:// URI (issue 12), SET with a PX
+  expiry at the URI's expire_time: Redis drops it when the URI stops working, so nothing needs pruning.
 The scripts name keys they compute (the record of a held idempotency key): fine on one Redis (or a
 primary with replicas), not on Redis Cluster.
 
@@ -73,6 +75,7 @@ import redis.exceptions as rexc
 
 from videogen_server import errors
 from videogen_server.config import redact_url
+from videogen_server.domain.clock import utcnow
 from videogen_server.domain.listing import SCAN_BUDGET, ListCursor, ListPage, ListQuery, statuses_of
 from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.store.archive_index import expiring_at, index_score, index_text, unarchived_since
@@ -763,7 +766,20 @@ class RedisVideoStore:
         )
         return bytes.fromhex(str(value))
 
+    async def save_upload(self, uri: str, key: str, expire_time: datetime) -> None:
+        left_ms = int((expire_time - utcnow()).total_seconds() * 1000)
+        if left_ms <= 0:
+            return  # already expired: nothing to remember (and PX must be positive)
+        await self._call(lambda c: c.set(self._upload_key(uri), key, px=left_ms))
+
+    async def upload_key(self, uri: str) -> str | None:
+        value = await self._call(lambda c: c.get(self._upload_key(uri)))
+        return None if value is None else str(value)
+
     # -- plumbing --------------------------------------------------------------------------------------
+
+    def _upload_key(self, uri: str) -> str:
+        return f"{self._prefix}upload:{uri}"
 
     def _record_key(self, video_id: str) -> str:
         return f"{self._prefix}video:{video_id}"

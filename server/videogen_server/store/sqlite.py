@@ -28,6 +28,10 @@ of each and decoding only the matches, at most a scan budget of entries (domain/
 the index (its columns never change), so it costs Generate one index insert and nothing after. The `meta`
 table keeps named secrets (`secret`: List's token key), made once per file.
 
+Uploads' keys (issue 12; schema 5): the table ``uploads (uri, key, expire_time)``, one row per runway:// URI
+uploaded through us and the key that uploaded it; `save_upload` deletes the expired rows (by the index on
+expire_time) and upserts in one transaction, and `upload_key` ignores a row past its expire_time.
+
 Cache: terminal records are kept in a bounded in-memory map so that `get` of a finished video costs no
 thread hop. An owner-scoped `get` uses an entry only for its owner: another owner's video takes the same
 query as an unknown id, so NOT_FOUND costs the same for both. The map is written only on the worker
@@ -50,7 +54,7 @@ from datetime import datetime
 from typing import Any, Final, TypeVar
 
 from videogen_server import errors
-from videogen_server.domain.clock import format_time
+from videogen_server.domain.clock import format_time, utcnow
 from videogen_server.domain.listing import SCAN_BUDGET, ListCursor, ListPage, ListQuery, statuses_of
 from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.store.archive_index import expiring_at, index_text, unarchived_since
@@ -61,7 +65,7 @@ __all__ = ["DB_FILENAME", "SCHEMA_VERSION", "SqliteVideoStore"]
 T = TypeVar("T")
 
 DB_FILENAME: Final = "videogen.sqlite3"
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 _BUSY_TIMEOUT_S: Final = 10.0  # another process holding the write lock: wait this long, then fail
 _CACHE_MAX: Final = 10_000
 
@@ -168,6 +172,19 @@ _MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...],
         # Named secrets made once per data file (List's page token key).
         "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL)",
     ),
+    (
+        # Which key uploaded each runway:// URI (issue 12), until the URI expires: a Generate naming it is
+        # created with that key. Rows past expire_time (fixed-width UTC text) are pruned by each save, in
+        # the order of this index, so the table holds about one lifetime (24 h) of uploads.
+        """
+        CREATE TABLE IF NOT EXISTS uploads (
+            uri         TEXT PRIMARY KEY NOT NULL,
+            key         TEXT NOT NULL,
+            expire_time TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS uploads_expire_time ON uploads (expire_time)",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -268,6 +285,12 @@ class SqliteVideoStore:
 
     async def secret(self, name: str) -> bytes:
         return await self._run(self._secret_sync, name)
+
+    async def save_upload(self, uri: str, key: str, expire_time: datetime) -> None:
+        await self._run(self._save_upload_sync, uri, key, index_text(expire_time), index_text(utcnow()))
+
+    async def upload_key(self, uri: str) -> str | None:
+        return await self._run(self._upload_key_sync, uri, index_text(utcnow()))
 
     # -- plumbing (event loop side) --------------------------------------------------------------------
 
@@ -555,6 +578,25 @@ class SqliteVideoStore:
             )
             (value,) = conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
         return bytes(value)
+
+    def _save_upload_sync(self, uri: str, key: str, expire_time: str, now: str) -> None:
+        # The prune and the upsert in one write transaction; the prune reads uploads_expire_time only.
+        conn = self._db()
+        with self._transaction():
+            conn.execute("DELETE FROM uploads WHERE expire_time <= ?", (now,))
+            conn.execute(
+                "INSERT INTO uploads (uri, key, expire_time) VALUES (?, ?, ?)"
+                " ON CONFLICT (uri) DO UPDATE SET key = excluded.key, expire_time = excluded.expire_time",
+                (uri, key, expire_time),
+            )
+
+    def _upload_key_sync(self, uri: str, now: str) -> str | None:
+        row = (
+            self._db()
+            .execute("SELECT key FROM uploads WHERE uri = ? AND expire_time > ?", (uri, now))
+            .fetchone()
+        )
+        return None if row is None else str(row[0])
 
 
 def _parse_index_text(text: str) -> datetime:
