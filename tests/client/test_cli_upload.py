@@ -11,7 +11,7 @@ from pathlib import Path
 
 from client.cli_process import run_cli
 from conftest import RunningServer
-from videogen_client.cli import EXIT_OK, EXIT_RPC_ERROR
+from videogen_client.cli import EXIT_LOCAL_ERROR, EXIT_OK, EXIT_RPC_ERROR
 from videogen_server.simulator.media import OutputMedia
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(5000)
@@ -67,3 +67,20 @@ async def test_generate_with_local_files(videogen_server: RunningServer, tmp_pat
     assert result.code == EXIT_OK, result.err
     task = json.loads(result.out.splitlines()[-1])["upstream_task_id"]
     assert sim.task_inputs(task)["videoUri"]["sha256"] == hashlib.sha256(mp4).hexdigest()
+
+
+async def test_a_missing_file_is_a_local_error_before_any_call(
+    videogen_server: RunningServer, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nowhere.mp4"
+    for argv in (
+        ("upload", str(missing)),
+        ("generate", "--model", "aleph2", "--prompt", "snow", "--video-file", str(missing)),
+    ):
+        result = await run_cli("--target", videogen_server.address, *argv)
+        assert result.code == EXIT_LOCAL_ERROR, (argv, result.err)
+        assert str(missing) in result.err and "No such file" in result.err, result.err
+        assert "UNKNOWN" not in result.err
+    sim = videogen_server.simulator
+    assert sim.request_counts[("POST", "/v1/uploads")] == 0
+    assert sim.request_counts[("POST", "/v1/video_to_video")] == 0

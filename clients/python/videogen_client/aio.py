@@ -41,7 +41,7 @@ from .models import (
     resolve_api_key,
     resolve_target,
 )
-from .upload import UPLOAD_CHUNK, UploadProgress, aupload_messages
+from .upload import UPLOAD_CHUNK, UploadProgress, aupload_messages, check_readable
 
 T = TypeVar("T")
 
@@ -208,6 +208,7 @@ class AsyncVideoClient:
         called after each chunk. ``filename`` defaults to the file's name; the server checks the type
         from the bytes (a name or ``content_type`` that disagrees is InvalidArgument). Retried from the
         start on UNAVAILABLE (each attempt is a new upload)."""
+        await asyncio.to_thread(check_readable, path)
         stub = self._get_stub()
 
         def call(t: float | None) -> Any:

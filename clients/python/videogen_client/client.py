@@ -37,7 +37,7 @@ from .models import (
     resolve_api_key,
     resolve_target,
 )
-from .upload import UPLOAD_CHUNK, UploadProgress, upload_messages
+from .upload import UPLOAD_CHUNK, UploadProgress, check_readable, upload_messages
 
 T = TypeVar("T")
 
@@ -204,6 +204,7 @@ class VideoClient:
         called after each chunk. ``filename`` defaults to the file's name; the server checks the type
         from the bytes (a name or ``content_type`` that disagrees is InvalidArgument). Retried from the
         start on UNAVAILABLE (each attempt is a new upload)."""
+        check_readable(path)
         stub = self._get_stub()
 
         def call(t: float | None) -> Any:

@@ -27,6 +27,13 @@ def _check_chunk(chunk_size: int) -> int:
     return chunk_size
 
 
+def check_readable(path: str | os.PathLike[str]) -> None:
+    """Open `path` for reading once, before any call: a missing or unreadable file is the caller's OSError
+    (FileNotFoundError, PermissionError, IsADirectoryError), not an RPC that fails while gRPC iterates."""
+    with Path(path).open("rb"):
+        pass
+
+
 def _first(path: Path, filename: str | None, content_type: str, size: int) -> video_service_pb2.UploadRequest:
     return video_service_pb2.UploadRequest(
         filename=path.name if filename is None else filename, content_type=content_type, size_bytes=size
