@@ -49,7 +49,12 @@ def _read_into(fd: int, view: memoryview, position: int) -> int:
     """Blocking: fills `view` from `position` (fewer bytes only at the end of the file)."""
     got = 0
     while got < len(view):
-        n = os.preadv(fd, [view[got:]], position + got)
+        if hasattr(os, "preadv"):
+            n = os.preadv(fd, [view[got:]], position + got)
+        else:  # a platform without it (the service runs on Linux; this keeps a dev machine working)
+            data = os.pread(fd, len(view) - got, position + got)
+            n = len(data)
+            view[got : got + n] = data
         if n == 0:
             break
         got += n
