@@ -1,5 +1,6 @@
 """AsyncPartialDownload batches writes: one hop to its file thread per WRITE_BATCH bytes, not per message,
-with the same checks, resume offset and on-disk state as the sync PartialDownload."""
+with the same checks, resume offset and on-disk state as the sync PartialDownload. The bytes are copied
+into its buffer: no received message is kept until its batch is written."""
 
 from __future__ import annotations
 
@@ -18,13 +19,13 @@ def body(n: int) -> bytes:
     return bytes(i % 251 for i in range(n))
 
 
-def counting_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Records the number of pieces each trip to the file thread wrote."""
-    trips: list[int] = []
+def counting_writes(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """Records the sizes of the pieces each trip to the file thread wrote."""
+    trips: list[list[int]] = []
     real = PartialDownload.write_all
 
     def write_all(self: PartialDownload, pieces: list[tuple[int, bytes]]) -> None:
-        trips.append(len(pieces))
+        trips.append([len(data) for _, data in pieces])
         real(self, pieces)
 
     monkeypatch.setattr(PartialDownload, "write_all", write_all)
@@ -45,8 +46,41 @@ async def test_writes_go_to_the_thread_in_batches(tmp_path: Path, monkeypatch: p
     finally:
         await part.close()
     assert (tmp_path / "v.mp4").read_bytes() == data
-    batch = AsyncPartialDownload.WRITE_BATCH // PIECE
-    assert trips == [batch, batch, 41 - 2 * batch]  # 3 trips for 41 messages
+    batch = AsyncPartialDownload.WRITE_BATCH
+    assert trips == [[batch], [batch], [len(data) - 2 * batch]]  # 3 trips, one write each, for 41 messages
+
+
+async def test_a_message_is_not_kept_once_written_to_the_batch(tmp_path: Path) -> None:
+    data = body(3 * PIECE)
+    part = await AsyncPartialDownload.open(tmp_path / "v.mp4")
+    try:
+        for at in range(0, len(data), PIECE):
+            message = bytearray(data[at : at + PIECE])
+            await part.write(at, memoryview(message))
+            message.append(0)  # BufferError if the download still held a view of it
+        assert await part.finish() == len(data)
+    finally:
+        await part.close()
+    assert (tmp_path / "v.mp4").read_bytes() == data
+
+
+async def test_a_message_bigger_than_a_batch_is_written_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trips = counting_writes(monkeypatch)
+    batch = AsyncPartialDownload.WRITE_BATCH
+    data = body(batch + 3 * PIECE)
+    part = await AsyncPartialDownload.open(tmp_path / "v.mp4")
+    try:
+        await part.write(0, data[:PIECE])
+        await part.write(PIECE, data[PIECE : PIECE + batch + PIECE])
+        await part.write(batch + 2 * PIECE, data[batch + 2 * PIECE :])
+        assert part.offset == len(data)
+        assert await part.finish() == len(data)
+    finally:
+        await part.close()
+    assert (tmp_path / "v.mp4").read_bytes() == data
+    assert trips == [[PIECE], [batch + PIECE], [PIECE]]
 
 
 async def test_close_keeps_what_was_received_for_a_resume(tmp_path: Path) -> None:

@@ -13,8 +13,9 @@ port's contract on top, each point checked against the library (tests/unit/test_
   (`_Source.abort`) and lets obstore abort, then re-raises the CancelledError. A process killed mid-put still
   leaves a ``#n`` file (local) or an incomplete upload (S3): the README recommends a lifecycle rule.
 - Bounded memory. A put is always a multipart upload (one part for a small object), which holds at most
-  `put_concurrency` parts in flight plus the one being filled. A read fetches the range in segments of
-  about `read_segment` bytes, one ahead.
+  `put_concurrency` parts in flight plus the one being filled. An S3 read fetches the range in segments
+  of about `read_segment` bytes, one ahead. A directory's objects are read without obstore, one chunk at a
+  time with pread (archive/local_read.py: a third of obstore's CPU per byte, one chunk held per stream).
 - Bounded waits. Every S3 request has a connect timeout and a whole-request timeout, and retries are capped
   in number and time, so a dead endpoint is an ArchiveUnavailable after seconds, never a hang. A segment is
   read whole before it is handed out, so a slow consumer never holds a request open past its timeout.
@@ -38,6 +39,7 @@ import os
 import re
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -48,6 +50,7 @@ from obstore.exceptions import NotFoundError
 from obstore.store import LocalStore, S3Store
 
 from videogen_server import errors
+from videogen_server.archive.local_read import LocalObjectRead, open_local, safe_key
 from videogen_server.archive.partial_files import remove_stale_partials
 
 if TYPE_CHECKING:
@@ -228,6 +231,7 @@ class ObjectStoreArchive:
         abort_timeout: float = 10.0,
         default_content_type: str = "video/mp4",
         partial_max_age: float = 3600.0,
+        local_read_threads: int = 4,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme == "file":
@@ -257,6 +261,9 @@ class ObjectStoreArchive:
         self._closed = False
         self._partial_max_age = partial_max_age
         self._cleanup: asyncio.Task[None] | None = None
+        # Local reads (archive/local_read.py): opens, and chunks not in the page cache, run on these.
+        self._local_read_threads = local_read_threads
+        self._readers: ThreadPoolExecutor | None = None
 
     @property
     def description(self) -> str:
@@ -349,6 +356,9 @@ class ObjectStoreArchive:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._cleanup
         self._store = None  # obstore's clients hold no threads of ours: dropping the store releases them
+        if self._readers is not None:
+            self._readers.shutdown(wait=False)  # a read still running ends by itself, then its thread
+            self._readers = None
 
     # -- OutputArchive ---------------------------------------------------------------------------------
 
@@ -392,10 +402,15 @@ class ObjectStoreArchive:
     @asynccontextmanager
     async def open_read(
         self, key: str, *, start: int = 0, end: int | None = None
-    ) -> AsyncIterator[_ObjectRead]:
+    ) -> AsyncIterator[_ObjectRead | LocalObjectRead]:
         store = self._usable()
         if start < 0 or (end is not None and end < start):
             raise ValueError(f"bad range [{start}, {end})")
+        if self._local_root is not None and safe_key(key):
+            # A directory: read the file directly (archive/local_read.py says why), not through obstore.
+            async with self._open_local(key, start, end) as local:
+                yield local
+            return
         try:
             # A HEAD that also returns the attributes (the Content-Type on S3).
             head = await obstore.get_async(store, key, options={"head": True})
@@ -407,6 +422,37 @@ class ObjectStoreArchive:
         stop = size if end is None else min(end, size)
         content_type = str(head.attributes.get("Content-Type") or self._default_content_type)
         yield _ObjectRead(self, store, key, start, max(start, stop), size, content_type)
+
+    @asynccontextmanager
+    async def _open_local(self, key: str, start: int, end: int | None) -> AsyncIterator[LocalObjectRead]:
+        assert self._local_root is not None
+        if self._readers is None:
+            self._readers = ThreadPoolExecutor(
+                max_workers=self._local_read_threads, thread_name_prefix="archive-read"
+            )
+
+        def describe(op: str) -> str:
+            return f"archive {self._description}: {op} of {key}"
+
+        opened = await open_local(os.path.join(self._local_root, key), self._readers, describe)
+        if opened is None:
+            raise errors.ArchiveObjectMissing(f"archive {self._description} has no object {key}")
+        fd, size = opened
+        read = LocalObjectRead(
+            fd,
+            start=start,
+            stop=max(start, size if end is None else min(end, size)),
+            total=size,
+            content_type=self._default_content_type,  # a local multipart put keeps no attributes
+            executor=self._readers,
+            describe=describe,
+        )
+        try:
+            if size > 0 and start >= size:
+                raise errors.OutOfRange(f"offset {start} is past the end of the output ({size} bytes)")
+            yield read
+        finally:
+            read.close()
 
     async def size(self, key: str) -> int | None:
         store = self._usable()
