@@ -173,6 +173,13 @@ class Service:
             if archiver is not None:
                 metrics.track_archive(archiver, sweeper)
             videos = Videos(timed, runway, tracker, max_active_per_caller=config.max_active_per_caller)
+            uploads = Uploads(
+                runway,
+                os.path.join(config.data_dir, "uploads"),
+                spool_limit=config.upload_spool_bytes,
+                keys=UploadKeys(timed),
+            )
+            await uploads.remove_stale()  # what a killed process left (a small directory: a quick scan)
             service = cls(
                 config=config,
                 metrics=metrics,
@@ -194,12 +201,7 @@ class Service:
                 archive=archive,
                 archiver=archiver,
                 sweeper=sweeper,
-                uploads=Uploads(
-                    runway,
-                    os.path.join(config.data_dir, "uploads"),
-                    spool_limit=config.upload_spool_bytes,
-                    keys=UploadKeys(timed),
-                ),
+                uploads=uploads,
                 remixes=Remixes(videos, runway, archive),
             )
             if config.metrics_listen:

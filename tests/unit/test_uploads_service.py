@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import struct
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -217,3 +219,23 @@ def test_spool_bound_from_the_environment() -> None:
     assert Config.from_env({"VIDEOGEN_UPLOAD_SPOOL_BYTES": "5000"}).upload_spool_bytes == 5000
     with pytest.raises(ConfigError, match="VIDEOGEN_UPLOAD_SPOOL_BYTES"):
         Config.from_env({"VIDEOGEN_UPLOAD_SPOOL_BYTES": "0"})
+
+
+async def test_stale_spool_files_of_a_killed_process_are_removed(uploads: Uploads) -> None:
+    # What kill -9 mid-upload leaves, a live upload's file, and a file that is not a spool file.
+    spool = uploads.spool_dir
+    spool.mkdir(parents=True)
+    stale, live, other = spool / "upload-a.part", spool / "upload-b.part", spool / "notes.txt"
+    for path in (stale, live, other):
+        path.write_bytes(b"x" * 600)
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    assert await uploads.remove_stale() == 1
+    assert not stale.exists() and live.exists() and other.exists()
+    assert (
+        await Uploads(
+            MemoryProvider(), spool / "missing", spool_limit=1, keys=UploadKeys(MemoryVideoStore())
+        ).remove_stale()
+        == 0
+    )  # no directory yet: nothing to do

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +34,8 @@ from videogen_server.domain import media_type
 from videogen_server.domain.media_type import MediaType
 from videogen_server.services.ports import VideoProvider
 from videogen_server.services.upload_keys import UploadKeys
+
+log = logging.getLogger(__name__)
 
 MIN_UPLOAD_BYTES: Final = 512
 MAX_UPLOAD_BYTES: Final = 200 * 1000 * 1000  # Runway's "200 MB" (runway-api.md §2.2)
@@ -99,6 +103,32 @@ def check_filename(filename: str) -> str | None:
     return None
 
 
+# A spool file untouched this long belongs to no upload: a live one is written with every message, and its
+# upload to Runway takes minutes at most.
+STALE_SPOOL_AGE: Final = 3600.0
+
+
+def _remove_stale_spools(directory: Path, max_age: float) -> int:
+    cutoff = time.time() - max_age
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if not (entry.name.startswith(SPOOL_PREFIX) and entry.name.endswith(".part")):
+            continue
+        try:
+            if entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:
+            continue  # another replica removed it first
+    if removed:
+        log.info("uploads: removed %d spool file(s) left by uploads that were cut off", removed)
+    return removed
+
+
 class _Spool:
     """The temporary file of one upload. Every blocking call is made in a worker thread by the caller."""
 
@@ -133,6 +163,12 @@ class Uploads:
     @property
     def spool_dir(self) -> Path:
         return self._dir
+
+    async def remove_stale(self, max_age: float = STALE_SPOOL_AGE) -> int:
+        """Remove spool files left by a process that died mid-upload (kill -9, a crash): every other way out
+        of an upload removes its file, so nothing else would. Only files not written to for `max_age`:
+        another replica sharing the data directory may be spooling now. Returns how many were removed."""
+        return await asyncio.to_thread(_remove_stale_spools, self._dir, max_age)
 
     async def upload(
         self, parts: AsyncIterator[UploadPart], *, deadline: float | None = None
