@@ -207,6 +207,60 @@ def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
     )
 
 
+def _add_generation_options(p: argparse.ArgumentParser) -> None:
+    """The options generate and remix share (they mean the same in both requests)."""
+    p.add_argument(
+        "--reference",
+        dest="references",
+        action="append",
+        type=parse_reference,
+        default=[],
+        metavar="URI[#TAG]",
+        help="a video reference, for video-to-video models that accept them (repeatable); #TAG names it "
+        "for prompts. The text after the last '#' is the tag, so a URI containing '#' needs a trailing "
+        "'#' (URI#) or '#TAG'",
+    )
+    p.add_argument(
+        "--reference-image",
+        dest="reference_images",
+        action="append",
+        type=parse_reference,
+        default=[],
+        metavar="URI[#TAG]",
+        help="an image reference (style or asset guidance), for models that accept them (repeatable); "
+        "URI#TAG as for --reference",
+    )
+    p.add_argument("--seconds", type=int, help="duration in seconds (default: the model's)")
+    p.add_argument("--size", type=parse_size, default="", metavar="WxH", help="output size, e.g. 1280x720")
+    p.add_argument("--seed", type=_non_negative_int, help="seed, 0 to 4294967295 (default: random)")
+    p.add_argument(
+        "--audio",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="generate audio, for models that can (default: the model's)",
+    )
+    p.add_argument(
+        "--public-figure-threshold", choices=("auto", "low"), default="", help="content moderation setting"
+    )
+    p.add_argument(
+        "--option",
+        dest="options",
+        action="append",
+        type=parse_option,
+        default=[],
+        metavar="KEY=JSON",
+        help="extra Runway field in Runway's camelCase, passed through as-is (repeatable), e.g. "
+        "--option 'negativePrompt=\"blur\"'; a value that is not valid JSON is sent as a string",
+    )
+    p.add_argument(
+        "--request-id", metavar="ID", help="idempotency key (default: a new UUID); reuse it to retry safely"
+    )
+    p.add_argument(
+        "--wait", action="store_true", help="wait until the video is COMPLETED, FAILED or CANCELLED"
+    )
+    p.add_argument("--output", metavar="FILE", help="download the result to FILE (implies --wait)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -260,56 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="a local source video: uploaded first (as `videogen upload`), its runway:// URI used as --video",
     )
-    gen.add_argument(
-        "--reference",
-        dest="references",
-        action="append",
-        type=parse_reference,
-        default=[],
-        metavar="URI[#TAG]",
-        help="a video reference, for video-to-video models that accept them (repeatable); #TAG names it "
-        "for prompts. The text after the last '#' is the tag, so a URI containing '#' needs a trailing "
-        "'#' (URI#) or '#TAG'",
-    )
-    gen.add_argument(
-        "--reference-image",
-        dest="reference_images",
-        action="append",
-        type=parse_reference,
-        default=[],
-        metavar="URI[#TAG]",
-        help="an image reference (style or asset guidance), for models that accept them (repeatable); "
-        "URI#TAG as for --reference",
-    )
-    gen.add_argument("--seconds", type=int, help="duration in seconds (default: the model's)")
-    gen.add_argument("--size", type=parse_size, default="", metavar="WxH", help="output size, e.g. 1280x720")
-    gen.add_argument("--seed", type=_non_negative_int, help="seed, 0 to 4294967295 (default: random)")
-    gen.add_argument(
-        "--audio",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="generate audio, for models that can (default: the model's)",
-    )
-    gen.add_argument(
-        "--public-figure-threshold", choices=("auto", "low"), default="", help="content moderation setting"
-    )
-    gen.add_argument(
-        "--option",
-        dest="options",
-        action="append",
-        type=parse_option,
-        default=[],
-        metavar="KEY=JSON",
-        help="extra Runway field in Runway's camelCase, passed through as-is (repeatable), e.g. "
-        "--option 'negativePrompt=\"blur\"'; a value that is not valid JSON is sent as a string",
-    )
-    gen.add_argument(
-        "--request-id", metavar="ID", help="idempotency key (default: a new UUID); reuse it to retry safely"
-    )
-    gen.add_argument(
-        "--wait", action="store_true", help="wait until the video is COMPLETED, FAILED or CANCELLED"
-    )
-    gen.add_argument("--output", metavar="FILE", help="download the result to FILE (implies --wait)")
+    _add_generation_options(gen)
 
     upload = add(
         "upload",
@@ -339,54 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     remix.add_argument(
         "--index", type=_non_negative_int, default=0, help="which output of the source video (default 0)"
     )
-    remix.add_argument(
-        "--reference",
-        dest="references",
-        action="append",
-        type=parse_reference,
-        default=[],
-        metavar="URI[#TAG]",
-        help="a video reference, for models that accept them (repeatable); URI#TAG as for generate",
-    )
-    remix.add_argument(
-        "--reference-image",
-        dest="reference_images",
-        action="append",
-        type=parse_reference,
-        default=[],
-        metavar="URI[#TAG]",
-        help="an image reference, for models that accept them (repeatable); URI#TAG as for generate",
-    )
-    remix.add_argument("--seconds", type=int, help="duration in seconds, for models that take one")
-    remix.add_argument(
-        "--size", type=parse_size, default="", metavar="WxH", help="output size, e.g. 1280x720"
-    )
-    remix.add_argument("--seed", type=_non_negative_int, help="seed, 0 to 4294967295 (default: random)")
-    remix.add_argument(
-        "--audio",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="generate audio, for models that can",
-    )
-    remix.add_argument(
-        "--public-figure-threshold", choices=("auto", "low"), default="", help="content moderation setting"
-    )
-    remix.add_argument(
-        "--option",
-        dest="options",
-        action="append",
-        type=parse_option,
-        default=[],
-        metavar="KEY=JSON",
-        help="extra Runway field passed through as-is (repeatable), as for generate",
-    )
-    remix.add_argument(
-        "--request-id", metavar="ID", help="idempotency key (default: a new UUID); reuse it to retry safely"
-    )
-    remix.add_argument(
-        "--wait", action="store_true", help="wait until the video is COMPLETED, FAILED or CANCELLED"
-    )
-    remix.add_argument("--output", metavar="FILE", help="download the result to FILE (implies --wait)")
+    _add_generation_options(remix)
 
     get = add(
         "get", "show a video's current state", "Print the current state of one video.", "videogen get ID"
