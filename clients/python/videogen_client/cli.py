@@ -937,6 +937,21 @@ def _cmd_upload(client: VideoClient, args: argparse.Namespace, ui: _Output, dead
     return EXIT_OK
 
 
+def _generation_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The fields generate and remix share, from the options `_add_generation_options` defines."""
+    return {
+        "seconds": args.seconds,
+        "size": args.size,
+        "seed": args.seed,
+        "audio": args.audio,
+        "references": args.references,
+        "reference_images": args.reference_images,
+        "public_figure_threshold": args.public_figure_threshold,
+        "provider_options": dict(args.options) or None,
+        "request_id": args.request_id,
+    }
+
+
 def _cmd_generate(client: VideoClient, args: argparse.Namespace, ui: _Output, deadline: Deadline) -> int:
     image, video_uri = args.image, args.video
     for path, kind in ((args.input_file, "image"), (args.video_file, "video")):
@@ -952,15 +967,7 @@ def _cmd_generate(client: VideoClient, args: argparse.Namespace, ui: _Output, de
         args.prompt,
         input_reference=image,
         video_uri=video_uri,
-        seconds=args.seconds,
-        size=args.size,
-        seed=args.seed,
-        audio=args.audio,
-        references=args.references,
-        reference_images=args.reference_images,
-        public_figure_threshold=args.public_figure_threshold,
-        provider_options=dict(args.options) or None,
-        request_id=args.request_id,
+        **_generation_fields(args),
         timeout=deadline.remaining(),
     )
     return _after_start(client, video, args, ui, deadline)
@@ -994,15 +1001,7 @@ def _cmd_remix(client: VideoClient, args: argparse.Namespace, ui: _Output, deadl
         args.prompt,
         index=args.index,
         model=args.model,
-        seconds=args.seconds,
-        size=args.size,
-        seed=args.seed,
-        audio=args.audio,
-        references=args.references,
-        reference_images=args.reference_images,
-        public_figure_threshold=args.public_figure_threshold,
-        provider_options=dict(args.options) or None,
-        request_id=args.request_id,
+        **_generation_fields(args),
         timeout=deadline.remaining(),
     )
     return _after_start(client, video, args, ui, deadline)
