@@ -395,8 +395,8 @@ class RedisVideoStore:
         self._client = client
         await self._check_durability()
         await self._fill_active()
-        await self._fill_archive_indexes()
-        await self._fill_list_index()
+        await self._backfill("archive-index:ready", self._index_batch, "checked for the archive")
+        await self._backfill("list-index:ready", self._list_index_batch, "indexed for List")
 
     async def close(self) -> None:
         if self._closed:
@@ -452,30 +452,33 @@ class RedisVideoStore:
                 "store %s: per-caller counts not checked at start (Redis did not answer)", self.description
             )
 
-    async def _fill_archive_indexes(self) -> None:
-        """Index the COMPLETED records written before the archive's indexes existed, once per data set (see
-        the module docstring). A SCAN in batches, not one long script: Redis keeps serving meanwhile. A
-        Redis that does not answer now is left for the next start (and logged)."""
-        ready = f"{self._prefix}archive-index:ready"
+    async def _backfill(
+        self, marker: str, batch: Callable[[aioredis.Redis, list[str]], Awaitable[None]], what: str
+    ) -> None:
+        """Run `batch` over every stored record's key once per data set (the `marker` key says it was done),
+        for an index that records written before it existed lack (see the module docstring). A SCAN in
+        batches of 500, not one long script: Redis keeps serving meanwhile. A Redis that does not answer now
+        is left for the next start (and logged)."""
+        ready = f"{self._prefix}{marker}"
+
+        async def fill(client: aioredis.Redis) -> None:
+            if await client.exists(ready):
+                return
+            keys: list[str] = []
+            async for key in client.scan_iter(match=f"{self._record_key('')}*", count=500):
+                keys.append(str(key))
+                if len(keys) >= 500:
+                    await batch(client, keys)
+                    keys = []
+            await batch(client, keys)
+            await client.set(ready, "1")
+
         try:
-            await self._call(lambda c: self._fill_archive_indexes_on(c, ready))
+            await self._call(fill)
         except errors.StoreUnavailable:
             log.warning(
-                "store %s: older videos not checked for the archive at start (Redis did not answer)",
-                self.description,
+                "store %s: older videos not %s at start (Redis did not answer)", self.description, what
             )
-
-    async def _fill_archive_indexes_on(self, client: aioredis.Redis, ready: str) -> None:
-        if await client.exists(ready):
-            return
-        keys: list[str] = []
-        async for key in client.scan_iter(match=f"{self._record_key('')}*", count=500):
-            keys.append(str(key))
-            if len(keys) >= 500:
-                await self._index_batch(client, keys)
-                keys = []
-        await self._index_batch(client, keys)
-        await client.set(ready, "1")
 
     async def _index_batch(self, client: aioredis.Redis, keys: list[str]) -> None:
         """One SCAN batch: the records read in one pipeline, the COMPLETED ones indexed in a second (each
@@ -501,31 +504,6 @@ class RedisVideoStore:
                         client=pipe,
                     )
             await pipe.execute()
-
-    async def _fill_list_index(self) -> None:
-        """Put the records written before List's index existed into it, once per data set (see the module
-        docstring): a SCAN in batches, as for the archive's indexes. A Redis that does not answer now is
-        left for the next start (and logged)."""
-        ready = f"{self._prefix}list-index:ready"
-        try:
-            await self._call(lambda c: self._fill_list_index_on(c, ready))
-        except errors.StoreUnavailable:
-            log.warning(
-                "store %s: older videos not indexed for List at start (Redis did not answer)",
-                self.description,
-            )
-
-    async def _fill_list_index_on(self, client: aioredis.Redis, ready: str) -> None:
-        if await client.exists(ready):
-            return
-        keys: list[str] = []
-        async for key in client.scan_iter(match=f"{self._record_key('')}*", count=500):
-            keys.append(str(key))
-            if len(keys) >= 500:
-                await self._list_index_batch(client, keys)
-                keys = []
-        await self._list_index_batch(client, keys)
-        await client.set(ready, "1")
 
     async def _list_index_batch(self, client: aioredis.Redis, keys: list[str]) -> None:
         if not keys:
