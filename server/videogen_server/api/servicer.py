@@ -117,7 +117,6 @@ class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
         # exception to "VideoService needs a key", for no caller that lacks one.
         return _list_models_response(self._videos.models())
 
-    # Issue 12 in progress: each of these is replaced by its implementation before the branch lands.
     async def List(
         self, request: video_service_pb2.ListRequest, context: Context
     ) -> video_service_pb2.ListResponse:
@@ -129,7 +128,7 @@ class VideoServicer(video_service_pb2_grpc.VideoServiceServicer):
             filter_text=request.filter,
         )
         return video_service_pb2.ListResponse(
-            videos=[_get_response(r).video for r in records], next_page_token=next_token
+            videos=[video_message(r) for r in records], next_page_token=next_token
         )
 
     async def Upload(

@@ -35,8 +35,6 @@ def parse_video_id(video_id: str) -> str:
     return vid
 
 
-# Remix's step between the claim and the create: resolve the source, then the plan to send and the name of
-# the provider key to send it with (None: the provider picks).
 # Resolves a Remix's source once its claim is won, given the key the request's uploads pin it to (None: any):
 # the plan to send, and the key its own upload (if any) was made with.
 Prepare = Callable[[str | None], Awaitable[tuple[UpstreamRequest, str | None]]]

@@ -75,7 +75,7 @@ import redis.exceptions as rexc
 
 from videogen_server import errors
 from videogen_server.config import redact_url
-from videogen_server.domain.clock import utcnow
+from videogen_server.domain.clock import parse_time, utcnow
 from videogen_server.domain.listing import SCAN_BUDGET, ListCursor, ListPage, ListQuery, statuses_of
 from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.store.archive_index import expiring_at, index_score, index_text, unarchived_since
@@ -735,7 +735,7 @@ class RedisVideoStore:
         if not scanned_to:
             return ListPage(records)
         at, _, video_id = scanned_to.partition("|")
-        return ListPage(records, ListCursor(datetime.fromisoformat(at), video_id))
+        return ListPage(records, ListCursor(parse_time(at), video_id))
 
     async def secret(self, name: str) -> bytes:
         key = f"{self._prefix}secret:{name}"

@@ -54,7 +54,7 @@ from datetime import datetime
 from typing import Any, Final, TypeVar
 
 from videogen_server import errors
-from videogen_server.domain.clock import format_time, utcnow
+from videogen_server.domain.clock import format_time, parse_time, utcnow
 from videogen_server.domain.listing import SCAN_BUDGET, ListCursor, ListPage, ListQuery, statuses_of
 from videogen_server.domain.video import VideoRecord, VideoStatus
 from videogen_server.store.archive_index import expiring_at, index_text, unarchived_since
@@ -561,7 +561,7 @@ class SqliteVideoStore:
                 return ListPage(found)
             if examined >= scan_limit:
                 assert last is not None
-                return ListPage(found, ListCursor(_parse_index_text(last[0]), last[1]))
+                return ListPage(found, ListCursor(parse_time(last[0]), last[1]))
             last = (create_time, video_id)
             if (wanted is None or status in wanted) and (query.model is None or model == query.model):
                 found.append(decode_record(data))
@@ -597,10 +597,6 @@ class SqliteVideoStore:
             .fetchone()
         )
         return None if row is None else str(row[0])
-
-
-def _parse_index_text(text: str) -> datetime:
-    return datetime.fromisoformat(text)
 
 
 class _Worker:

@@ -147,9 +147,6 @@ class KeyPool:
         self._loop_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
-    def __len__(self) -> int:
-        return len(self._keys)
-
     def __repr__(self) -> str:
         return f"KeyPool({', '.join(self._keys)})"
 
@@ -200,7 +197,7 @@ class KeyPool:
         waits: list[float | None] = []
         for key in self._keys.values():
             out = key.out(model, now)
-            reason, wait = out if out is not None else (refused.get(key.name, "refused by Runway"), None)
+            reason, wait = out if out is not None else ("refused by Runway", None)
             violations.append((key.name, refused.get(key.name, reason)))
             waits.append(wait)
         known = [w for w in waits if w is not None]
