@@ -53,10 +53,14 @@ class GenerateSpec:
     def fingerprint(self) -> str:
         """A stable digest of `fingerprint_fields()`: two requests with one request_id are the same request
         when their fingerprints are equal. Stored with every record, so the digest must never change."""
-        canonical = json.dumps(
-            self.fingerprint_fields(), sort_keys=True, separators=(",", ":"), default=_plain
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return digest(self.fingerprint_fields())
+
+
+def digest(fields: dict[str, Any]) -> str:
+    """The hex SHA-256 of `fields` as canonical JSON (sorted keys, no spaces): a request's fingerprint. Stored
+    with every record, so the encoding must never change."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=_plain)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 _FINGERPRINTED = tuple(f.name for f in dataclasses.fields(GenerateSpec) if f.name != "request_id")

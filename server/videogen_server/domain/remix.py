@@ -3,11 +3,9 @@ and its fingerprint. No gRPC and no HTTP here."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 
-from videogen_server.domain.generation import GenerateSpec, _plain
+from videogen_server.domain.generation import GenerateSpec, digest
 
 # The model a Remix uses when the request names none (Runway's video-to-video model).
 DEFAULT_REMIX_MODEL = "aleph2"
@@ -31,6 +29,6 @@ class RemixSpec:
         fields, never the URL or upload the source is resolved to (a fresh signed URL differs on every
         read, so a replay would look like another request). "remix" keeps it apart from any Generate's
         fingerprint: one request_id names one video, whichever RPC made it."""
-        fields = {"remix": {"id": self.source_id, "index": self.index}, **self.spec.fingerprint_fields()}
-        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=_plain)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return digest(
+            {"remix": {"id": self.source_id, "index": self.index}, **self.spec.fingerprint_fields()}
+        )
