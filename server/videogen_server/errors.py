@@ -218,3 +218,16 @@ class UpstreamProtocolError(UpstreamError):
     """Runway's answer could not be understood (malformed JSON, unexpected shape)."""
 
     reason = "UPSTREAM_BAD_RESPONSE"
+
+
+def key_refused_create(exc: BaseException) -> bool:
+    """Whether a failed create proves that no task was made because of the key it was sent with: Runway's
+    no-credits answer (that key, every model) or a 429 (that key's daily cap for the model). Anything else
+    (a 5xx, a timeout, an unknown outcome) may have started a paid task: never sent again."""
+    if isinstance(exc, UpstreamCredits):
+        return True
+    return (
+        isinstance(exc, UpstreamUnavailable)
+        and not isinstance(exc, UpstreamOutcomeUnknown)
+        and exc.http_status == 429
+    )

@@ -208,6 +208,19 @@ async def test_a_429_puts_the_key_out_for_that_model_only_and_is_not_retried_on_
     assert (await p.create(plan(p, "veo3.1"))).key == "a"  # a still serves other models
 
 
+async def test_a_named_key_refusing_is_not_retried_and_is_marked_out_for_the_pool():
+    # A create held to key a (its uploads live there) is not sent on b, nor retried on a after a 429; the
+    # pool learns a is at its cap for the model, so its own next choice for that model is b.
+    runway = Runway({"a": [(429, {"error": "daily limit"})], "b": [(200, {"id": TID})]})
+    p = provider(runway, "a", "b")
+    with pytest.raises(errors.UpstreamUnavailable) as info:
+        await p.create(plan(p, "gen4.5"), key="a")
+    assert info.value.http_status == 429
+    assert runway.posts() == ["a"]
+    assert (await p.create(plan(p, "gen4.5"))).key == "b"
+    assert runway.posts() == ["a", "b"]
+
+
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 async def test_an_unknown_outcome_is_never_sent_again_on_another_key(status):
     runway = Runway({"a": [(status, {"error": "oops"})]})

@@ -122,10 +122,7 @@ class UploadKeys:
                 metadata={"runway_key": pin.key},
             ) from exc
         except (errors.UpstreamCredits, errors.UpstreamUnavailable) as exc:
-            refused = isinstance(exc, errors.UpstreamCredits) or (
-                not isinstance(exc, errors.UpstreamOutcomeUnknown) and exc.http_status == 429
-            )
-            if refused:  # the key is out: say why no other key was tried (same error, same code)
+            if errors.key_refused_create(exc):  # the key is out: say why no other key was tried (same code)
                 exc.message = f"{pin.describe()}, and that key cannot take the task now: {exc.message}"
                 exc.args = (exc.message,)
                 exc.metadata.setdefault("runway_key", pin.key)

@@ -140,11 +140,20 @@ class RunwayProvider:
         (see the module docstring). The CreatedTask names the key that made it."""
         if not isinstance(plan, RunwayRequest):
             raise TypeError(f"RunwayProvider.create needs a plan of its own, not {type(plan).__name__}")
-        if key is not None:
-            return await self._create_with(self._keys.get(key), plan, deadline, failover=False)
         if not self._keys.several:
-            return await self._create_with(self._keys.keys[0], plan, deadline, failover=False)
+            # One key: today's behaviour (a 429 retried with backoff, then UNAVAILABLE).
+            chosen = self._keys.keys[0] if key is None else self._keys.get(key)
+            return await self._create_with(chosen, plan, deadline, failover=False)
         model = str(plan.body.get("model", ""))
+        if key is not None:
+            # A key the caller chose (uploads live there): no other key is tried, but a refusal still marks
+            # it out in the pool, so the pool's own choices stop sending it this model meanwhile.
+            chosen = self._keys.get(key)
+            try:
+                return await self._create_with(chosen, plan, deadline, failover=True)
+            except (errors.UpstreamCredits, errors.UpstreamUnavailable) as exc:
+                self._refusal(chosen, model, exc)
+                raise
         refused: dict[str, str] = {}
         while candidates := self._keys.candidates(model, exclude=tuple(refused)):
             chosen = candidates[0]
@@ -154,20 +163,28 @@ class RunwayProvider:
                 )
             try:
                 return await self._create_with(chosen, plan, deadline, failover=True)
-            except errors.UpstreamOutcomeUnknown:
-                raise  # the task may exist: never sent again, on any key
-            except errors.UpstreamCredits as exc:
-                why = f"no credits left (Runway: {exc.message})"
-                self._keys.mark(chosen.name, None, why, None)
-                refused[chosen.name] = why
-            except errors.UpstreamUnavailable as exc:
-                if exc.http_status != 429:
-                    raise
-                why = f"the daily cap for {model} is reached (Runway: HTTP 429)"
-                self._keys.mark(chosen.name, model, why, exc.retry_after)
+            except (errors.UpstreamCredits, errors.UpstreamUnavailable) as exc:
+                why = self._refusal(chosen, model, exc)
+                if why is None:
+                    raise  # a 5xx, a timeout, an unknown outcome: the task may exist, never sent again
                 refused[chosen.name] = why
             log.info("Runway key %r refused the create (%s); trying the next key", chosen.name, why)
         raise self._keys.exhausted(model, refused)
+
+    def _refusal(
+        self, key: RunwayKey, model: str, exc: errors.UpstreamCredits | errors.UpstreamUnavailable
+    ) -> str | None:
+        """Why `key` refused a create in a way that proves no task was made, having marked it out in the
+        pool (no credits: every model; a 429: this model's daily cap); None for any other failure."""
+        if not errors.key_refused_create(exc):
+            return None
+        if isinstance(exc, errors.UpstreamCredits):
+            why = f"no credits left (Runway: {exc.message})"
+            self._keys.mark(key.name, None, why, None)
+            return why
+        why = f"the daily cap for {model} is reached (Runway: HTTP 429)"
+        self._keys.mark(key.name, model, why, exc.retry_after)
+        return why
 
     async def _create_with(
         self, key: RunwayKey, plan: RunwayRequest, deadline: float | None, *, failover: bool
