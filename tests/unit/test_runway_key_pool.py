@@ -304,3 +304,14 @@ async def test_organization_is_read_with_each_key_and_parsed():
         assert got.model("gen4.5") == ModelLimits(max_concurrent=2, max_daily=None, daily_used=3)
     finally:
         await p.aclose()
+
+
+def test_an_upload_goes_to_the_key_with_the_fewest_tasks_in_flight_among_those_not_out():
+    p = provider(Runway({}), "a", "b", "c")
+    assert p.keys.for_upload().name == "a"  # all idle: configuration order
+    p.keys.started("a", "gen4.5", "t1")
+    p.keys.started("a", "veo3.1", "t2")
+    p.keys.started("b", "gen4.5", "t3")
+    assert p.keys.for_upload().name == "c"  # every model counts: an upload belongs to none
+    p.keys.mark("c", None, "no credits left", None)
+    assert p.keys.for_upload().name == "b"

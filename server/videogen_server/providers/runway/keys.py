@@ -113,6 +113,10 @@ class RunwayKey:
             return f"the daily cap for {model} is used up ({cap} generations in 24 h)", None
         return None
 
+    def all_in_flight(self, now: float) -> int:
+        """Our tasks in flight on this key, every model together."""
+        return sum(self.in_flight(model, now) for model in list(self.active))
+
     def load(self, model: str, now: float) -> tuple[float, int, float]:
         """The sort key of the module docstring (smaller is less loaded), without configuration order."""
         count = self.in_flight(model, now)
@@ -179,6 +183,17 @@ class KeyPool:
         return key
 
     # --- choosing -----------------------------------------------------------------------------------
+
+    def for_upload(self) -> RunwayKey:
+        """The key for an upload, which belongs to no model: among the keys not out for every model, the one
+        with the fewest of our tasks in flight (Generates naming the upload will be held to it), then the
+        first configured; the first key when all are out (Runway then says why)."""
+        now = self._clock()
+        order = {name: i for i, name in enumerate(self._keys)}
+        usable = [k for k in self._keys.values() if k.out("", now) is None]
+        if not usable:
+            return self.keys[0]
+        return min(usable, key=lambda k: (k.all_in_flight(now), order[k.name]))
 
     def candidates(self, model: str, *, exclude: Sequence[str] = ()) -> list[RunwayKey]:
         """The keys that can take a new task for `model` now, least loaded first (module docstring)."""

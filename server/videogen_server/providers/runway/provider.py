@@ -231,11 +231,7 @@ class RunwayProvider:
     ) -> UploadedAsset:
         """Runway's two-step ephemeral upload (uploads.py), with the named key or the least-loaded usable
         one (uploads need credits: a key known to have none is passed over)."""
-        if key is not None:
-            chosen = self._keys.get(key)
-        else:
-            usable = self._keys.candidates("")
-            chosen = usable[0] if usable else self._keys.keys[0]
+        chosen = self._keys.get(key) if key is not None else self._keys.for_upload()
         uri = await self._uploads.upload(
             self._api,
             path,
