@@ -202,7 +202,7 @@ class Service:
                 archiver=archiver,
                 sweeper=sweeper,
                 uploads=uploads,
-                remixes=Remixes(videos, runway, archive),
+                remixes=Remixes(videos, runway, archive, spool=uploads),
             )
             if config.metrics_listen:
                 service.metrics_server = MetricsServer(metrics.registry, config.metrics_listen)

@@ -23,10 +23,13 @@ from videogen_server.domain.video import ArchiveState, VideoRecord, VideoStatus,
 from videogen_server.providers.memory import MemoryPlan, MemoryProvider
 from videogen_server.services.remix import Remixes
 from videogen_server.services.tracker import TaskTracker
+from videogen_server.services.upload_keys import UploadKeys
+from videogen_server.services.uploads import Uploads
 from videogen_server.services.videos import Videos
 from videogen_server.store import MemoryVideoStore
 from videogen_server.store.local_coordinator import LocalCoordinator
 
+GiB = 1024**3
 ALICE, BOB = "alice", "bob"
 SOURCE_BYTES = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 300
 
@@ -64,7 +67,17 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     spool.mkdir()
     try:
         yield World(
-            store, provider, archive, videos, Remixes(videos, provider, archive, spool_dir=spool), spool
+            store,
+            provider,
+            archive,
+            videos,
+            Remixes(
+                videos,
+                provider,
+                archive,
+                spool=Uploads(provider, spool, spool_limit=GiB, keys=UploadKeys(store)),
+            ),
+            spool,
         )
     finally:
         await tracker.close()
@@ -132,6 +145,20 @@ async def test_a_remix_of_a_video_runway_forgot_uploads_the_archived_copy(world:
     assert uri.startswith("runway://") and world.provider.uploads[uri] == SOURCE_BYTES
     assert made.source_video_id == source.id and made.mode is GenerationMode.VIDEO_TO_VIDEO
     assert list(world.spool.iterdir()) == []  # the temporary copy is gone
+
+
+async def test_an_archived_source_is_spooled_within_the_upload_spool_budget(world: World) -> None:
+    # The copy on its way to Runway is an Upload spool file: it counts against VIDEOGEN_UPLOAD_SPOOL_BYTES.
+    source = await completed(world)
+    await archived_and_forgotten(world, source)
+    world.remixes._spool.budget.limit = len(SOURCE_BYTES) - 1
+    with pytest.raises(errors.ResourceExhausted) as info:
+        await world.remixes.remix(ALICE, remix(source.id), deadline=None)
+    assert info.value.reason == "UPLOAD_SPOOL_FULL"
+    assert world.provider.calls["upload"] == 0 and list(world.spool.iterdir()) == []
+    world.remixes._spool.budget.limit = len(SOURCE_BYTES)
+    await world.remixes.remix(ALICE, remix(source.id), deadline=None)  # the request_id was freed
+    assert world.remixes._spool.budget.used == 0
 
 
 async def test_a_replayed_request_id_returns_the_same_video_without_another_create_or_upload(

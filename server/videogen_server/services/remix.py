@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from videogen_server import errors
@@ -30,6 +29,7 @@ from videogen_server.domain.remix import RemixSpec
 from videogen_server.domain.task import UpstreamRequest
 from videogen_server.domain.video import ArchiveState, VideoRecord, VideoStatus, archive_key
 from videogen_server.services.ports import UNRESOLVED_SOURCE, OutputArchive, VideoProvider
+from videogen_server.services.uploads import Uploads, new_spool_file
 from videogen_server.services.videos import Videos
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,12 @@ class Remixes:
         provider: VideoProvider,
         archive: OutputArchive | None = None,
         *,
-        spool_dir: Path | None = None,
+        spool: Uploads,
     ) -> None:
         self._videos = videos
         self._provider = provider
         self._archive = archive  # None: the archive is off; a source Runway forgot cannot be remixed
-        self._spool_dir = spool_dir  # where archived sources are copied before their upload (None: $TMPDIR)
+        self._spool = spool  # archived sources are copied into the Upload spool before their upload
 
     async def remix(self, owner: str, remix: RemixSpec, *, deadline: float | None) -> VideoRecord:
         # As Get: another caller's video is NOT_FOUND, and the state is current (a poll if it is stale).
@@ -129,41 +129,53 @@ class Remixes:
     async def _upload_archived(
         self, archive: OutputArchive, source: VideoRecord, index: int, key: str | None, deadline: float | None
     ) -> tuple[str, str]:
-        """Copy the archived output to a temporary file, streamed, and upload it; the file is always
-        removed. Returns the upload's URI and the name of the key that owns it."""
-        fd, name = await asyncio.to_thread(
-            tempfile.mkstemp, prefix="remix-", suffix=".mp4", dir=self._spool_dir
-        )
-        path = Path(name)
-        try:
-            size = 0
-            content_type = "video/mp4"
-            file = await asyncio.to_thread(os.fdopen, fd, "wb")  # owns fd from here: closes it
+        """Copy the archived output to a spool file, streamed, and upload it; the file is always removed.
+        It is one of the Upload spool's files (services/uploads.py): inside its disk budget, and found by
+        its clean-up after a crash. Returns the upload's URI and the name of the key that owns it."""
+        with self._spool.spool_space(source.outputs[index].size_bytes or 0) as directory:
+            fd, name = await asyncio.to_thread(new_spool_file, directory)
+            path = Path(name)
             try:
-                async with archive.open_read(archive_key(source.id, index)) as read:
-                    content_type = read.content_type or content_type
-                    async for chunk in read.iter_chunks(_COPY_CHUNK):
-                        await asyncio.to_thread(file.write, chunk)
-                        size += len(chunk)
-            except errors.ArchiveObjectMissing:
-                raise errors.FailedPrecondition(
-                    "Runway no longer has the source video's output, and its archived copy is missing",
-                    reason="VIDEO_OUTPUT_GONE",
-                    metadata={"id": source.id},
-                ) from None
+                return await self._copy_and_upload(archive, source, index, key, fd, path, deadline)
             finally:
-                await asyncio.to_thread(file.close)
-            asset = await self._provider.upload(
-                path,
-                filename=f"{source.id}-{index}.mp4",
-                size=size,
-                content_type=content_type,
-                key=key,
-                deadline=deadline,
-            )
-            return asset.uri, asset.key
+                await asyncio.to_thread(path.unlink, True)
+
+    async def _copy_and_upload(
+        self,
+        archive: OutputArchive,
+        source: VideoRecord,
+        index: int,
+        key: str | None,
+        fd: int,
+        path: Path,
+        deadline: float | None,
+    ) -> tuple[str, str]:
+        size = 0
+        content_type = "video/mp4"
+        file = await asyncio.to_thread(os.fdopen, fd, "wb")  # owns fd from here: closes it
+        try:
+            async with archive.open_read(archive_key(source.id, index)) as read:
+                content_type = read.content_type or content_type
+                async for chunk in read.iter_chunks(_COPY_CHUNK):
+                    await asyncio.to_thread(file.write, chunk)
+                    size += len(chunk)
+        except errors.ArchiveObjectMissing:
+            raise errors.FailedPrecondition(
+                "Runway no longer has the source video's output, and its archived copy is missing",
+                reason="VIDEO_OUTPUT_GONE",
+                metadata={"id": source.id},
+            ) from None
         finally:
-            await asyncio.to_thread(path.unlink, True)
+            await asyncio.to_thread(file.close)
+        asset = await self._provider.upload(
+            path,
+            filename=f"{source.id}-{index}.mp4",
+            size=size,
+            content_type=content_type,
+            key=key,
+            deadline=deadline,
+        )
+        return asset.uri, asset.key
 
 
 def _expired() -> errors.FailedPrecondition:

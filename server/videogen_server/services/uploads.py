@@ -18,12 +18,13 @@ a Generate naming it is then created with that key, on any replica.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -129,11 +130,18 @@ def _remove_stale_spools(directory: Path, max_age: float) -> int:
     return removed
 
 
+def new_spool_file(directory: Path) -> tuple[int, str]:
+    """A new spool file in `directory` (created if need be): its descriptor and path. Blocking: call it in a
+    worker thread."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(dir=directory, prefix=SPOOL_PREFIX, suffix=".part")
+
+
 class _Spool:
     """The temporary file of one upload. Every blocking call is made in a worker thread by the caller."""
 
     def __init__(self, directory: Path) -> None:
-        fd, name = tempfile.mkstemp(dir=directory, prefix=SPOOL_PREFIX, suffix=".part")
+        fd, name = new_spool_file(directory)
         self.path = Path(name)
         self._file: IO[bytes] = os.fdopen(fd, "wb")
         self._hash = hashlib.sha256()
@@ -163,6 +171,18 @@ class Uploads:
     @property
     def spool_dir(self) -> Path:
         return self._dir
+
+    @contextlib.contextmanager
+    def spool_space(self, n: int) -> Iterator[Path]:
+        """`n` bytes of the spool budget for a file another use case spools here (a Remix's archived source,
+        on its way to Runway), held until the block ends; yields the directory. RESOURCE_EXHAUSTED at once
+        when it does not fit. Name the file `new_spool_file` does, so a killed server's leftovers are found
+        by `remove_stale`."""
+        self._reserve(n, 0)
+        try:
+            yield self._dir
+        finally:
+            self.budget.release(n)
 
     async def remove_stale(self, max_age: float = STALE_SPOOL_AGE) -> int:
         """Remove spool files left by a process that died mid-upload (kill -9, a crash): every other way out
