@@ -15,6 +15,7 @@ import pytest
 from videogen_server import errors
 from videogen_server.domain import media_type
 from videogen_server.providers.memory import MemoryProvider
+from videogen_server.services import uploads as uploads_module
 from videogen_server.services.upload_keys import UploadKeys
 from videogen_server.services.uploads import MAX_UPLOAD_BYTES, UploadPart, Uploads
 from videogen_server.simulator.media import OutputMedia
@@ -92,6 +93,23 @@ async def test_upload_returns_uri_size_and_hash(uploads: Uploads, provider: Memo
     assert result.sha256 == hashlib.sha256(MP4).hexdigest() and result.size_bytes == len(MP4)
     assert result.content_type == "video/mp4" and provider.uploads[result.uri] == MP4
     assert spooled(uploads.spool_dir) == [] and uploads.budget.used == 0
+
+
+async def test_small_messages_are_written_in_batches_not_one_thread_hop_each(
+    uploads: Uploads, provider: MemoryProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[int] = []
+    original = uploads_module._Spool.write
+
+    def counted(self: object, data: bytes | bytearray) -> None:
+        writes.append(len(data))
+        original(self, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(uploads_module._Spool, "write", counted)
+    data = OutputMedia("batches", 0, 2_500_000).read(0, 2_500_000)
+    result = await uploads.upload(parts(data, chunk=1000, filename="clip.mp4"))  # 2,500 messages
+    assert provider.uploads[result.uri] == data and result.sha256 == hashlib.sha256(data).hexdigest()
+    assert sum(writes) == len(data) and len(writes) == 3  # 1 MiB, 1 MiB, the rest
 
 
 async def test_type_from_bytes_when_nothing_is_declared(uploads: Uploads, provider: MemoryProvider) -> None:

@@ -104,6 +104,9 @@ def check_filename(filename: str) -> str | None:
     return None
 
 
+# Bytes gathered from small messages before one write to the spool file (in a worker thread).
+_WRITE_BATCH: Final = 1024 * 1024
+
 # A spool file untouched this long belongs to no upload: a live one is written with every message, and its
 # upload to Runway takes minutes at most.
 STALE_SPOOL_AGE: Final = 3600.0
@@ -146,7 +149,7 @@ class _Spool:
         self._file: IO[bytes] = os.fdopen(fd, "wb")
         self._hash = hashlib.sha256()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         self._hash.update(data)  # releases the GIL for large buffers, like the write
         self._file.write(data)
 
@@ -202,9 +205,11 @@ class Uploads:
         try:
             if first.size_bytes is not None:
                 reserved = self._reserve(first.size_bytes, 0)
-            await asyncio.to_thread(self._dir.mkdir, parents=True, exist_ok=True)
             spool = await asyncio.to_thread(_Spool, self._dir)
             size, head, found = 0, b"", None
+            # Small messages are gathered and written _WRITE_BATCH at a time: one thread hop per message
+            # would let a client sending tiny messages fill the shared worker pool with hops.
+            pending = bytearray()
             part: UploadPart | None = first
             while part is not None:
                 data = part.data
@@ -217,8 +222,16 @@ class Uploads:
                         head += data[: media_type.SNIFF_BYTES - len(head)]
                         if len(head) >= media_type.SNIFF_BYTES:
                             found = self._check_type(head, first, declared)
-                    await asyncio.to_thread(spool.write, data)
+                    if not pending and len(data) >= _WRITE_BATCH:
+                        await asyncio.to_thread(spool.write, data)
+                    else:
+                        pending += data
+                        if len(pending) >= _WRITE_BATCH:
+                            await asyncio.to_thread(spool.write, pending)
+                            pending.clear()
                 part = await anext(parts, None)
+            if pending:
+                await asyncio.to_thread(spool.write, pending)
             if size < MIN_UPLOAD_BYTES:
                 raise _invalid("data", f"{size} bytes; an upload must be at least {MIN_UPLOAD_BYTES} bytes")
             if first.size_bytes is not None and size != first.size_bytes:
