@@ -45,6 +45,12 @@ def safe_key(key: str) -> bool:
     return _SAFE_KEY.fullmatch(key) is not None and not any(p in (".", "..") for p in key.split("/"))
 
 
+def _positive(size: int) -> int:
+    if size <= 0:
+        raise ValueError("a chunk size must be positive")
+    return size
+
+
 def _read_into(fd: int, view: memoryview, position: int) -> int:
     """Blocking: fills `view` from `position` (fewer bytes only at the end of the file)."""
     got = 0
@@ -104,12 +110,15 @@ class LocalObjectRead:
     def content_type(self) -> str:
         return self._content_type
 
-    async def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes | memoryview]:
+    def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes | memoryview]:
         if chunk_size <= 0:
             raise ValueError("chunk_size must be positive")
+        return self.iter_sized(lambda: chunk_size)
+
+    async def iter_sized(self, next_size: Callable[[], int]) -> AsyncIterator[bytes | memoryview]:
         position = self._start
         while position < self._stop:
-            size = min(chunk_size, self._stop - position)
+            size = min(_positive(next_size()), self._stop - position)
             buffer = bytearray(size)  # a fresh one per chunk: the caller may keep what it was given
             view = memoryview(buffer)
             got = self._read_cached(view, position)

@@ -14,7 +14,7 @@ between chunks, so a read can be cut mid-way. `puts` and `reads` count calls tha
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -46,14 +46,22 @@ class _MemoryRead:
     def content_type(self) -> str:
         return self._content_type
 
-    async def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes]:
+    def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes]:
         if chunk_size <= 0:
             raise ValueError("chunk_size must be positive")
-        for pos in range(0, len(self._view), chunk_size):
+        return self.iter_sized(lambda: chunk_size)
+
+    async def iter_sized(self, next_size: Callable[[], int]) -> AsyncIterator[bytes]:
+        pos = 0
+        while pos < len(self._view):
+            size = next_size()
+            if size <= 0:
+                raise ValueError("a chunk size must be positive")
             await asyncio.sleep(0)  # a real read awaits I/O between chunks: give others the same chances
             if self._archive.fail_reads:
                 raise errors.ArchiveUnavailable("memory archive: read failed (fault injected)")
-            yield bytes(self._view[pos : pos + chunk_size])
+            yield bytes(self._view[pos : pos + size])
+            pos += size
 
 
 class MemoryArchive:

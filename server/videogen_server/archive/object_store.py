@@ -38,7 +38,7 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -186,11 +186,21 @@ class _ObjectRead:
             )
         return view
 
-    async def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes | memoryview]:
+    def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes | memoryview]:
         if chunk_size <= 0:
             raise ValueError("chunk_size must be positive")
-        # Whole chunks per segment, so that every chunk but the last is exactly chunk_size.
-        segment = max(1, self._archive.read_segment // chunk_size) * chunk_size
+        return self._iter(lambda: chunk_size, chunk_size)
+
+    def iter_sized(self, next_size: Callable[[], int]) -> AsyncIterator[bytes | memoryview]:
+        return self._iter(next_size, None)
+
+    async def _iter(
+        self, next_size: Callable[[], int], fixed: int | None
+    ) -> AsyncIterator[bytes | memoryview]:
+        # A fixed size: whole chunks per segment, so that every chunk but the last is exactly that size.
+        # Sizes that vary: a chunk never spans two segments (the last of a segment may be shorter).
+        read_segment = self._archive.read_segment
+        segment = max(1, read_segment // fixed) * fixed if fixed else read_segment
         pos = self._start
         ahead: asyncio.Task[memoryview] | None = None
         try:
@@ -200,10 +210,15 @@ class _ObjectRead:
                 ahead = None
                 if stop < self._stop:
                     ahead = asyncio.create_task(self._segment(stop, min(stop + segment, self._stop)))
-                for i in range(0, len(view), chunk_size):
+                i = 0
+                while i < len(view):
+                    size = next_size()
+                    if size <= 0:
+                        raise ValueError("a chunk size must be positive")
                     # A view, not a copy: the one copy of the bytes is made where the message is encoded
                     # (api/content_wire.py). Measured: 1.29 -> 1.17 ms/MiB of server CPU for 256 MiB.
-                    yield view[i : i + chunk_size]
+                    yield view[i : i + size]
+                    i += size
                 pos = stop
         finally:
             if ahead is not None:

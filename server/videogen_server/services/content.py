@@ -19,11 +19,13 @@ import asyncio
 import dataclasses
 import logging
 import random
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from videogen_server import errors
 from videogen_server.domain.video import ArchiveState, VideoRecord, VideoStatus, archive_key
+from videogen_server.services.message_sizes import MessageSizes
 from videogen_server.services.ports import OutputArchive, OutputSource
 from videogen_server.services.videos import Videos
 
@@ -134,10 +136,13 @@ class ContentRelay:
             yield ContentHeader(content_type, output.size_bytes)  # an empty read at the end: valid
             return
         position = offset
+        sizes = MessageSizes(self._chunk_size)  # small for a slow reader, up to 1 MiB for a fast one
         async with archive.open_read(archive_key(record.id, index), start=offset, end=end) as out:
             yield ContentHeader(out.content_type or content_type, out.total_size)
-            async for data in out.iter_chunks(self._chunk_size):
+            async for data in out.iter_sized(sizes):
+                handed = time.monotonic()
                 yield Chunk(position, data)
+                sizes.taken(len(data), time.monotonic() - handed)  # the reader has taken it: how fast?
                 position += len(data)
 
     async def _relay(

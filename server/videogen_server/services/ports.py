@@ -6,7 +6,7 @@ shipped for tests. The services import these protocols, never an adapter.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -331,7 +331,7 @@ class OutputArchive(Protocol):
 
     def open_read(
         self, key: str, *, start: int = 0, end: int | None = None
-    ) -> AbstractAsyncContextManager[OutputStreamLike]:
+    ) -> AbstractAsyncContextManager[ArchiveRead]:
         """A ranged read of the object: bytes ``[start, end)`` (to the end when `end` is None), streamed.
         `total_size` is the object's whole size; `content_type` as stored. ArchiveObjectMissing when there
         is no such object; OutOfRange when `start` >= size (and size > 0)."""
@@ -374,6 +374,15 @@ class OutputStreamLike(Protocol):
     def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes | memoryview]:
         """The bytes in order, `chunk_size` at a time (the last may be shorter). A chunk may be a read-only
         memoryview (an archive read hands out slices of the segment it fetched instead of copying them)."""
+        ...
+
+
+class ArchiveRead(OutputStreamLike, Protocol):
+    """An open ranged read of one archived object."""
+
+    def iter_sized(self, next_size: Callable[[], int]) -> AsyncIterator[bytes | memoryview]:
+        """As `iter_chunks`, with each chunk's size asked of `next_size()` just before it is read (the last
+        may be shorter): StreamContent's message sizes follow its reader (services/message_sizes.py)."""
         ...
 
 
