@@ -7,12 +7,15 @@ a fixed amount of Python (its generators, the telemetry count). But a message is
 reader has taken it: a reader taking 10 MiB/s holds a 1 MiB message for 100 ms, and 50 such readers held
 ~140 MiB where 256 KiB messages held ~18 (bench/slow_readers.py, measured in issue 11).
 
-So the size follows the reader, the way TCP's window does: a stream starts at the configured chunk size
-(VIDEOGEN_CHUNK_SIZE, the floor); each message the reader took at FAST_RATE or more doubles the next one,
-up to the ceiling; a message it took more slowly sends the next one back to the floor. The memory held in
-large messages is then bounded by bandwidth, not by the number of streams: only a reader that drains a
-message within ceiling / FAST_RATE (8 ms for 1 MiB) gets one, so however many streams are open, the large
-messages in flight are at most about (the host's bandwidth / FAST_RATE) of them.
+So the size follows the reader's rate: a stream starts at the configured chunk size (VIDEOGEN_CHUNK_SIZE,
+the floor), and once it has sent RAMP bytes, each message the reader took at FAST_RATE or more doubles the
+next one (up to the ceiling) provided the stream as a whole has gone at FAST_RATE too; any message taken
+more slowly sends the next one back to the floor. Both conditions matter: the first megabytes of any
+stream go at memory speed into the reader's HTTP/2 window and the sockets' buffers, so a single message
+says little until those are full (the whole stream's rate does), and a reader that was fast and then
+pauses must not keep large messages (the last message's rate says so at once). A slow reader (10 MiB/s)
+never gets a large message, and the memory held in large messages is bounded by bandwidth rather than by
+the number of streams: at most about (the host's bandwidth / FAST_RATE) streams can have them.
 
 "Took" is the time from handing the message on (the generator's yield) to being asked for the next one:
 grpc.aio asks for the next message when the previous send has completed, which waits for the reader's
@@ -21,9 +24,10 @@ HTTP/2 flow-control window.
 
 from __future__ import annotations
 
-__all__ = ["FAST_RATE", "MAX_MESSAGE", "MessageSizes"]
+__all__ = ["FAST_RATE", "MAX_MESSAGE", "RAMP", "MessageSizes"]
 
 FAST_RATE = 128 * 1024 * 1024  # bytes/s: a reader at least this fast gets larger messages
+RAMP = 16 * 1024 * 1024  # bytes sent before any message grows (more than the window and buffers hold)
 MAX_MESSAGE = 1024 * 1024  # the ceiling (VIDEOGEN_CHUNK_SIZE's own upper bound; 1/4 of gRPC's default limit)
 
 
@@ -31,7 +35,7 @@ class MessageSizes:
     """The sizes of one stream's data messages. Call it for the next size; `taken(size, seconds)` after
     each message says how long the reader took it."""
 
-    __slots__ = ("_ceiling", "_floor", "_size")
+    __slots__ = ("_ceiling", "_floor", "_seconds", "_sent", "_size")
 
     def __init__(self, floor: int, ceiling: int = MAX_MESSAGE) -> None:
         if floor <= 0:
@@ -39,13 +43,18 @@ class MessageSizes:
         self._floor = floor
         self._ceiling = max(floor, ceiling)
         self._size = floor
+        self._sent = 0  # bytes the reader has taken so far
+        self._seconds = 0.0  # the time it took them
 
     def __call__(self) -> int:
         return self._size
 
     def taken(self, size: int, seconds: float) -> None:
-        if size * 1.0 >= FAST_RATE * seconds:  # size / seconds >= FAST_RATE, without dividing by 0
+        self._sent += size
+        self._seconds += max(0.0, seconds)
+        # Rates compared without dividing (a take can last 0 s on a coarse clock).
+        fast = size >= FAST_RATE * seconds and self._sent >= FAST_RATE * self._seconds
+        if fast and self._sent >= RAMP:
             self._size = min(self._ceiling, self._size * 2)
         else:
             self._size = self._floor
-
