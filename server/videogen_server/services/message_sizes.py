@@ -8,14 +8,14 @@ reader has taken it: a reader taking 10 MiB/s holds a 1 MiB message for 100 ms, 
 ~140 MiB where 256 KiB messages held ~18 (bench/slow_readers.py, measured in issue 11).
 
 So the size follows the reader's rate: a stream starts at the configured chunk size (VIDEOGEN_CHUNK_SIZE,
-the floor), and once it has sent RAMP bytes, each message the reader took at FAST_RATE or more doubles the
-next one (up to the ceiling) provided the stream as a whole has gone at FAST_RATE too; any message taken
-more slowly sends the next one back to the floor. Both conditions matter: the first megabytes of any
-stream go at memory speed into the reader's HTTP/2 window and the sockets' buffers, so a single message
-says little until those are full (the whole stream's rate does), and a reader that was fast and then
-pauses must not keep large messages (the last message's rate says so at once). A slow reader (10 MiB/s)
-never gets a large message, and the memory held in large messages is bounded by bandwidth rather than by
-the number of streams: at most about (the host's bandwidth / FAST_RATE) streams can have them.
+the floor); once it has sent RAMP bytes, each message is twice the last (up to the ceiling) while the
+reader has taken the last WINDOW bytes at FAST_RATE or more, and back at the floor as soon as it has not.
+RAMP because the first megabytes of any stream go at memory speed into the reader's HTTP/2 window and the
+sockets' buffers, whatever the reader's pace; a window of bytes, not one message, because a single take
+is noisy (a fast reader on a busy host sometimes waits a few ms), while a reader that pauses shows it at
+once (one take longer than WINDOW / FAST_RATE, 31 ms, is enough). A slow reader (10 MiB/s) never gets a
+large message, and the memory held in large messages is bounded by bandwidth rather than by the number of
+streams: at most about (the host's bandwidth / FAST_RATE) streams can have them.
 
 "Took" is the time from handing the message on (the generator's yield) to being asked for the next one:
 grpc.aio asks for the next message when the previous send has completed, which waits for the reader's
@@ -24,10 +24,13 @@ HTTP/2 flow-control window.
 
 from __future__ import annotations
 
-__all__ = ["FAST_RATE", "MAX_MESSAGE", "RAMP", "MessageSizes"]
+from collections import deque
+
+__all__ = ["FAST_RATE", "MAX_MESSAGE", "RAMP", "WINDOW", "MessageSizes"]
 
 FAST_RATE = 128 * 1024 * 1024  # bytes/s: a reader at least this fast gets larger messages
 RAMP = 16 * 1024 * 1024  # bytes sent before any message grows (more than the window and buffers hold)
+WINDOW = 4 * 1024 * 1024  # the reader's rate is measured over its last takes of this many bytes
 MAX_MESSAGE = 1024 * 1024  # the ceiling (VIDEOGEN_CHUNK_SIZE's own upper bound; 1/4 of gRPC's default limit)
 
 
@@ -35,7 +38,7 @@ class MessageSizes:
     """The sizes of one stream's data messages. Call it for the next size; `taken(size, seconds)` after
     each message says how long the reader took it."""
 
-    __slots__ = ("_ceiling", "_floor", "_seconds", "_sent", "_size")
+    __slots__ = ("_ceiling", "_floor", "_recent", "_recent_bytes", "_recent_seconds", "_sent", "_size")
 
     def __init__(self, floor: int, ceiling: int = MAX_MESSAGE) -> None:
         if floor <= 0:
@@ -44,16 +47,25 @@ class MessageSizes:
         self._ceiling = max(floor, ceiling)
         self._size = floor
         self._sent = 0  # bytes the reader has taken so far
-        self._seconds = 0.0  # the time it took them
+        self._recent: deque[tuple[int, float]] = deque()  # the last takes: (bytes, seconds), WINDOW bytes
+        self._recent_bytes = 0
+        self._recent_seconds = 0.0
 
     def __call__(self) -> int:
         return self._size
 
     def taken(self, size: int, seconds: float) -> None:
+        seconds = max(0.0, seconds)
         self._sent += size
-        self._seconds += max(0.0, seconds)
-        # Rates compared without dividing (a take can last 0 s on a coarse clock).
-        fast = size >= FAST_RATE * seconds and self._sent >= FAST_RATE * self._seconds
+        self._recent.append((size, seconds))
+        self._recent_bytes += size
+        self._recent_seconds += seconds
+        while self._recent_bytes - self._recent[0][0] >= WINDOW:
+            old_size, old_seconds = self._recent.popleft()
+            self._recent_bytes -= old_size
+            self._recent_seconds -= old_seconds
+        # The rate compared without dividing (takes can last 0 s on a coarse clock).
+        fast = self._recent_bytes >= FAST_RATE * self._recent_seconds
         if fast and self._sent >= RAMP:
             self._size = min(self._ceiling, self._size * 2)
         else:
