@@ -94,7 +94,11 @@ async def archived_stream() -> None:
         return
     chunk = chunk_size()
     grpc_floor = await floors.grpc_floors()
-    file_floor = grpc_floor.server_file.get(chunk) or grpc_floor.server_file[max(floors.CHUNKS)]
+    # Against the cheapest floor measured (1 MiB messages): an archived read's messages grow from
+    # VIDEOGEN_CHUNK_SIZE to 1 MiB for a fast reader (services/message_sizes.py), so the floor of the
+    # bare server sending its largest messages is the one to beat.
+    floor_chunk = min(grpc_floor.server_file, key=lambda c: grpc_floor.server_file[c])
+    file_floor = grpc_floor.server_file[floor_chunk]
     async with _archive_stack(SIZE) as s:
         vid = await generate(s, "archive bench")
         video = await wait_status(s, vid, video_pb2.VIDEO_STATUS_COMPLETED)
@@ -108,15 +112,18 @@ async def archived_stream() -> None:
         upstream = await total_requests(s) - before  # /_sim/stats reads are not counted
     direct = median(directs)
     server = ms_per_mib(median([r[0] for r in streams]))
+    messages = median([r[4] for r in streams])
+    sizes = f"{messages:.0f} messages, {SIZE / messages / 1024:.0f} KiB on average, from {chunk // 1024} KiB"
     report(
         f"{name}: server CPU per byte vs direct httpx download",
-        f"{server / direct:.2f}x (server {server:.2f} ms/MiB, httpx {direct:.2f} ms/MiB)",
+        f"{server / direct:.2f}x (server {server:.2f} ms/MiB, httpx {direct:.2f} ms/MiB; {sizes})",
         f"<= {VS_HTTPX}x",
         server / direct <= VS_HTTPX,
     )
     report(
         f"{name}: server CPU per byte vs bare grpc.aio server from a local file",
-        f"{server / file_floor:.2f}x ({server:.2f} vs {file_floor:.2f} ms/MiB, {chunk // 1024} KiB messages)",
+        f"{server / file_floor:.2f}x ({server:.2f} vs {file_floor:.2f} ms/MiB, the bare server in "
+        f"{floor_chunk // 1024} KiB messages)",
         f"<= {VS_FILE_FLOOR}x",
         server / file_floor <= VS_FILE_FLOOR,
     )

@@ -80,11 +80,12 @@ async def grpc_client(target: str, method: str, request: bytes) -> None:
     ) as channel:
         await channel.channel_ready()
         call: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(method)  # bytes
-        received = 0
+        received = messages = 0
         cpu0, wall0 = time.process_time(), time.monotonic()
         async for message in call(request, timeout=600):
             received += len(message)
-        _report(cpu0, wall0, received)
+            messages += 1
+        _report(cpu0, wall0, received, messages=messages)
 
 
 async def httpx_get(url: str) -> None:

@@ -5,7 +5,8 @@ a StreamContent's transport work, with the minimal programs of bench/floor_procs
   (its CPU read from /proc/<pid>/stat around each stream);
 - client floor: a bare grpc.aio client receiving those messages as bytes (its own process CPU time);
 - httpx floor: a plain httpx download of an output URL from the simulator (its own process CPU time);
-- write floor: writing 256 MiB to a new local file and fsyncing it (its own process CPU time).
+- write floor: writing 256 MiB to a new local file and fsyncing it (its own process CPU time), each round
+  after SETTLE seconds without writing, like a download (see SETTLE).
 
 Each figure is the median of ROUNDS transfers. The gRPC floors do not depend on the service, so they are
 measured once per `make bench` run (cached here) and shared by every benchmark that compares with them.
@@ -27,6 +28,14 @@ from bench.common import MIB, PYTHON, ROOT, Proc, _spawn, cpu_seconds, median
 SIZE = 256 * MIB
 ROUNDS = 3
 CHUNKS = (256 * 1024, MIB)
+# Seconds of quiet before each file-writing round (the write floor and every download). On these VMs
+# writing 256 MiB into the page cache costs ~0.07 s of system time right after 256 MiB were freed, and
+# ~0.35-0.45 s once the freed memory has been idle for a few seconds (the virtio balloon's free page
+# reporting hands it back to the host, which must back it again on the next touch; perf puts the time in
+# the kernel's copy into the page cache). The same 256 MiB write from the same buffer, in one process:
+# 0.42 s, then 0.07 s; after 3 s idle 0.38 s, then 0.07 s; after 8 s 0.33 s (issue 11). Without a pause,
+# a round costs one or the other by chance, and the floor and a download differed by that chance alone.
+SETTLE = 3.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,7 @@ async def write_floor(chunk: int) -> float:
         cpus = []
         with tempfile.TemporaryDirectory(prefix="videogen-write-floor-") as d:
             for _ in range(ROUNDS):
+                await asyncio.sleep(SETTLE)
                 cpus.append((await run_json("write-file", d, str(SIZE), str(chunk)))["cpu"])
         _write_cached[chunk] = ms_per_mib(median(cpus))
     return _write_cached[chunk]
