@@ -170,6 +170,37 @@ async def test_ranged_reads(archive: OutputArchive) -> None:
                 pass
 
 
+async def test_sized_reads_ask_for_each_chunk_s_size_just_before_reading_it(archive: OutputArchive) -> None:
+    """iter_sized (StreamContent's reads, whose message sizes follow the reader): every chunk has the size
+    next_size() said just before it (the last may be shorter; on s3 a chunk also ends where a fetched
+    segment does), and the bytes are the range's, whatever the sizes."""
+    data = pattern(9 * MiB + 5, seed=4)
+    await archive.put("sized.mp4", chunks_of(data), content_type="video/mp4")
+    plan = [64 * KiB, 256 * KiB, 512 * KiB, MiB, 64 * KiB, 3 * MiB + 1]
+    asked: list[int] = []
+
+    def next_size() -> int:
+        asked.append(plan[min(len(asked), len(plan) - 1)])
+        return asked[-1]
+
+    async with archive.open_read("sized.mp4", start=7) as stream:
+        chunks = [bytes(c) async for c in stream.iter_sized(next_size)]
+    assert b"".join(chunks) == data[7:]
+    assert len(asked) == len(chunks)
+    segment = getattr(archive, "read_segment", None) if getattr(archive, "engine", "") == "s3" else None
+    position = 7
+    for got, want in zip(chunks[:-1], asked, strict=False):
+        if segment is None:
+            assert len(got) == want, (position, len(got), want)
+        else:  # never more than asked, and shorter only at the end of a segment
+            assert len(got) == want or (len(got) < want and (position + len(got) - 7) % segment == 0)
+        position += len(got)
+    with pytest.raises(ValueError):
+        async with archive.open_read("sized.mp4") as stream:
+            async for _ in stream.iter_sized(lambda: 0):
+                pass
+
+
 async def test_an_empty_object(archive: OutputArchive) -> None:
     await archive.put("empty", chunks_of(b""), content_type="video/mp4")
     assert await archive.size("empty") == 0
