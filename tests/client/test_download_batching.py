@@ -123,3 +123,38 @@ async def test_discard_drops_pending_bytes(tmp_path: Path) -> None:
     finally:
         await part.close()
     assert (tmp_path / "v.mp4.part").read_bytes() == b"b" * 10
+
+
+async def test_the_file_gets_writes_of_at_most_max_write_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch reaches the file in MAX_WRITE-byte write() calls: on the VMs this was measured on, one write
+    of 2 MiB or more cost ~7x the kernel time of 1 MiB ones (download.MAX_WRITE)."""
+    from videogen_client import download
+
+    sizes: list[int] = []
+    real_open = open
+
+    class Recorder:
+        def __init__(self, fh: object) -> None:
+            self._fh = fh
+
+        def write(self, data: bytes | memoryview) -> int:
+            sizes.append(len(data))
+            return self._fh.write(data)  # type: ignore[attr-defined, no-any-return]
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._fh, name)
+
+    monkeypatch.setattr(download, "open", lambda *a, **k: Recorder(real_open(*a, **k)), raising=False)
+    data = body(3 * AsyncPartialDownload.WRITE_BATCH // 2 + 5)
+    part = await AsyncPartialDownload.open(tmp_path / "v.mp4")
+    try:
+        await part.start_stream(pb.StreamContentResponse(total_size=len(data), content_type="video/mp4"))
+        for at in range(0, len(data), PIECE):
+            await part.write(at, data[at : at + PIECE])
+        assert await part.finish() == len(data)
+    finally:
+        await part.close()
+    assert (tmp_path / "v.mp4").read_bytes() == data
+    assert sum(sizes) == len(data) and max(sizes) == download.MAX_WRITE < AsyncPartialDownload.WRITE_BATCH
