@@ -379,7 +379,10 @@ class StreamContentResponse(_message.Message):
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     TOTAL_SIZE_FIELD_NUMBER: _builtins.int
     data: _builtins.bytes
-    """The bytes of this chunk (may be empty only in the first message of an empty range)."""
+    """The bytes of this chunk (may be empty only in the first message of an empty range). Chunk sizes
+    vary, from message to message and call to call: at most 1 MiB each (the server's chunk size, and
+    up to 1 MiB for a reader that keeps up with an archived video). Use `offset`, not a fixed size.
+    """
     offset: _builtins.int
     """The position of `data[0]` in the whole file."""
     content_type: _builtins.str
