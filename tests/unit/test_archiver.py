@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,8 +24,10 @@ from videogen_server.domain.generation import GenerateSpec, GenerationMode
 from videogen_server.domain.video import ArchiveState, VideoRecord, VideoStatus, archive_key
 from videogen_server.providers.runway import RunwayProvider
 from videogen_server.providers.runway.retry import RetryPolicy
+from videogen_server.services import message_sizes
 from videogen_server.services.archiver import Archiver, archive_lease
 from videogen_server.services.content import ContentHeader, ContentRelay
+from videogen_server.services.message_sizes import LargeMessageBudget
 from videogen_server.services.retention import RetentionSweeper
 from videogen_server.services.tracker import TaskTracker
 from videogen_server.services.videos import Videos
@@ -529,6 +531,54 @@ async def test_an_archived_object_that_cannot_be_read_is_relayed_from_runway(
     assert outputs_served(parts.sim) == 3
 
 
+async def test_archived_reads_grow_their_messages_within_the_service_wide_budget(
+    parts: Parts, relay: Relay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rule itself is tested with given takes (test_message_sizes.py); here its wiring: an archived read
+    with every reader fast (FAST_RATE 1 byte/s, no RAMP) grows its messages past the chunk size while it
+    holds the budget's place, and gives the place back when it ends, also when the caller goes away."""
+    monkeypatch.setattr(message_sizes, "FAST_RATE", 1)
+    monkeypatch.setattr(message_sizes, "RAMP", 0)
+    video = await parts.completed_video()
+    original = parts.sim.output_bytes(video.upstream_id)
+    archived = await parts.archiver().archive_video(video.id)
+    assert archived is not None
+    budget = relay.content._large_messages
+
+    sizes = []
+    async for item in relay.content.stream(archived, index=0, offset=0, limit=0, deadline=None):
+        if not isinstance(item, ContentHeader):
+            sizes.append(len(item.data))
+            assert budget.in_use == (1 if len(sizes) > 1 else 0)
+    assert sizes[:3] == [256 * 1024, 512 * 1024, 1024 * 1024] and sum(sizes) == len(original)
+    assert budget.in_use == 0
+
+    # Only `limit` streams get larger messages at once; the next stays at the chunk size.
+    budget = LargeMessageBudget(limit=1)
+    monkeypatch.setattr(relay.content, "_large_messages", budget)
+    first = relay.content.stream(archived, index=0, offset=0, limit=0, deadline=None)
+    second = relay.content.stream(archived, index=0, offset=0, limit=0, deadline=None)
+    try:
+        got_first = [len(i.data) async for i in _take(first, 3)]
+        got_second = [len(i.data) async for i in _take(second, 3)]
+        assert got_first == [256 * 1024, 512 * 1024, 1024 * 1024]
+        assert got_second == [256 * 1024] * 3 and budget.in_use == 1
+    finally:
+        await first.aclose()  # a caller gone mid-stream: its place is given back at once
+        await second.aclose()
+    assert budget.in_use == 0
+
+
+async def _take(items: AsyncIterator[Any], n: int) -> AsyncIterator[Any]:
+    """The first `n` chunks (not the header) of a stream, leaving it open."""
+    got = 0
+    while got < n:
+        item = await items.__anext__()
+        if not isinstance(item, ContentHeader):
+            got += 1
+            yield item
+
+
 class FailingMidRead(MemoryArchive):
     """Reads fail after `good` chunks (an archive that goes away mid-stream)."""
 
@@ -538,17 +588,17 @@ class FailingMidRead(MemoryArchive):
     async def open_read(self, key: str, *, start: int = 0, end: int | None = None) -> AsyncIterator[Any]:
         async with super().open_read(key, start=start, end=end) as out:
             archive = self
-            inner = out.iter_chunks
+            inner = out.iter_sized  # what StreamContent reads with
 
-            async def chunks(chunk_size: int) -> AsyncIterator[bytes]:
+            async def chunks(next_size: Callable[[], int]) -> AsyncIterator[bytes]:
                 sent = 0
-                async for chunk in inner(chunk_size):
+                async for chunk in inner(next_size):
                     if sent == archive.good:
                         raise errors.ArchiveUnavailable("the disk went away")
                     sent += 1
                     yield chunk
 
-            out.iter_chunks = chunks  # type: ignore[method-assign]
+            out.iter_sized = chunks  # type: ignore[method-assign]
             yield out
 
 

@@ -16,16 +16,17 @@ re-reading the task. Output URLs are resolved from the task every time and never
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 from videogen_server import errors
 from videogen_server.domain.video import ArchiveState, VideoRecord, VideoStatus, archive_key
-from videogen_server.services.message_sizes import MessageSizes
+from videogen_server.services.message_sizes import LargeMessageBudget, MessageSizes
 from videogen_server.services.ports import OutputArchive, OutputSource
 from videogen_server.services.videos import Videos
 
@@ -55,6 +56,7 @@ class ContentRelay:
         self._source = source
         self._chunk_size = chunk_size
         self._archive = archive  # None: the archive is off, every output is relayed from Runway
+        self._large_messages = LargeMessageBudget()  # archived reads above the chunk size, at once
 
     async def prepare(
         self, owner: str, video_id: str, *, index: int, offset: int, limit: int, deadline: float | None
@@ -106,12 +108,17 @@ class ContentRelay:
         header_sent = False
         if self._archive is not None and record.outputs[index].archive is ArchiveState.ARCHIVED:
             try:
-                async for item in self._from_archive(self._archive, record, index, offset, end):
-                    if isinstance(item, Chunk):
-                        position = item.offset + len(item.data)
-                    else:
-                        header_sent = True
-                    yield item
+                # aclosing: a caller gone mid-stream closes the read now (its file, its place in the
+                # large-message budget), not whenever the event loop finalizes the generator.
+                async with contextlib.aclosing(
+                    self._from_archive(self._archive, record, index, offset, end)
+                ) as items:
+                    async for item in items:
+                        if isinstance(item, Chunk):
+                            position = item.offset + len(item.data)
+                        else:
+                            header_sent = True
+                        yield item
                 return
             except (errors.ArchiveObjectMissing, errors.ArchiveUnavailable) as exc:
                 log.warning(
@@ -124,26 +131,33 @@ class ContentRelay:
                 )
                 if end is not None and position >= end:
                     return
-        async for item in self._relay(record, index, position, end, header_sent, deadline):
-            yield item
+        async with contextlib.aclosing(
+            self._relay(record, index, position, end, header_sent, deadline)
+        ) as relayed:
+            async for item in relayed:
+                yield item
 
     async def _from_archive(
         self, archive: OutputArchive, record: VideoRecord, index: int, offset: int, end: int | None
-    ) -> AsyncIterator[ContentHeader | Chunk]:
+    ) -> AsyncGenerator[ContentHeader | Chunk, None]:
         output = record.outputs[index]
         content_type = output.content_type or "video/mp4"
         if output.size_bytes is not None and offset == output.size_bytes:
             yield ContentHeader(content_type, output.size_bytes)  # an empty read at the end: valid
             return
         position = offset
-        sizes = MessageSizes(self._chunk_size)  # small for a slow reader, up to 1 MiB for a fast one
-        async with archive.open_read(archive_key(record.id, index), start=offset, end=end) as out:
-            yield ContentHeader(out.content_type or content_type, out.total_size)
-            async for data in out.iter_sized(sizes):
-                handed = time.monotonic()
-                yield Chunk(position, data)
-                sizes.taken(len(data), time.monotonic() - handed)  # the reader has taken it: how fast?
-                position += len(data)
+        # Small for a slow reader, up to 1 MiB for a fast one (within the service-wide budget).
+        sizes = MessageSizes(self._chunk_size, budget=self._large_messages)
+        try:
+            async with archive.open_read(archive_key(record.id, index), start=offset, end=end) as out:
+                yield ContentHeader(out.content_type or content_type, out.total_size)
+                async for data in out.iter_sized(sizes):
+                    handed = time.monotonic()
+                    yield Chunk(position, data)
+                    sizes.taken(len(data), time.monotonic() - handed)  # the reader has taken it: how fast?
+                    position += len(data)
+        finally:
+            sizes.close()
 
     async def _relay(
         self,
@@ -153,7 +167,7 @@ class ContentRelay:
         end: int | None,
         header_sent: bool,
         deadline: float | None,
-    ) -> AsyncIterator[ContentHeader | Chunk]:
+    ) -> AsyncGenerator[ContentHeader | Chunk, None]:
         """From Runway's output URL, bytes [position, end); the header first unless it was sent already."""
         offset = position
         resumes = refreshes = 0
