@@ -129,7 +129,7 @@ async def test_the_file_gets_writes_of_at_most_max_write_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A batch reaches the file in MAX_WRITE-byte write() calls: on the VMs this was measured on, one write
-    of 2 MiB or more cost ~7x the kernel time of 1 MiB ones (download.MAX_WRITE)."""
+    of 1 MiB or more cost 2-7x the kernel time of 256 KiB ones (download.MAX_WRITE)."""
     from videogen_client import download
 
     sizes: list[int] = []

@@ -34,10 +34,12 @@ resumed ``.part`` file already held)."""
 
 PART_SUFFIX = ".part"
 # The most bytes handed to one write() call. Measured on the 2-core VMs this was built on (Linux 6.18,
-# ext4; issue 11): writing 256 MiB to a new file cost 0.10 s of system time in 1 MiB (or 64/256/512 KiB)
-# writes and 0.70-0.83 s in 2, 4 or 8 MiB ones, every time (the kernel's copy into page-cache folios of
-# 2 MiB and more, memory the host has to back afresh). Smaller writes cost nothing elsewhere.
-MAX_WRITE = 1024 * 1024
+# ext4; issue 11), writing 256 MiB to a new file, system time: in 2, 4 or 8 MiB writes 0.70-0.83 s every
+# time; in 1 MiB writes 0.10 s in one hour and 0.27 s the next; in 256 or 512 KiB writes 0.08-0.20 s
+# (the kernel's copy into page-cache folios as large as the write, memory the host has to back afresh).
+# The async download with 4 MiB writes: 4.5 ms of CPU per MiB; 1 MiB: 2.4-3.9; 256 KiB: 1.5-1.9. Small
+# writes cost nothing elsewhere (1,024 system calls for 256 MiB).
+MAX_WRITE = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -227,10 +229,11 @@ class AsyncPartialDownload:
 
     Writes are batched: a message's bytes are copied into one buffer of WRITE_BATCH bytes, which goes to the
     thread in one hop once full (or when the stream ends, ``flush``), and to the file in writes of
-    MAX_WRITE bytes (one 4 MiB write cost 7x the kernel time of four 1 MiB ones: see MAX_WRITE; it was most
-    of what this class cost, 4.5 ms/MiB against 1.5 for the sync client's download). Copied, not kept:
-    holding the received messages until their batch was written freed 4 MiB of 256 KiB blocks at a time,
-    which glibc's malloc gives back to the kernel and then takes again, page by page, for the next batch.
+    MAX_WRITE bytes (one 4 MiB write cost up to 7x the kernel time of sixteen 256 KiB ones: see MAX_WRITE;
+    it was most of what this class cost, 4.5 ms/MiB against 1.5 for the sync client's download). Copied,
+    not kept: holding the received messages until their batch was written freed 4 MiB of 256 KiB blocks
+    at a time, which glibc's malloc gives back to the kernel and then takes again, page by page, for the
+    next batch.
     Measured on 256 MiB (issue 11): 1.83 ms of CPU per MiB, and 1.18 for the same code with malloc's trim
     and mmap thresholds raised (GLIBC_TUNABLES), i.e. the churn cost more than receiving. The copy costs
     ~0.05 ms/MiB, and each message is freed when the next one arrives. (A hop per message instead of a
