@@ -1,7 +1,9 @@
 """Get of a RUNNING video with 64 concurrent callers: upstream GETs are bounded by the freshness window
 (a Get reuses a poll younger than 1 s, and concurrent polls of one task are coalesced), not by callers.
 
-No watcher is attached, so no background poller runs: every upstream GET counted here is Get's own.
+No watcher is attached, but every unfinished video is followed (issue 11): its poller asks Runway every
+poll interval (5 s here) unless a poll is younger than the freshness window, which with 64 callers a Get's
+always is; so the GETs counted here are the Gets' own (before that skip: 9-10 in 8 s, one more per interval).
 """
 
 from __future__ import annotations

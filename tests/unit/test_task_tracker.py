@@ -347,3 +347,22 @@ async def test_an_answer_is_recorded_even_after_every_waiter_left(runway, coordi
             assert [r.status for r in store.saved] == [VideoStatus.IN_PROGRESS] and unheard == []
     finally:
         await tracker.close()
+
+
+async def test_the_poller_skips_its_interval_when_a_get_polled_moments_ago(runway, coordinator):
+    """A followed video's poller does not ask Runway again right after a Get's poll: that answer is younger
+    than the freshness window, which is all a Get itself would ask for."""
+    tracker = TaskTracker(MemoryStore(), runway, coordinator=coordinator, poll_interval=60.0, freshness=30.0)  # type: ignore[arg-type]
+    try:
+        runway.release.set()
+        record = await tracker.refresh(queued())  # a Get: one upstream read
+        assert runway.calls == 1
+        feed = tracker._feeds[VID]
+        assert await tracker.hold(VID)  # this instance follows the video (it holds its lease)
+        await tracker._step(feed)  # the poller's next interval, moments later
+        assert runway.calls == 1 and record.status is VideoStatus.IN_PROGRESS
+        feed.last_poll -= 31.0  # older than the window now: the poller asks
+        await tracker._step(feed)
+        assert runway.calls == 2
+    finally:
+        await tracker.close()
