@@ -381,10 +381,12 @@ class TaskTracker:
                 feed.settle(stored)
             return
         if feed.record.upstream_id:
-            if time.monotonic() - feed.last_poll < min(self._freshness, self._poll_interval):
+            if time.monotonic() - feed.last_poll < min(self._freshness, self._poll_interval / 2):
                 # A Get polled it moments ago (a poll this fresh is what a Get itself would reuse): that
                 # answer is this interval's. Asking again cost one upstream GET per interval on top of the
                 # Gets' own, since every unfinished video is followed (bench/get_running.py: 10 in 8 s).
+                # Half the interval at most: this poller's own last poll is always older (the jittered
+                # delay is >= 0.8 intervals), so however the two are configured it never skips itself.
                 return
             await self._poll(feed.record, None, self._freshness)
         # else: its create is in flight here, and publishes its outcome itself.
