@@ -366,3 +366,19 @@ async def test_the_poller_skips_its_interval_when_a_get_polled_moments_ago(runwa
         assert runway.calls == 2
     finally:
         await tracker.close()
+
+
+async def test_the_poller_never_skips_its_own_next_poll_whatever_the_settings(runway, coordinator):
+    """With the poll interval as short as the freshness window, the poller's own last poll (at least 0.8
+    of an interval ago: the jitter) is never taken for a Get's fresh one."""
+    tracker = TaskTracker(MemoryStore(), runway, coordinator=coordinator, poll_interval=10.0, freshness=10.0)  # type: ignore[arg-type]
+    try:
+        runway.release.set()
+        await tracker.refresh(queued())
+        feed = tracker._feeds[VID]
+        assert await tracker.hold(VID)
+        feed.last_poll -= 8.0  # the shortest jittered delay after its own poll
+        await tracker._step(feed)
+        assert runway.calls == 2
+    finally:
+        await tracker.close()
