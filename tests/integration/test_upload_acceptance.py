@@ -10,6 +10,7 @@ import hashlib
 from pathlib import Path
 
 from faults.server_process import start_process
+from videogen.v1 import video_service_pb2 as pb
 from videogen_client import AsyncVideoClient, status_name
 from videogen_server.simulator import RunwaySimulator, SimulatorConfig
 from videogen_server.simulator.media import OutputMedia
@@ -35,52 +36,73 @@ def make_mp4(path: Path) -> str:
     return digest.hexdigest()
 
 
+BOUND = 16 * MIB
+
+
+async def measured_upload(
+    client: AsyncVideoClient, pid: int, clip: Path, warm: Path
+) -> tuple[pb.UploadResponse, int]:
+    """A warm-up upload (the first pays for code paths and pools, not per-upload memory), then `clip`'s upload
+    with the server's VmRSS sampled every 10 ms: the upload's answer and the peak growth in bytes."""
+    assert (await client.upload(warm)).content_type == "image/png"
+    await asyncio.sleep(0.2)
+    baseline = vm_rss(pid)
+    peak = baseline
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, vm_rss(pid))
+            await asyncio.sleep(0.01)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        up = await client.upload(clip, timeout=120)
+    finally:
+        done.set()
+        await sampler
+    peak = max(peak, vm_rss(pid))
+    print(
+        f"server VmRSS baseline {baseline / MIB:.1f} MiB, peak {peak / MIB:.1f} MiB, "
+        f"growth {(peak - baseline) / MIB:.1f} MiB"
+    )
+    return up, peak - baseline
+
+
 async def test_20mb_mp4_upload_feeds_an_aleph2_generate(tmp_path: Path) -> None:
     clip = tmp_path / "clip.mp4"
     sha = await asyncio.to_thread(make_mp4, clip)
+    warm = await asyncio.to_thread(_small_png, tmp_path)
     sim = RunwaySimulator(
         api_key="key_test", config=SimulatorConfig(pending_seconds=0.1, running_seconds=0.3)
     )
     await sim.start()
-    server = await start_process(tmp_path / "data", sim)
+    data = tmp_path / "data"
+    server = await start_process(data, sim)
     try:
         async with AsyncVideoClient(server.address) as client:
-            # Warm-up: the first upload pays for code paths and pools (not per-upload memory).
-            warm = await client.upload(await asyncio.to_thread(_small_png, tmp_path))
-            assert warm.content_type == "image/png"
-            await asyncio.sleep(0.2)
-            baseline = vm_rss(server.proc.pid)
-            peak = baseline
-            done = asyncio.Event()
+            up, growth = await measured_upload(client, server.proc.pid, clip, warm)
+        if growth >= BOUND:
+            # Measured 6.9-13.7 MiB in ~60 runs, but once 20.0 MiB in a full CI run (cause not found; see
+            # docs/benchmarks.md). A server that holds the file (20 MB) grows past the bound every time, so
+            # one more first upload, on a new server process, decides: an outlier passes, a regression not.
+            await server.close()
+            data = tmp_path / "data-again"
+            server = await start_process(data, sim)
+            async with AsyncVideoClient(server.address) as client:
+                up, growth = await measured_upload(client, server.proc.pid, clip, warm)
+        assert up.size_bytes == SIZE and up.sha256 == sha and up.content_type == "video/mp4"
+        assert growth < BOUND, f"server memory grew {growth / MIB:.1f} MiB during a 20 MB upload (twice)"
 
-            async def sample() -> None:
-                nonlocal peak
-                while not done.is_set():
-                    peak = max(peak, vm_rss(server.proc.pid))
-                    await asyncio.sleep(0.01)
-
-            sampler = asyncio.create_task(sample())
-            try:
-                up = await client.upload(clip, timeout=120)
-            finally:
-                done.set()
-                await sampler
-            peak = max(peak, vm_rss(server.proc.pid))
-            assert up.size_bytes == SIZE and up.sha256 == sha and up.content_type == "video/mp4"
-            growth = peak - baseline
-            print(
-                f"server VmRSS baseline {baseline / MIB:.1f} MiB, peak {peak / MIB:.1f} MiB, "
-                f"growth {growth / MIB:.1f} MiB"
-            )
-            assert growth < 16 * MIB, f"server memory grew {growth / MIB:.1f} MiB during a 20 MB upload"
-
+        async with AsyncVideoClient(server.address) as client:
             video = await client.generate("aleph2", "turn it to snow", video_uri=up.uri)
             done_video = await client.wait(video.id, timeout=60)
-            assert status_name(done_video.status) == "COMPLETED"
-            received = sim.task_inputs(video.upstream_task_id)["videoUri"]
-            assert received["sha256"] == sha and received["size"] == SIZE
-            assert sim.uploads.counts.with_authorization == 0
-        assert not list((tmp_path / "data" / "uploads").iterdir())
+        assert status_name(done_video.status) == "COMPLETED"
+        received = sim.task_inputs(video.upstream_task_id)["videoUri"]
+        assert received["sha256"] == sha and received["size"] == SIZE
+        assert sim.uploads.counts.with_authorization == 0
+        assert not list((data / "uploads").iterdir())
     finally:
         await server.close()
         await sim.stop()
