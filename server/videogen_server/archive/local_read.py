@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from videogen_server import errors
+from videogen_server.archive.chunk_sizes import fixed, next_chunk_size
 
 __all__ = ["LocalObjectRead", "open_local", "safe_key"]
 
@@ -43,12 +44,6 @@ def safe_key(key: str) -> bool:
     """Whether `key` names the file ``root/key`` exactly as obstore's LocalStore stores it (plain path
     segments: no percent-encoding, no ``.`` or ``..``). Other keys are left to obstore."""
     return _SAFE_KEY.fullmatch(key) is not None and not any(p in (".", "..") for p in key.split("/"))
-
-
-def _positive(size: int) -> int:
-    if size <= 0:
-        raise ValueError("a chunk size must be positive")
-    return size
 
 
 def _read_into(fd: int, view: memoryview, position: int) -> int:
@@ -111,14 +106,12 @@ class LocalObjectRead:
         return self._content_type
 
     def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes | memoryview]:
-        if chunk_size <= 0:
-            raise ValueError("chunk_size must be positive")
-        return self.iter_sized(lambda: chunk_size)
+        return self.iter_sized(fixed(chunk_size))
 
     async def iter_sized(self, next_size: Callable[[], int]) -> AsyncIterator[bytes | memoryview]:
         position = self._start
         while position < self._stop:
-            size = min(_positive(next_size()), self._stop - position)
+            size = min(next_chunk_size(next_size), self._stop - position)
             buffer = bytearray(size)  # a fresh one per chunk: the caller may keep what it was given
             view = memoryview(buffer)
             got = self._read_cached(view, position)

@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from videogen_server import errors
+from videogen_server.archive.chunk_sizes import fixed, next_chunk_size
 
 __all__ = ["MemoryArchive"]
 
@@ -47,16 +48,12 @@ class _MemoryRead:
         return self._content_type
 
     def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes]:
-        if chunk_size <= 0:
-            raise ValueError("chunk_size must be positive")
-        return self.iter_sized(lambda: chunk_size)
+        return self.iter_sized(fixed(chunk_size))
 
     async def iter_sized(self, next_size: Callable[[], int]) -> AsyncIterator[bytes]:
         pos = 0
         while pos < len(self._view):
-            size = next_size()
-            if size <= 0:
-                raise ValueError("a chunk size must be positive")
+            size = next_chunk_size(next_size)
             await asyncio.sleep(0)  # a real read awaits I/O between chunks: give others the same chances
             if self._archive.fail_reads:
                 raise errors.ArchiveUnavailable("memory archive: read failed (fault injected)")
