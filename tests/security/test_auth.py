@@ -99,22 +99,21 @@ BAD_CREDENTIALS: list[tuple[tuple[str, str], ...]] = [
 
 
 async def test_missing_or_wrong_credentials_are_unauthenticated_on_every_rpc(quiet):
-    authed = quiet
     video = (
-        await authed.stub.Generate(pb.GenerateRequest(model="gen4.5", prompt="mine"), metadata=bearer(ALICE))
+        await quiet.stub.Generate(pb.GenerateRequest(model="gen4.5", prompt="mine"), metadata=bearer(ALICE))
     ).video
-    before = dict(authed.simulator.request_counts)
+    before = dict(quiet.simulator.request_counts)
     for metadata in BAD_CREDENTIALS:
-        for call in _all_rpcs(authed, video.id, metadata):
+        for call in _all_rpcs(quiet, video.id, metadata):
             err = await expect_error(call)
             assert err.code == grpc.StatusCode.UNAUTHENTICATED, metadata
             assert err.reason == "MISSING_OR_INVALID_CREDENTIALS" and err.error_infos == 1
             assert ALICE not in err.message and BOB not in err.message
-        for stream in _all_streams(authed, video.id, metadata):
+        for stream in _all_streams(quiet, video.id, metadata):
             err = await expect_stream_error(stream)
             assert err.code == grpc.StatusCode.UNAUTHENTICATED, metadata
     # Nothing reached Runway for any of them.
-    assert dict(authed.simulator.request_counts) == before
+    assert dict(quiet.simulator.request_counts) == before
 
 
 async def test_scheme_is_case_insensitive_and_both_keys_work(authed):
@@ -126,12 +125,11 @@ async def test_scheme_is_case_insensitive_and_both_keys_work(authed):
 
 
 async def test_another_callers_video_is_not_found_on_every_rpc_and_costs_nothing(quiet):
-    authed = quiet
-    stub, sim = authed.stub, authed.simulator
+    stub, sim = quiet.stub, quiet.simulator
     done = (
         await stub.Generate(pb.GenerateRequest(model="gen4.5", prompt="done"), metadata=bearer(ALICE))
     ).video
-    await _get_until_terminal(authed, done.id, bearer(ALICE))
+    await _get_until_terminal(quiet, done.id, bearer(ALICE))
     sim.config.running_seconds = 30.0  # the next one stays running for the whole test
     running = (
         await stub.Generate(pb.GenerateRequest(model="gen4.5", prompt="run"), metadata=bearer(ALICE))
@@ -140,11 +138,11 @@ async def test_another_callers_video_is_not_found_on_every_rpc_and_costs_nothing
 
     before = dict(sim.request_counts)
     for video_id in (done.id, running.id, missing):
-        for call in _all_rpcs(authed, video_id, bearer(BOB), generate=False):
+        for call in _all_rpcs(quiet, video_id, bearer(BOB), generate=False):
             err = await expect_error(call)
             assert err.code == grpc.StatusCode.NOT_FOUND
             assert err.resource_name == video_id and err.reason == "VIDEO_NOT_FOUND"
-        for stream in _all_streams(authed, video_id, bearer(BOB)):
+        for stream in _all_streams(quiet, video_id, bearer(BOB)):
             err = await expect_stream_error(stream)
             assert err.code == grpc.StatusCode.NOT_FOUND and err.resource_name == video_id
     # Bob's calls never reached Runway: no task read, no DELETE, no download.
