@@ -51,9 +51,11 @@ run-replicas: install
 	$(PY) tools/run_replicas.py -n $(N) $(if $(REDIS_PORT),--redis-port $(REDIS_PORT))
 
 ## Every test: unit, integration (real server + simulator on loopback), grpcurl recipes, Node client, API docs, SDK oracle.
-## Two workers (pytest-xdist): each test still gets its own servers, ports and temp dirs.
+## Two workers (pytest-xdist): each test still gets its own servers, ports and temp dirs. Then the few
+## tests that measure a process's memory (marked `alone`), one at a time with nothing beside them.
 test: install proto-check node
-	$(PY) -m pytest -q -m "not faults" -n 2
+	$(PY) -m pytest -q -m "not faults and not alone" -n 2
+	$(PY) -m pytest -q -m "alone and not faults"
 
 ## The benchmark suite (bench/): each target printed MET or MISSED with its figure; results in docs/benchmarks.md.
 bench: install

@@ -304,6 +304,7 @@ async def peak_growth(work: asyncio.Future[object] | asyncio.Task[object]) -> in
     return max(peak, rss()) - base
 
 
+@pytest.mark.alone  # this process's RSS, against a bound (40 MiB) not far above what it needs (~30)
 @pytest.mark.parametrize("engine", ["file", "s3"])
 async def test_put_and_read_memory_stays_bounded(
     engine: str, tmp_path: Path, request: pytest.FixtureRequest

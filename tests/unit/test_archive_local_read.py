@@ -124,6 +124,7 @@ def rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+@pytest.mark.alone  # this process's RSS: nothing else may run in it meanwhile
 async def test_open_reads_hold_one_chunk_each(archive: ObjectStoreArchive) -> None:
     """24 reads of a 16 MiB object, each paused after its first chunk, grow RSS by far less than the
     24 x 8 MiB that 4 MiB segments with one read ahead held (loosely: under 48 MiB; one chunk each is 6)."""
